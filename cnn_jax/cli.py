@@ -1,0 +1,148 @@
+"""`cnn-jax`: train, eval, inspect models, prepare data.
+
+    cnn-jax train --config configs/mnist_lenet5.py --workdir runs/x --config.optimizer.lr=0.05
+    cnn-jax eval --workdir runs/x [--split test|val] [--checkpoint best|latest]
+    cnn-jax data import mnist --from PATH [--data_dir DIR]
+    cnn-jax data list [--data_dir DIR]
+    cnn-jax models [--family resnet]
+
+Errors a user can fix (bad config, missing data, bad input files) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+
+def _split_config_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separates `--config.a.b=v` / `--config.a.b v` overrides from the other arguments."""
+    rest, overrides = [], []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--config."):
+            if "=" in arg:
+                overrides.append(arg[len("--"):])
+            elif i + 1 < len(args):
+                overrides.append(f"{arg[len('--'):]}={args[i + 1]}")
+                i += 1
+            else:
+                overrides.append(arg[len("--"):])  # reported as not key=value
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, overrides
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cnn-jax", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a config; resumes if the workdir has checkpoints",
+                       epilog="Any config key can be overridden: --config.optimizer.lr=0.05")
+    t.add_argument("--config", required=True, help="a configs/*.py file with get_config()")
+    t.add_argument("--workdir", help="run directory (default runs/<config name>)")
+
+    e = sub.add_parser("eval", help="evaluate a run's best (or latest) checkpoint")
+    e.add_argument("--workdir", required=True)
+    e.add_argument("--split", default="test", choices=("test", "val"))
+    e.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+
+    d = sub.add_parser("data", help="prepare datasets")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    di = dsub.add_parser("import", help="import local copies into the tfds data_dir (offline)")
+    di.add_argument("name", help="mnist, fashion_mnist, cifar10, cifar100")
+    di.add_argument("--from", dest="path", required=True,
+                    help="a folder of the standard distribution files, an archive, or an .npz")
+    di.add_argument("--data_dir", help="tfds data_dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    dl = dsub.add_parser("list", help="datasets prepared in the data_dir")
+    dl.add_argument("--data_dir")
+
+    m = sub.add_parser("models", help="list registered models")
+    m.add_argument("--family")
+
+    s = sub.add_parser("summary", help="per-layer shapes, activations, parameters and multiply-adds")
+    s.add_argument("--model", required=True, help="a registered model name (`cnn-jax models`)")
+    s.add_argument("--input", help="H,W,C of one image (default: the model's registered input)")
+    s.add_argument("--num_classes", type=int, help="classifier width (default: the model's)")
+    s.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    s.add_argument("--receptive-field", dest="receptive_field", action="store_true",
+                   help="print each layer's receptive field (size, jump, start) instead")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    rest, overrides = _split_config_overrides(argv)
+    args = _parser().parse_args(rest)
+    if overrides and args.command != "train":
+        print("error: --config.* overrides only apply to `cnn-jax train`", file=sys.stderr)
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from cnn_jax.config import ConfigError
+    from cnn_jax.data.catalog import DataImportError, DataNotPreparedError
+    from cnn_jax.training.loop import NonFiniteLossError
+
+    try:
+        return _dispatch(args, overrides)
+    except (ConfigError, DataImportError, DataNotPreparedError, NonFiniteLossError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args, overrides: list[str]) -> int:
+    if args.command == "train":
+        from pathlib import Path
+
+        from cnn_jax.config import load_config
+        from cnn_jax.training.loop import train_and_evaluate
+
+        config = load_config(args.config, overrides)
+        workdir = args.workdir or str(Path("runs") / Path(args.config).stem)
+        results = train_and_evaluate(config, workdir)
+        print(json.dumps(results, indent=2))
+        return 0
+    if args.command == "eval":
+        from cnn_jax.training.loop import evaluate_workdir
+
+        print(json.dumps(evaluate_workdir(args.workdir, args.split, args.checkpoint), indent=2))
+        return 0
+    if args.command == "data":
+        from cnn_jax.data import catalog
+
+        if args.data_command == "import":
+            from cnn_jax.data import data_main_import
+
+            print(data_main_import(args.name, args.path, args.data_dir))
+        else:
+            data_dir = args.data_dir or catalog.default_data_dir()
+            for line in catalog.list_prepared(data_dir):
+                print(line)
+        return 0
+    if args.command == "models":
+        from cnn_jax.models import get_model_spec, list_models
+
+        for name in list_models(args.family):
+            s = get_model_spec(name)
+            print(f"{name:24s} {s.family:12s} {'x'.join(map(str, s.input_shape)):12s} {s.description}")
+        return 0
+    if args.command == "summary":
+        from cnn_jax.analysis import summary_command
+
+        try:
+            text = summary_command(args.model, args.input, args.num_classes, args.json, args.receptive_field)
+        except ValueError as e:  # unknown model, malformed --input
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(text)
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

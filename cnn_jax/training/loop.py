@@ -1,0 +1,394 @@
+"""The trainer: `train_and_evaluate(config, workdir)`, one run read top to bottom.
+
+Sections: workdir and logging · mesh · input · model and optimizer · sharding and steps ·
+checkpoints and resume · the loop (train, log, evaluate, checkpoint) · final test.
+
+A run is a pure function of its config: one PRNG key from `config.seed` initialises the model
+and seeds dropout (folded with the step number) and the input order (fixed by seed and epoch),
+so a run restarted from its newest checkpoint ends with the same parameters as one that never
+stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from cnn_jax.config import ConfigError, from_dict, to_dict, validate_config
+from cnn_jax.metrics import summarize
+from cnn_jax.models import create_model
+from cnn_jax.optim import create_optimizer
+from cnn_jax.training import sharding
+from cnn_jax.training.checkpoint import RunCheckpoints
+from cnn_jax.training.state import count_params, create_train_state, init_variables
+from cnn_jax.training.steps import make_steps, zero_metrics
+
+log = logging.getLogger("cnn_jax")
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+# --------------------------------------------------------------------------------------------
+# Workdir, logging, metric writers
+# --------------------------------------------------------------------------------------------
+class MetricWriter:
+    """Writes each record to workdir/metrics.jsonl and to TensorBoard event files (workdir/tb)."""
+
+    def __init__(self, workdir: Path, enabled: bool = True):
+        self.enabled = enabled
+        if not enabled:
+            return
+        from tensorboardX import SummaryWriter
+
+        self._jsonl = open(workdir / "metrics.jsonl", "a", buffering=1)
+        self._tb = SummaryWriter(str(workdir / "tb"))
+
+    def write(self, step: int, split: str, values: dict, **extra) -> None:
+        if not self.enabled:
+            return
+        record = {"step": int(step), "split": split, **extra, **values}
+        self._jsonl.write(json.dumps(record) + "\n")
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and key != "count":
+                self._tb.add_scalar(f"{split}/{key}", value, int(step))
+
+    def close(self) -> None:
+        if self.enabled:
+            self._jsonl.close()
+            self._tb.close()
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """Console log lines printed through tqdm, so they do not break a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def _setup_logging(workdir: Path) -> logging.Handler:
+    log.setLevel(logging.INFO)
+    log.propagate = False  # absl installs a root handler; print each line once
+    if not any(isinstance(h, _TqdmHandler) for h in log.handlers):
+        console = _TqdmHandler()
+        console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        log.addHandler(console)
+    file_handler = logging.FileHandler(workdir / "log.txt")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(file_handler)
+    return file_handler
+
+
+def _save_or_check_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
+    """Keeps the run's config in its workdir; refuses to resume a run of a different setup."""
+    path = workdir / "config.json"
+    if path.exists():
+        saved = from_dict(json.loads(path.read_text()))
+        for key in ("model.name", "data.name", "batch_size", "seed"):
+            a, b = _get(saved, key), _get(config, key)
+            if a != b:
+                raise ConfigError(
+                    f"workdir {workdir} holds a run with {key}={a!r}, this config has {b!r}: "
+                    "use a new --workdir (or the original config to resume)"
+                )
+        if saved.to_dict() != config.to_dict():
+            log.warning("resuming with a config that differs from %s; saving the new one", path)
+    path.write_text(json.dumps(to_dict(config), indent=2, sort_keys=True))
+
+
+def _get(config, dotted: str):
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGTERM/SIGINT set a flag the loop checks after each step (then it checkpoints and exits)."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, _frame):
+        log.warning("received %s: saving a checkpoint at the current step, then stopping",
+                    signal.Signals(signum).name)
+        flag.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _progress(total: int, initial: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, leave=False,
+                dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+    """Trains `config` in `workdir` (resuming from its newest checkpoint) and returns results.
+
+    Returns the dict also written to `workdir/results.json`: test metrics of the best
+    checkpoint by validation accuracy (or of the final one when there is no validation split),
+    epochs, steps, wall seconds. If the run is stopped by SIGTERM/SIGINT it checkpoints the
+    current step and returns `{"status": "preempted", ...}` without writing results.json.
+    """
+    start_time = time.time()
+    # ---- workdir and logging ----------------------------------------------------------------
+    mesh = sharding.create_mesh()
+    validate_config(config, num_devices=mesh.size)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    file_handler = _setup_logging(workdir)
+    try:
+        return _run(config, workdir, mesh, start_time)
+    finally:
+        log.removeHandler(file_handler)
+        file_handler.close()
+
+
+def _run(config, workdir: Path, mesh, start_time: float) -> dict:
+    _save_or_check_config(config, workdir)
+    is_main = jax.process_index() == 0
+    writer = MetricWriter(workdir, enabled=is_main)
+    log.info("devices: %d x %s, mesh %s", mesh.size, mesh.devices.flat[0].platform, dict(mesh.shape))
+
+    # ---- input --------------------------------------------------------------------------------
+    from cnn_jax.data.pipeline import create_input_pipeline
+
+    data = create_input_pipeline(
+        config.data,
+        seed=config.seed,
+        batch_size=config.batch_size,
+        eval_batch_size=config.eval_batch_size,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    spec = data.spec
+    steps_per_epoch = data.steps_per_epoch
+    if steps_per_epoch < 1:
+        raise ConfigError(
+            f"batch_size={config.batch_size} is larger than the {data.num_train} training examples: "
+            "lower batch_size"
+        )
+    total_steps = steps_per_epoch * config.num_epochs
+    log.info("data %s: %d train / %d val / %d test, %d steps per epoch", spec.name, data.num_train,
+             data.num_val, data.num_test, steps_per_epoch)
+
+    # ---- model and optimizer ----------------------------------------------------------------------
+    model = create_model(config.model.name, num_classes=spec.num_classes,
+                         dtype=DTYPES[config.model.dtype], **config.model.kwargs.to_dict())
+    init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
+    tx, schedule = create_optimizer(config.optimizer, steps_per_epoch, config.num_epochs)
+
+    # ---- sharding and steps -------------------------------------------------------------------------
+    # Parameters and optimizer state are replicated; batches are split over the `data` axis.
+    replicated = sharding.replicated(mesh)
+    state = jax.jit(
+        lambda key: create_train_state(model, tx, init_variables(model, key, spec.image_shape)),
+        out_shardings=replicated,
+    )(init_key)
+    state_sharding = jax.tree.map(lambda _: replicated, state)
+    log.info("model %s: %s parameters", config.model.name, f"{count_params(state.params):,}")
+    train_step, eval_step = make_steps(
+        mesh, state_sharding, sharding.batch_sharding(mesh), dropout_key=dropout_key,
+        mean=spec.mean, std=spec.std, label_smoothing=config.loss.label_smoothing,
+    )
+
+    def evaluate(split: str, state) -> dict:
+        sums = jax.device_put(zero_metrics(), replicated)
+        for batch in data.eval_batches(split):
+            sums = eval_step(state, sums, sharding.shard_batch(batch, mesh))
+        return summarize(sums)
+
+    # ---- checkpoints and resume ---------------------------------------------------------------------
+    ckpt = RunCheckpoints(workdir, keep=config.keep_checkpoints)
+    restored = ckpt.restore_latest(state.checkpoint_items())
+    if restored is not None:
+        state = state.restore_items(restored)
+        log.info("resumed from step %d (%s)", int(state.step), workdir / "checkpoints")
+    best_val = ckpt.best_val_accuracy()
+    step = int(state.step)
+
+    # ---- the loop -----------------------------------------------------------------------------------
+    sums = jax.device_put(zero_metrics(), replicated)
+    images_per_step = config.batch_size
+    last_log_step, last_log_time = step, time.time()
+    compile_seconds = None
+    preempted = False
+    with _stop_on_signals() as stop:
+        while step < total_steps and not preempted:
+            epoch = step // steps_per_epoch
+            bar = _progress(steps_per_epoch, step % steps_per_epoch,
+                            f"epoch {epoch + 1}/{config.num_epochs}", config.progress_bar and is_main)
+            for batch in data.train_batches(epoch, start_step=step % steps_per_epoch):
+                t0 = time.time()
+                state, sums = train_step(state, sums, sharding.shard_batch(batch, mesh))
+                step += 1
+                bar.update(1)
+                if compile_seconds is None:
+                    jax.block_until_ready(sums)
+                    compile_seconds = time.time() - t0
+                    log.info("first train step (compilation included) took %.1f s", compile_seconds)
+                    last_log_step, last_log_time = step, time.time()
+                if step % config.log_every_steps == 0 or step % steps_per_epoch == 0:
+                    train_metrics = summarize(sums)
+                    _check_finite(sums, step, ckpt)
+                    now = time.time()
+                    ips = (step - last_log_step) * images_per_step / max(now - last_log_time, 1e-9)
+                    last_log_step, last_log_time = step, now
+                    lr = float(schedule(step - 1))
+                    writer.write(step, "train", {**train_metrics, "images_per_second": ips, "lr": lr},
+                                 epoch=step / steps_per_epoch)
+                    bar.set_postfix(loss=f"{train_metrics['loss']:.4f}",
+                                    acc=f"{train_metrics['accuracy']:.4f}", img_s=f"{ips:,.0f}")
+                    sums = jax.device_put(zero_metrics(), replicated)
+                if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+                    ckpt.save_latest(step, state.checkpoint_items())
+                if stop.is_set():
+                    _check_finite(sums, step, ckpt)
+                    ckpt.save_latest(step, state.checkpoint_items(), force=True)
+                    ckpt.wait()
+                    log.warning("stopped at step %d; the next start of this command resumes there", step)
+                    preempted = True
+                    break
+            bar.close()
+            if preempted or step % steps_per_epoch:
+                continue
+            # End of an epoch: evaluate, log, checkpoint (latest, and best by validation).
+            epoch_done = step // steps_per_epoch
+            record = {"epoch": epoch_done}
+            if data.num_val:
+                val = evaluate("val", state)
+                writer.write(step, "val", val, epoch=epoch_done)
+                record["val"] = val
+                if val["accuracy"] > best_val:
+                    best_val = val["accuracy"]
+                    ckpt.save_best(step, state.checkpoint_items(), best_val)
+            ckpt.save_latest(step, state.checkpoint_items())
+            log.info("epoch %d/%d (step %d): %s", epoch_done, config.num_epochs, step,
+                     _fmt(record.get("val"), "val") or "no validation split")
+            last_log_time = time.time()  # images/s counts training only, not evaluation
+
+    ckpt.wait()
+    if preempted:
+        ckpt.close()
+        writer.close()
+        return {"status": "preempted", "step": step}
+
+    # ---- final test ---------------------------------------------------------------------------------
+    results = {"status": "finished", "epochs": config.num_epochs, "steps": step,
+               "model": config.model.name, "dataset": spec.name}
+    final_test = evaluate("test", state)
+    results["test_final"] = final_test
+    best = ckpt.restore_best(state.checkpoint_items()) if data.num_val else None
+    if best is not None:
+        results["test"] = evaluate("test", state.restore_items(best))
+        results["checkpoint"] = f"best by validation accuracy (step {int(best['step'])}, val {best_val:.4f})"
+        results["val_best_accuracy"] = best_val
+    else:
+        results["test"] = final_test
+        results["checkpoint"] = f"final (step {step})"
+    writer.write(step, "test", results["test"])
+    results["wall_seconds"] = round(time.time() - start_time, 1)
+    results["compile_seconds"] = round(compile_seconds, 1) if compile_seconds else None
+    log.info("test (%s): %s", results["checkpoint"], _fmt(results["test"], "test"))
+    if is_main:
+        (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    ckpt.close()
+    writer.close()
+    return results
+
+
+def _check_finite(sums: dict, step: int, ckpt: RunCheckpoints) -> None:
+    if float(sums["nonfinite"]) > 0 or not math.isfinite(float(sums["loss"])):
+        ckpt.wait()
+        last = ckpt.latest.latest_step()
+        where = f"the last good checkpoint (step {last}) is intact" if last is not None else "no checkpoint was written"
+        raise NonFiniteLossError(
+            f"training loss became NaN/inf before step {step}; {where}: lower optimizer.lr or "
+            "set optimizer.grad_clip_norm"
+        )
+
+
+def _fmt(metrics: dict | None, prefix: str) -> str:
+    if not metrics:
+        return ""
+    return (f"{prefix} loss {metrics['loss']:.4f}, accuracy {metrics['accuracy']:.4f}, "
+            f"top-5 {metrics['top5_accuracy']:.4f} ({metrics['count']} examples)")
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation of a finished (or interrupted) run
+# --------------------------------------------------------------------------------------------
+def evaluate_workdir(workdir: str | Path, split: str = "test", checkpoint: str = "best") -> dict:
+    """Evaluates the run in `workdir` on `split` with its best (or latest) checkpoint."""
+    workdir = Path(workdir)
+    path = workdir / "config.json"
+    if not path.exists():
+        raise ConfigError(f"{workdir} holds no run (no config.json): pass the --workdir of a `cnn-jax train`")
+    config = from_dict(json.loads(path.read_text()))
+    mesh = sharding.create_mesh()
+    validate_config(config, num_devices=mesh.size)
+    from cnn_jax.data.pipeline import create_input_pipeline
+
+    data = create_input_pipeline(config.data, seed=config.seed, batch_size=config.batch_size,
+                                 eval_batch_size=config.eval_batch_size,
+                                 process_index=jax.process_index(), process_count=jax.process_count())
+    if split == "val" and not data.num_val:
+        raise ConfigError("this run has no validation split (data.val_size=0): use --split test")
+    model = create_model(config.model.name, num_classes=data.spec.num_classes,
+                         dtype=DTYPES[config.model.dtype], **config.model.kwargs.to_dict())
+    tx, _ = create_optimizer(config.optimizer, max(data.steps_per_epoch, 1), config.num_epochs)
+    replicated = sharding.replicated(mesh)
+    state = jax.jit(lambda key: create_train_state(model, tx, init_variables(model, key, data.spec.image_shape)),
+                    out_shardings=replicated)(jax.random.key(0))
+    ckpt = RunCheckpoints(workdir, keep=config.keep_checkpoints)
+    items = None
+    used = checkpoint
+    if checkpoint == "best":
+        items = ckpt.restore_best(state.checkpoint_items())
+        if items is None:
+            used = "latest"
+    if items is None:
+        items = ckpt.restore_latest(state.checkpoint_items())
+    ckpt.close()
+    if items is None:
+        raise ConfigError(f"{workdir} has no checkpoint yet: train first")
+    state = state.restore_items(items)
+    _, eval_step = make_steps(mesh, jax.tree.map(lambda _: replicated, state), sharding.batch_sharding(mesh),
+                              dropout_key=jax.random.key(0), mean=data.spec.mean, std=data.spec.std,
+                              label_smoothing=0.0)
+    sums = jax.device_put(zero_metrics(), replicated)
+    for batch in data.eval_batches(split):
+        sums = eval_step(state, sums, sharding.shard_batch(batch, mesh))
+    metrics = summarize(sums)
+    return {"split": split, "checkpoint": used, "step": int(np.asarray(state.step)), **metrics}

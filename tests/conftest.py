@@ -1,0 +1,39 @@
+"""Shared test fixtures: repository paths and the real data in ../shared/data."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Tests run on the CPU; several use 8 fake devices through a subprocess (see tests/training).
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = REPO_ROOT / "configs"
+SHARED_DATA = Path(os.environ.get("CNN_JAX_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data beside the clone (CI provides it). Its absence is a setup error, not a skip."""
+    if not (SHARED_DATA / "mnist.npz").exists():
+        pytest.fail(f"real data not found at {SHARED_DATA}: put the shared/ folder beside the clone "
+                    "or set CNN_JAX_SHARED_DATA")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def mnist_data_dir(shared_data, tmp_path_factory):
+    """tfds data_dir holding a 4,096/1,000 train/test slice of the real MNIST."""
+    root = tmp_path_factory.mktemp("tfds")
+    with np.load(shared_data / "mnist.npz") as d:
+        small = {"x_train": d["x_train"][:4096], "y_train": d["y_train"][:4096],
+                 "x_test": d["x_test"][:1000], "y_test": d["y_test"][:1000]}
+    npz = root / "mnist_small.npz"
+    np.savez(npz, **small)
+    from cnn_jax.data import import_local
+
+    counts = import_local("mnist", npz, root)
+    assert counts == {"train": 4096, "test": 1000}
+    return root

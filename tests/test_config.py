@@ -1,0 +1,91 @@
+"""The config schema: overrides are typed, typos and impossible setups fail early in one line."""
+
+import pytest
+
+from cnn_jax.config import ConfigError, apply_overrides, base_config, from_dict, load_config, validate_config
+
+from conftest import CONFIGS
+
+LENET5 = str(CONFIGS / "mnist_lenet5.py")
+
+
+def test_overrides_are_parsed_to_the_type_of_the_key_they_replace():
+    c = load_config(LENET5, ["optimizer.lr=1", "data.augment.horizontal_flip=true",
+                             "optimizer.decay_epochs=(3, 6)", "model.name=lenet1", "num_epochs=3"])
+    assert c.optimizer.lr == 1.0 and isinstance(c.optimizer.lr, float)
+    assert c.data.augment.horizontal_flip is True
+    assert c.optimizer.decay_epochs == (3, 6)
+    assert c.model.name == "lenet1"
+    assert c.num_epochs == 3
+
+
+def test_model_kwargs_accept_new_keys():
+    c = base_config()
+    apply_overrides(c, ["model.kwargs.activation=relu", "model.kwargs.dropout_rate=0.5"])
+    assert c.model.kwargs.to_dict() == {"activation": "relu", "dropout_rate": 0.5}
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optimizer.lrr=0.1", "did you mean 'optimizer.lr'"),
+        ("optimizr.lr=0.1", "did you mean 'optimizer'"),
+        ("optimizer.lr=fast", "takes a number"),
+        ("num_epochs=2.5", "takes an integer"),
+        ("data.augment.horizontal_flip=maybe", "true or false"),
+        ("optimizer=3", "is a section"),
+        ("seed", "key=value"),
+    ],
+)
+def test_bad_overrides_fail_with_one_line_naming_the_fix(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(LENET5, [override])
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_a_misspelt_key_in_a_config_file_fails(tmp_path):
+    path = tmp_path / "bad.py"
+    path.write_text("from cnn_jax.config import base_config\n"
+                    "def get_config():\n    c = base_config()\n    c.optimiser = 1\n    return c\n")
+    with pytest.raises(ConfigError, match="bad.py"):
+        load_config(path)
+
+
+def test_missing_config_file_is_named():
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(CONFIGS / "no_such_config.py")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model.name=lenet6"], "unknown model 'lenet6'"),
+        (["data.name=mnst"], "unknown dataset 'mnst'"),
+        (["batch_size=100"], "does not split over 8 devices"),
+        (["optimizer.name=adagrad"], "optimizer.name='adagrad' is not one of"),
+        (["optimizer.lr=0"], "must be positive"),
+        (["model.kwargs.no_such_field=1"], "model.kwargs do not fit model 'lenet5'"),
+    ],
+)
+def test_validate_config_rejects_setups_that_cannot_run(overrides, message):
+    c = load_config(LENET5, overrides)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(c, num_devices=8)
+
+
+def test_validate_config_rejects_images_too_small_for_the_model():
+    # AlexNet's stride-4 11x11 stem and three 3x3/2 poolings cannot run on 28x28 MNIST digits.
+    c = load_config(LENET5, ["model.name=alexnet_lrn"])
+    with pytest.raises(ConfigError, match=r"cannot take 28x28x1 images from mnist"):
+        validate_config(c, num_devices=1)
+
+
+def test_shipped_configs_validate():
+    for name in ("mnist_lenet5", "mnist_lenet1", "mnist_mlp", "cifar10_lenet5"):
+        validate_config(load_config(CONFIGS / f"{name}.py"), num_devices=1)
+
+
+def test_saved_config_round_trips():
+    c = load_config(LENET5, ["optimizer.decay_epochs=(3,)", "model.kwargs.activation=relu"])
+    assert from_dict(c.to_dict()).to_dict() == c.to_dict()

@@ -1,0 +1,90 @@
+"""train_and_evaluate end to end on real MNIST digits: metrics, checkpoints, results, failures."""
+
+import json
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from trainer_utils import small_config
+
+from cnn_jax.training.loop import NonFiniteLossError, evaluate_workdir, train_and_evaluate
+
+
+@pytest.fixture(scope="module")
+def finished_run(mnist_data_dir, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    results = train_and_evaluate(small_config(mnist_data_dir), workdir)
+    return workdir, results
+
+
+def test_results_json_holds_test_metrics_epochs_and_wall_time(finished_run):
+    workdir, results = finished_run
+    saved = json.loads((workdir / "results.json").read_text())
+    assert saved == results
+    assert saved["epochs"] == 2 and saved["steps"] == 48
+    assert saved["test"]["count"] == 1000
+    # Two epochs on 3,072 real digits put LeNet-5 far above chance (10%).
+    assert saved["test"]["accuracy"] > 0.8
+    assert 0 < saved["test"]["loss"] < 1.0
+    assert saved["wall_seconds"] > 0
+
+
+def test_training_loss_falls_and_every_split_is_logged(finished_run):
+    workdir, _ = finished_run
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["split"] == "train"]
+    assert [r["step"] for r in train] == [8, 16, 24, 32, 40, 48]
+    assert train[-1]["loss"] < 0.5 * train[0]["loss"]
+    assert all(r["images_per_second"] > 0 and 0 <= r["top5_accuracy"] <= 1 for r in train)
+    assert [r["step"] for r in records if r["split"] == "val"] == [24, 48]
+    assert [r["split"] for r in records].count("test") == 1
+    assert list((workdir / "tb").glob("events.out.tfevents.*"))
+
+
+def test_latest_and_best_checkpoints_are_kept(finished_run):
+    workdir, results = finished_run
+    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [24, 48]
+    best = [int(p.name) for p in (workdir / "best").iterdir()]
+    assert len(best) == 1 and str(best[0]) in results["checkpoint"]
+
+
+def test_eval_command_reproduces_the_test_metrics(finished_run):
+    workdir, results = finished_run
+    evaluated = evaluate_workdir(workdir, "test", "best")
+    assert evaluated["accuracy"] == pytest.approx(results["test"]["accuracy"], abs=1e-6)
+    assert evaluated["loss"] == pytest.approx(results["test"]["loss"], rel=1e-5)
+
+
+def test_rerunning_a_finished_run_resumes_and_trains_no_more(finished_run):
+    workdir, results = finished_run
+    again = train_and_evaluate(_same_config(workdir), workdir)
+    assert again["steps"] == results["steps"]
+    assert again["test"]["accuracy"] == pytest.approx(results["test"]["accuracy"], abs=1e-6)
+
+
+def _same_config(workdir):
+    from cnn_jax.config import from_dict
+
+    return from_dict(json.loads((workdir / "config.json").read_text()))
+
+
+def test_nonfinite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(mnist_data_dir, tmp_path):
+    # Epoch 1 trains normally and is checkpointed at step 24; at epoch 1 the step schedule
+    # multiplies the learning rate by 1e30, so the loss overflows during epoch 2.
+    config = small_config(mnist_data_dir, **{"optimizer.schedule": "step", "optimizer.decay_epochs": "(1,)",
+                                             "optimizer.decay_factor": "1e30"})
+    with pytest.raises(NonFiniteLossError, match=r"NaN/inf .* last good checkpoint \(step 24\) is intact"):
+        train_and_evaluate(config, tmp_path)
+    assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [24]
+    restored = ocp.StandardCheckpointer().restore((tmp_path / "checkpoints" / "24" / "default").absolute())
+    leaves = [np.asarray(x) for x in __import__("jax").tree.leaves(restored["params"])]
+    assert all(np.isfinite(x).all() for x in leaves)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_workdir_of_another_model_is_not_resumed(finished_run, mnist_data_dir):
+    from cnn_jax.config import ConfigError
+
+    workdir, _ = finished_run
+    with pytest.raises(ConfigError, match="use a new --workdir"):
+        train_and_evaluate(small_config(mnist_data_dir, **{"model.name": "lenet1"}), workdir)
