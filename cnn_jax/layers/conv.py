@@ -1,0 +1,562 @@
+"""Convolution layers shared by the model zoo: padding modes, dilation, groups, depthwise-separable,
+causal 1-D, 3-D, transposed ("deconvolution") and the conv-BN-activation block.
+
+Layout is channels-last: ``(N, L, C)`` for 1-D, ``(N, H, W, C)`` for 2-D, ``(N, D, H, W, C)`` for 3-D;
+an ``int`` ``kernel_size`` means a square 2-D kernel, a tuple's length gives the number of spatial
+dims. Kernels are ``(spatial..., C_in / groups, C_out)`` (Flax's HWIO); a torch ``Conv2d`` weight
+``(C_out, C_in / groups, kH, kW)`` converts with ``w.transpose(2, 3, 1, 0)``. Like every deep-learning
+"convolution", these layers compute a cross-correlation (the kernel is not flipped).
+
+Padding (``Conv``, ``DepthwiseConv``, ``ConvBNAct``):
+
+* ``'VALID'``: none. ``'SAME'``: output ``ceil(W / S)``, padded as XLA/TensorFlow do, with the odd pixel
+  at the end — for stride > 1 that differs from torch, which pads symmetrically.
+* ``int P`` / sequence of ints: ``P`` zeros on both sides of each spatial dim (torch's ``padding=P``).
+* sequence of ``(lo, hi)`` pairs: explicit padding per spatial dim.
+* ``None``: torch-style "same", ``((F - 1) // 2) * d`` on both sides (torchvision's convention), which
+  keeps the size for odd kernels at stride 1 and matches torch for every stride.
+
+Output size (Dumoulin & Visin 2016, "A guide to convolution arithmetic", relationship 15):
+``W_o = floor((W_i + 2P - d (F - 1) - 1) / S) + 1``, i.e. ``floor((W_i - F + 2P) / S) + 1`` when d = 1;
+see :func:`conv_output_size`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from cnn_jax.layers.activations import (
+    PARAMETRIC_ACTIVATIONS,
+    Activation,
+    ActivationFn,
+    get_activation,
+)
+from cnn_jax.layers.initializers import Initializer, get_initializer
+from cnn_jax.layers.norm import BatchNorm
+
+Padding = str | int | Sequence[int] | Sequence[tuple[int, int]] | None
+PadPairs = list[tuple[int, int]]
+
+# Letters for the spatial dims of lax dimension-number strings, by number of spatial dims.
+_SPATIAL_LETTERS = {1: "H", 2: "HW", 3: "DHW"}
+
+
+def ntuple(value: int | Sequence[int], n: int, what: str) -> tuple[int, ...]:
+    """``value`` repeated ``n`` times if it is an int, else checked to have ``n`` entries."""
+    if isinstance(value, int):
+        return (value,) * n
+    values = tuple(int(v) for v in value)
+    if len(values) != n:
+        raise ValueError(
+            f"{what}={value!r} has {len(values)} entries but there are {n} spatial dims"
+        )
+    return values
+
+
+def kernel_tuple(kernel_size: int | Sequence[int]) -> tuple[int, ...]:
+    """The kernel shape as a tuple: an int means a square 2-D kernel."""
+    if isinstance(kernel_size, int):
+        return (kernel_size, kernel_size)
+    return tuple(int(k) for k in kernel_size)
+
+
+def torch_same_padding(kernel_size: Sequence[int], dilation: Sequence[int]) -> PadPairs:
+    """torchvision's "same" padding, ``((F - 1) // 2) * d`` on both sides of each dim."""
+    return [((k - 1) // 2 * d,) * 2 for k, d in zip(kernel_size, dilation, strict=True)]
+
+
+def resolve_padding(
+    padding: Padding, kernel_size: Sequence[int], dilation: Sequence[int] | None = None
+) -> str | PadPairs:
+    """Normalise any accepted padding spec to ``'SAME'``/``'VALID'``/``'CIRCULAR'`` or ``(lo, hi)`` pairs."""
+    n = len(kernel_size)
+    if padding is None:
+        return torch_same_padding(kernel_size, dilation or (1,) * n)
+    if isinstance(padding, str):
+        upper = padding.upper()
+        if upper not in ("SAME", "VALID", "CIRCULAR"):
+            raise ValueError(
+                f"padding {padding!r} is not one of 'SAME', 'VALID', 'CIRCULAR', an int or pairs"
+            )
+        return upper
+    if isinstance(padding, int):
+        return [(padding, padding)] * n
+    entries = list(padding)
+    if len(entries) != n:
+        raise ValueError(
+            f"padding={padding!r} has {len(entries)} entries but there are {n} spatial dims"
+        )
+    pairs: PadPairs = []
+    for entry in entries:
+        if isinstance(entry, int):
+            pairs.append((entry, entry))
+        else:
+            lo, hi = entry
+            pairs.append((int(lo), int(hi)))
+    return pairs
+
+
+def conv_output_size(
+    size: int,
+    kernel_size: int,
+    stride: int = 1,
+    padding: int | tuple[int, int] | str = 0,
+    dilation: int = 1,
+    ceil_mode: bool = False,
+) -> int:
+    """Spatial output size of a convolution or pooling window along one dim.
+
+    ``floor((W + 2P - d (F - 1) - 1) / S) + 1`` (== ``floor((W - F + 2P) / S) + 1`` for d = 1).
+    ``padding`` is ``P`` on both sides, a ``(lo, hi)`` pair, ``'VALID'`` (0) or ``'SAME'``
+    (``ceil(W / S)``). ``ceil_mode`` rounds up instead, as torch's pooling does, but never lets the
+    last window start in the right padding: it is dropped if ``(W_o - 1) S >= W + lo``.
+    """
+    effective = dilation * (kernel_size - 1) + 1
+    if isinstance(padding, str):
+        if padding.upper() == "SAME":
+            return -(-size // stride)
+        if padding.upper() != "VALID":
+            raise ValueError(
+                f"padding {padding!r} is not 'SAME', 'VALID', an int or a (lo, hi) pair"
+            )
+        lo = hi = 0
+    elif isinstance(padding, int):
+        lo = hi = padding
+    else:
+        lo, hi = padding
+    span = size + lo + hi - effective
+    if span < 0:
+        raise ValueError(
+            f"a window of effective size {effective} does not fit an input of size {size} "
+            f"padded by ({lo}, {hi})"
+        )
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= size + lo:
+        out -= 1
+    return out
+
+
+def _check_input(x: jax.Array, n_spatial: int, layer: str, kernel: tuple[int, ...]) -> None:
+    if x.ndim != n_spatial + 2:
+        raise ValueError(
+            f"{layer} with the {n_spatial}-D kernel {kernel} expects batched channels-last input with "
+            f"{n_spatial + 2} dims (N, {', '.join(['spatial'] * n_spatial)}, C), got shape {x.shape}; "
+            "pass kernel_size as a tuple whose length is the number of spatial dims"
+        )
+
+
+def _check_groups(in_features: int, features: int, groups: int, layer: str) -> None:
+    if groups < 1 or in_features % groups or features % groups:
+        raise ValueError(
+            f"{layer}: groups={groups} must divide both the input channels ({in_features}) "
+            f"and the output channels ({features})"
+        )
+
+
+def _flax_conv(
+    module: nn.Module,
+    x: jax.Array,
+    *,
+    features: int,
+    kernel_size: tuple[int, ...],
+    strides: tuple[int, ...],
+    padding: str | PadPairs,
+    dilation: tuple[int, ...],
+    groups: int,
+    use_bias: bool,
+    kernel_init: str | Initializer,
+    bias_init: str | Initializer,
+    dtype: Any,
+    param_dtype: Any,
+    precision: Any,
+) -> jax.Array:
+    """Run an ``nn.Conv`` that shares ``module``'s scope, so its 'kernel'/'bias' live directly in it."""
+    conv = nn.Conv(
+        features=features,
+        kernel_size=kernel_size,
+        strides=strides,
+        padding=padding,
+        kernel_dilation=dilation,
+        feature_group_count=groups,
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        precision=precision,
+        kernel_init=get_initializer(kernel_init),
+        bias_init=get_initializer(bias_init),
+    )
+    nn.share_scope(module, conv)
+    return conv(x)
+
+
+class Conv(nn.Module):
+    """N-D convolution (cross-correlation) with any padding mode, dilation and groups.
+
+    ``groups=g`` splits the channels into ``g`` independent convolutions (Krizhevsky et al. 2012 ran
+    AlexNet's two GPU halves this way), dividing the parameters by ``g``; ``groups=C_in`` with
+    ``features = m * C_in`` is a depthwise convolution. ``dilation=d`` spreads the taps ``d`` apart,
+    an effective kernel of ``d (F - 1) + 1`` (Yu & Koltun 2016). Parameters: ``'kernel'`` of shape
+    ``(spatial..., C_in / groups, features)`` and ``'bias'`` ``(features,)``.
+    """
+
+    features: int
+    kernel_size: int | Sequence[int] = 3
+    strides: int | Sequence[int] = 1
+    padding: Padding = "SAME"
+    dilation: int | Sequence[int] = 1
+    groups: int = 1
+    use_bias: bool = True
+    kernel_init: str | Initializer = "lecun_normal"
+    bias_init: str | Initializer = "zeros"
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = kernel_tuple(self.kernel_size)
+        n = len(kernel)
+        _check_input(x, n, "Conv", kernel)
+        _check_groups(x.shape[-1], self.features, self.groups, "Conv")
+        dilation = ntuple(self.dilation, n, "dilation")
+        return _flax_conv(
+            self,
+            x,
+            features=self.features,
+            kernel_size=kernel,
+            strides=ntuple(self.strides, n, "strides"),
+            padding=resolve_padding(self.padding, kernel, dilation),
+            dilation=dilation,
+            groups=self.groups,
+            use_bias=self.use_bias,
+            kernel_init=self.kernel_init,
+            bias_init=self.bias_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            precision=self.precision,
+        )
+
+
+class CausalConv1D(nn.Module):
+    """1-D convolution whose output at step t sees only inputs at steps <= t (WaveNet, van den Oord
+    et al. 2016, §2.1).
+
+    The sequence is padded with ``(F - 1) d`` zeros on the left only, so the output has the input's
+    length and stacking layers with dilations 1, 2, 4, ... grows the receptive field exponentially.
+    Input ``(N, L, C)``; parameters ``'kernel'`` ``(F, C_in, features)`` and ``'bias'``.
+    """
+
+    features: int
+    kernel_size: int = 2
+    dilation: int = 1
+    use_bias: bool = True
+    kernel_init: str | Initializer = "lecun_normal"
+    bias_init: str | Initializer = "zeros"
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = (self.kernel_size,)
+        _check_input(x, 1, "CausalConv1D", kernel)
+        return _flax_conv(
+            self,
+            x,
+            features=self.features,
+            kernel_size=kernel,
+            strides=(1,),
+            padding=[((self.kernel_size - 1) * self.dilation, 0)],
+            dilation=(self.dilation,),
+            groups=1,
+            use_bias=self.use_bias,
+            kernel_init=self.kernel_init,
+            bias_init=self.bias_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            precision=self.precision,
+        )
+
+
+class DepthwiseConv(nn.Module):
+    """Depthwise convolution: each input channel filtered on its own by ``depth_multiplier`` kernels.
+
+    A grouped convolution with ``groups = C_in`` (Chollet 2017; Howard et al. 2017, MobileNet §3.1):
+    ``k * k * C_in * depth_multiplier`` weights instead of ``k * k * C_in * C_out``. Output channel
+    ``c * depth_multiplier + j`` is kernel ``j`` of input channel ``c`` (torch's ordering). Parameters
+    ``'kernel'`` ``(k, k, 1, C_in * depth_multiplier)`` and, if ``use_bias``, ``'bias'``.
+    """
+
+    kernel_size: int | Sequence[int] = 3
+    strides: int | Sequence[int] = 1
+    padding: Padding = "SAME"
+    depth_multiplier: int = 1
+    use_bias: bool = False
+    dilation: int | Sequence[int] = 1
+    kernel_init: str | Initializer = "lecun_normal"
+    bias_init: str | Initializer = "zeros"
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = kernel_tuple(self.kernel_size)
+        n = len(kernel)
+        _check_input(x, n, "DepthwiseConv", kernel)
+        channels = x.shape[-1]
+        dilation = ntuple(self.dilation, n, "dilation")
+        return _flax_conv(
+            self,
+            x,
+            features=channels * self.depth_multiplier,
+            kernel_size=kernel,
+            strides=ntuple(self.strides, n, "strides"),
+            padding=resolve_padding(self.padding, kernel, dilation),
+            dilation=dilation,
+            groups=channels,
+            use_bias=self.use_bias,
+            kernel_init=self.kernel_init,
+            bias_init=self.bias_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            precision=self.precision,
+        )
+
+
+class DepthwiseSeparableConv(nn.Module):
+    """Depthwise convolution followed by a 1x1 pointwise convolution (Chollet 2017, Xception;
+    Howard et al. 2017, MobileNet §3.1).
+
+    Parameters: submodule ``'depthwise'`` has ``k*k*C_in`` weights (+ ``C_in`` biases) and
+    ``'pointwise'`` ``C_in*C_out`` (+ ``C_out``), against ``k*k*C_in*C_out`` for a standard
+    convolution — about ``1/C_out + 1/k^2`` of the cost. No normalisation or activation sits between
+    the two; models that want them (MobileNet does) compose :class:`ConvBNAct` with ``groups``.
+    """
+
+    features: int
+    kernel_size: int | Sequence[int] = 3
+    strides: int | Sequence[int] = 1
+    padding: Padding = "SAME"
+    use_bias: bool = True
+    depth_multiplier: int = 1
+    dilation: int | Sequence[int] = 1
+    kernel_init: str | Initializer = "lecun_normal"
+    bias_init: str | Initializer = "zeros"
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        common = dict(
+            use_bias=self.use_bias,
+            kernel_init=self.kernel_init,
+            bias_init=self.bias_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        x = DepthwiseConv(
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            depth_multiplier=self.depth_multiplier,
+            dilation=self.dilation,
+            name="depthwise",
+            **common,
+        )(x)
+        ones = (1,) * len(kernel_tuple(self.kernel_size))
+        return Conv(self.features, ones, padding="VALID", name="pointwise", **common)(x)
+
+
+class ConvTranspose(nn.Module):
+    """Transposed convolution ("deconvolution", fractionally strided convolution) with torch semantics.
+
+    Output size per spatial dim (Dumoulin & Visin 2016, relationship 14; torch ``ConvTranspose*d``):
+    ``W_o = (W_i - 1) S - (lo + hi) + d (F - 1) + 1 + output_padding`` — with ``padding=P`` that is
+    ``(W_i - 1) S - 2P + F (+ output_padding)``. It is the adjoint (the input gradient) of a ``Conv``
+    with the same kernel, stride, padding and dilation: it upsamples by spreading each input pixel,
+    weighted by the kernel, over the output.
+
+    ``padding``: ``int P`` / ints / ``(lo, hi)`` pairs crop that much from the full output (torch's
+    ``padding``); ``'VALID'`` means ``P = 0``; ``'SAME'`` crops to exactly ``W_i * S``.
+
+    Kernel layout: ``'kernel'`` is ``(spatial..., C_in, features / groups)``, so a torch
+    ``ConvTranspose2d.weight`` of shape ``(C_in, C_out / groups, kH, kW)`` converts with
+    ``w.transpose(2, 3, 0, 1)`` — no flip; the flip a transposed convolution needs is done here.
+    """
+
+    features: int
+    kernel_size: int | Sequence[int] = 2
+    strides: int | Sequence[int] = 1
+    padding: str | int | Sequence[int] | Sequence[tuple[int, int]] = 0
+    output_padding: int | Sequence[int] = 0
+    dilation: int | Sequence[int] = 1
+    groups: int = 1
+    use_bias: bool = True
+    kernel_init: str | Initializer = "lecun_normal"
+    bias_init: str | Initializer = "zeros"
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel_shape = kernel_tuple(self.kernel_size)
+        n = len(kernel_shape)
+        _check_input(x, n, "ConvTranspose", kernel_shape)
+        in_features = x.shape[-1]
+        _check_groups(in_features, self.features, self.groups, "ConvTranspose")
+        strides = ntuple(self.strides, n, "strides")
+        dilation = ntuple(self.dilation, n, "dilation")
+        output_padding = ntuple(self.output_padding, n, "output_padding")
+        for op, s, d in zip(output_padding, strides, dilation, strict=True):
+            if not 0 <= op < max(s, d):
+                raise ValueError(
+                    f"output_padding {output_padding} must be smaller than the stride or the dilation"
+                )
+        effective = [d * (k - 1) + 1 for k, d in zip(kernel_shape, dilation, strict=True)]
+        crops = self._crops(effective, strides)
+
+        kernel = self.param(
+            "kernel",
+            get_initializer(self.kernel_init),
+            (*kernel_shape, in_features, self.features // self.groups),
+            self.param_dtype,
+        )
+        bias = (
+            self.param("bias", get_initializer(self.bias_init), (self.features,), self.param_dtype)
+            if self.use_bias
+            else None
+        )
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+
+        # A transposed conv is the gradient of a strided conv: put S - 1 zeros between input pixels
+        # (lhs_dilation), pad each side by F_eff - 1 minus the crop, and correlate with the kernel
+        # flipped in space with its in/out roles swapped (Dumoulin & Visin 2016, §4).
+        rhs = jnp.flip(kernel, axis=tuple(range(n)))
+        g = self.groups
+        # Group j maps inputs j*C_in/g... to outputs j*C_out/g...; lax wants (spatial, C_in/g, C_out).
+        rhs = rhs.reshape(*kernel_shape, g, in_features // g, self.features // g)
+        rhs = jnp.swapaxes(rhs, n, n + 1).reshape(*kernel_shape, in_features // g, self.features)
+        pads = [
+            (f - 1 - lo, f - 1 - hi + op)
+            for f, (lo, hi), op in zip(effective, crops, output_padding, strict=True)
+        ]
+        spatial = _SPATIAL_LETTERS[n]
+        y = lax.conv_general_dilated(
+            x,
+            rhs,
+            window_strides=(1,) * n,
+            padding=pads,
+            lhs_dilation=strides,
+            rhs_dilation=dilation,
+            dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
+            feature_group_count=g,
+            precision=self.precision,
+        )
+        if bias is not None:
+            y = y + bias
+        return y
+
+    def _crops(self, effective: list[int], strides: tuple[int, ...]) -> PadPairs:
+        n = len(effective)
+        if isinstance(self.padding, str):
+            mode = self.padding.upper()
+            if mode == "VALID":
+                return [(0, 0)] * n
+            if mode == "SAME":
+                crops = []
+                for f, s in zip(effective, strides, strict=True):
+                    total = f - s  # (W - 1) S + F - total == W S
+                    lo = max(total, 0) // 2
+                    crops.append((lo, total - lo))
+                return crops
+            raise ValueError(
+                f"ConvTranspose padding {self.padding!r} is not 'SAME', 'VALID', an int or pairs"
+            )
+        pairs = resolve_padding(self.padding, effective)
+        assert not isinstance(pairs, str)
+        return pairs
+
+
+class ConvBNAct(nn.Module):
+    """Convolution -> BatchNorm -> activation: the block most of the zoo is built from
+    (Ioffe & Szegedy 2015 put BN between the linear map and the nonlinearity).
+
+    Submodules ``'conv'`` (a :class:`Conv`, no bias by default since BN's shift replaces it) and
+    ``'bn'`` (a :class:`~cnn_jax.layers.norm.BatchNorm`, momentum 0.9 == torch's 0.1); ``act`` is a
+    name, a callable, ``'prelu'`` (a learned submodule ``'act'``, one slope per channel) or ``None``. ``padding=None`` (the
+    default) is torchvision's symmetric ``((F - 1) // 2) * d``, so strided blocks match torch;
+    ``norm=False`` drops BN (then a bias is usually wanted). ``bn_scale_init='zeros'`` gives the
+    zero-initialised last BN of a residual branch (Goyal et al. 2017).
+    """
+
+    features: int
+    kernel_size: int | Sequence[int] = 3
+    strides: int | Sequence[int] = 1
+    padding: Padding = None
+    groups: int = 1
+    dilation: int | Sequence[int] = 1
+    act: str | ActivationFn | None = "relu"
+    use_bias: bool = False
+    norm: bool = True
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5
+    bn_scale_init: str | Initializer = "ones"
+    kernel_init: str | Initializer = "he_normal"
+    bias_init: str | Initializer = "zeros"
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        x = Conv(
+            self.features,
+            self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            use_bias=self.use_bias,
+            kernel_init=self.kernel_init,
+            bias_init=self.bias_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="conv",
+        )(x)
+        if self.norm:
+            x = BatchNorm(
+                momentum=self.bn_momentum,
+                epsilon=self.bn_epsilon,
+                scale_init=self.bn_scale_init,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name="bn",
+            )(x, train=train)
+        if isinstance(self.act, str) and self.act.lower() in PARAMETRIC_ACTIVATIONS:
+            return Activation(self.act, num_parameters=self.features, name="act")(x)
+        return get_activation(self.act)(x)
+
+
+__all__ = [
+    "Conv",
+    "CausalConv1D",
+    "ConvBNAct",
+    "ConvTranspose",
+    "DepthwiseConv",
+    "DepthwiseSeparableConv",
+    "Padding",
+    "conv_output_size",
+    "kernel_tuple",
+    "ntuple",
+    "resolve_padding",
+    "torch_same_padding",
+]
