@@ -1,0 +1,141 @@
+"""Specification of cnn_jax.data.catalog: the catalogue agrees with tfds and with the real data,
+and a dataset that is missing fails fast with one line naming the fix."""
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from data_helpers import import_mnist_small, mnist_small_arrays
+
+from cnn_jax.data import catalog, formats
+from cnn_jax.data.catalog import DATASETS, DataNotPreparedError, ensure_prepared
+
+
+@pytest.fixture(scope="module")
+def mnist_small(shared_data):
+    return mnist_small_arrays(shared_data)
+
+
+@pytest.fixture(scope="module")
+def mnist_small_dir(tmp_path_factory, mnist_small):
+    return import_mnist_small(tmp_path_factory, mnist_small)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_catalogue_entries_match_the_tfds_builders(name):
+    spec = DATASETS[name]
+    builder = tfds.builder(spec.tfds_name)  # the version tfds would generate today
+    features = builder.info.features
+    assert str(builder.info.version) == spec.tfds_version
+    assert features[spec.image_key].shape == spec.image_shape
+    assert features[spec.label_key].num_classes == spec.num_classes
+    assert len(spec.mean) == len(spec.std) == spec.image_shape[-1]
+    assert len(spec.label_names) == spec.num_classes
+
+
+@pytest.mark.parametrize("name, mean, std", [("mnist", 0.1307, 0.3081), ("fashion_mnist", 0.2860, 0.3530)])
+def test_normalisation_constants_are_the_training_set_statistics(shared_data, name, mean, std):
+    with np.load(shared_data / f"{name}.npz") as z:
+        x = z["x_train"].astype(np.float64) / 255.0
+    assert DATASETS[name].mean == (mean,) and DATASETS[name].std == (std,)
+    assert x.mean() == pytest.approx(mean, abs=1e-4)
+    assert x.std() == pytest.approx(std, abs=1e-4)
+
+
+def test_cifar100_superclass_table_gives_five_fine_classes_to_each_of_20_superclasses():
+    table = formats.CIFAR100_FINE_TO_COARSE
+    assert np.bincount(table, minlength=20).tolist() == [5] * 20
+    names = dict(zip(catalog.CIFAR100_LABELS, (catalog.CIFAR100_COARSE_LABELS[c] for c in table), strict=True))
+    assert names["apple"] == "fruit_and_vegetables" and names["whale"] == "aquatic_mammals"
+    assert names["tractor"] == "vehicles_2" and names["bicycle"] == "vehicles_1"
+
+
+def test_unknown_dataset_name_suggests_the_close_one():
+    with pytest.raises(ValueError, match="did you mean 'cifar10'"):
+        catalog.get_dataset_spec("cifar-10")
+
+
+def test_default_data_dir_follows_TFDS_DATA_DIR(monkeypatch, tmp_path):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    assert catalog.default_data_dir() == str(tmp_path)
+    monkeypatch.delenv("TFDS_DATA_DIR")
+    assert catalog.default_data_dir().endswith("tensorflow_datasets")
+
+
+def _one_line_error(excinfo) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message
+    return message
+
+
+def test_missing_dataset_on_an_offline_machine_names_the_import_command(monkeypatch, tmp_path):
+    monkeypatch.setattr(catalog, "network_reachable", lambda url, timeout=3.0: False)
+    with pytest.raises(DataNotPreparedError) as e:
+        ensure_prepared("mnist", tmp_path, download=True)
+    message = _one_line_error(e)
+    assert f"not prepared in {tmp_path}" in message
+    assert "offline" in message
+    assert "`cnn-jax data import mnist --from PATH`" in message
+
+
+def test_missing_dataset_online_without_tensorflow_names_the_tf_extra(monkeypatch, tmp_path):
+    monkeypatch.setattr(catalog, "network_reachable", lambda url, timeout=3.0: True)
+    monkeypatch.setattr(catalog, "tensorflow_installed", lambda: False)
+    with pytest.raises(DataNotPreparedError) as e:
+        ensure_prepared("cifar10", tmp_path)
+    message = _one_line_error(e)
+    assert "pip install 'cnn-jax[tf]'" in message and "cnn-jax data import cifar10" in message
+
+
+def test_missing_dataset_with_download_off_names_the_import_command(tmp_path):
+    with pytest.raises(DataNotPreparedError) as e:
+        ensure_prepared("fashion_mnist", tmp_path, download=False)
+    assert "data.download=False" in _one_line_error(e)
+    assert "cnn-jax data import fashion_mnist --from PATH" in str(e.value)
+
+
+def test_failed_download_is_reported_in_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(catalog, "network_reachable", lambda url, timeout=3.0: True)
+    monkeypatch.setattr(catalog, "tensorflow_installed", lambda: True)
+
+    def fail(self, **kwargs):
+        assert kwargs["file_format"] == "array_record"
+        raise ConnectionError("connection reset\nby peer")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fail)
+    with pytest.raises(DataNotPreparedError) as e:
+        ensure_prepared("mnist", tmp_path)
+    assert "downloading it failed (ConnectionError: connection reset)" in _one_line_error(e)
+
+
+def test_connectivity_probe_answers_false_within_its_timeout():
+    start = time.monotonic()
+    assert not catalog.network_reachable("https://cnn-jax-test.invalid/x", timeout=1.0)
+    assert time.monotonic() - start < 2.0
+
+
+def test_prepared_dataset_is_used_without_any_network(monkeypatch, mnist_small_dir):
+    def no_network(url, timeout=3.0):
+        raise AssertionError("a prepared dataset must not probe the network")
+
+    monkeypatch.setattr(catalog, "network_reachable", no_network)
+    builder = ensure_prepared("mnist", mnist_small_dir, download=True)
+    assert builder.info.splits["train"].num_examples == 600
+
+
+def test_list_prepared_shows_imported_datasets_with_their_sizes_and_origin(mnist_small_dir, tmp_path):
+    (line,) = catalog.list_prepared(mnist_small_dir)
+    assert line.startswith("mnist") and "train 600, test 200" in line and "imported from" in line
+    (empty,) = catalog.list_prepared(tmp_path)
+    assert "no dataset" in empty and "cnn-jax data import" in empty
+
+
+def test_a_dataset_prepared_as_tfrecord_names_the_fix(mnist_small_dir, tmp_path):
+    shutil.copytree(mnist_small_dir / "mnist", tmp_path / "mnist")
+    info = tmp_path / "mnist/3.0.1/dataset_info.json"
+    info.write_text(info.read_text().replace('"array_record"', '"tfrecord"'))
+    with pytest.raises(DataNotPreparedError) as e:
+        ensure_prepared("mnist", tmp_path)
+    assert "stored as tfrecord" in _one_line_error(e) and "cnn-jax data import mnist" in str(e.value)
