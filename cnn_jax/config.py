@@ -41,10 +41,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.split_seed = 0
     c.data.train_subset = 0  # first N training examples only (0 = all)
     c.data.cache = True  # decode each split once into memory (MNIST, CIFAR)
-    c.data.num_workers = 0  # Grain worker processes when cache is False
+    c.data.num_workers = 0  # Grain worker processes when cache is False (0 = threads)
+    c.data.image_size = 0  # training crop of ImageNet-style datasets (0 = 224); MNIST/CIFAR: native
+    c.data.eval_resize = 256  # evaluation: shorter side to this, then center crop image_size
     c.data.augment = ml_collections.ConfigDict()
     c.data.augment.random_crop_padding = 0
     c.data.augment.horizontal_flip = False
+    c.data.augment.random_resized_crop = False  # Inception-style crop (ImageNet-style datasets)
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "lenet5"
@@ -138,14 +141,14 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int) -> N
 
     Raises ConfigError with one line naming the fix.
     """
-    from cnn_jax.data.catalog import DATASETS
+    from cnn_jax.data.pipeline import dataset_spec_from_config
     from cnn_jax.models import create_model, get_model_spec
 
-    if config.data.name not in DATASETS:
-        raise ConfigError(
-            f"unknown dataset {config.data.name!r}{_did_you_mean(config.data.name, DATASETS, 'data.name')}"
-            f" (known: {', '.join(sorted(DATASETS))})"
-        )
+    try:
+        # Catalogue names, `folder:ROOT` trees (classes listed from disk), crop sizes.
+        spec = dataset_spec_from_config(config.data)
+    except ValueError as e:
+        raise ConfigError(_one_line(e)) from None
     try:
         get_model_spec(config.model.name)
     except ValueError as e:
@@ -167,7 +170,6 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int) -> N
     if config.data.val_size < 0 or config.data.train_subset < 0:
         raise ConfigError("data.val_size and data.train_subset must not be negative")
 
-    spec = DATASETS[config.data.name]
     try:
         model = create_model(config.model.name, num_classes=spec.num_classes, **config.model.kwargs.to_dict())
     except TypeError as e:

@@ -12,6 +12,11 @@ Ops (each a small picklable dataclass, so Grain worker processes can run them):
 `build_augment(config.data.augment)` turns the config section into one `Compose` callable
 `fn(images, rng) -> images`; `AUGMENT_OPS` lists which config key builds which op, in the order
 the ops are applied. New ops are added there.
+
+`PER_IMAGE_OPTIONS` are augmentation keys that act on each photo before it has its final size
+(`random_resized_crop`, see cnn_jax.data.transforms); `build_augment` accepts and skips them, the
+pipeline hands them to the per-record transform of ImageNet-style datasets, where they run
+first, so a flip mirrors the final crop.
 """
 
 from __future__ import annotations
@@ -111,6 +116,13 @@ AUGMENT_OPS: dict[str, Callable[[Any], Callable | None]] = {
 }
 
 
+# config key -> what it does; applied per image by cnn_jax.data.transforms.PhotoTransform.
+PER_IMAGE_OPTIONS: dict[str, str] = {
+    "random_resized_crop": "Inception-style random crop of 8%-100% of the area, aspect 3/4-4/3, "
+                           "resized to data.image_size (ImageNet-style datasets)",
+}
+
+
 def build_augment(augment_config: Mapping[str, Any] | Any | None) -> Compose:
     """The augmentation `fn(images, rng) -> images` described by `config.data.augment`.
 
@@ -120,10 +132,11 @@ def build_augment(augment_config: Mapping[str, Any] | Any | None) -> Compose:
     if augment_config is None:
         return Compose()
     items = dict(augment_config.items())
-    unknown = sorted(set(items) - set(AUGMENT_OPS))
+    known = [*AUGMENT_OPS, *PER_IMAGE_OPTIONS]
+    unknown = sorted(set(items) - set(known))
     if unknown:
         raise ValueError(f"unknown augmentation option(s) {', '.join(unknown)} in data.augment; "
-                         f"known: {', '.join(AUGMENT_OPS)}")
+                         f"known: {', '.join(known)}")
     ops = []
     for key, factory in AUGMENT_OPS.items():
         if key in items:

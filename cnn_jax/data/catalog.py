@@ -11,6 +11,16 @@ needed). A dataset gets into the data_dir in one of two ways:
 Normalisation constants are the per-channel training-set mean and std in [0,1] pixel units
 (MNIST 0.1307/0.3081 and the CIFAR values are the ones used throughout the literature; the
 shared/data README confirms MNIST 0.13066, Fashion-MNIST 0.2860 and CIFAR-10 0.4914/0.4822/0.4465).
+
+ImageNet-style datasets hold photographs of varying size (`DatasetSpec.variable_size`): they are
+decoded per record and cropped to one training size (`data.image_size`, default 224), which is
+their `image_shape`; they use the ImageNet statistics (0.485, 0.456, 0.406)/(0.229, 0.224, 0.225).
+  * imagenet2012 (ILSVRC 2012, Russakovsky et al. 2015): tfds prepares it from the two tars a
+    user downloads from image-net.org into `<data_dir>/downloads/manual` (needs TensorFlow);
+    its 50,000-image validation split is the test set, as in every paper's table.
+  * imagenette (fast.ai's 10-class ImageNet subset, full-size v2): tfds downloads it.
+  * any ImageFolder tree, named `folder:/path/to/root` (see cnn_jax.data.folder): read straight
+    from the files, nothing to prepare.
 """
 
 from __future__ import annotations
@@ -32,8 +42,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from cnn_jax.data import formats
+from cnn_jax.data import folder, formats
 from cnn_jax.data.formats import DataImportError as _FormatError
+from cnn_jax.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +69,11 @@ class DatasetSpec:
     label_names: tuple[str, ...] = ()
     source_url: str = ""  # where tfds downloads from (also the host probed for connectivity)
     description: str = ""
+    # Photos of varying size, decoded per record and resized/cropped to image_shape (the training
+    # crop); image_shape is then data.image_size, not a property of the stored images.
+    variable_size: bool = False
+    manual_files: tuple[str, ...] = ()  # files tfds prepares from, put in <data_dir>/downloads/manual
+    folder: str = ""  # root of an ImageFolder tree ('folder:' datasets); no tfds builder then
 
     @property
     def tfds_full_name(self) -> str:
@@ -87,6 +103,8 @@ CIFAR100_COARSE_LABELS = (
     "reptiles", "small_mammals", "trees", "vehicles_1", "vehicles_2",
 )
 
+DEFAULT_IMAGE_SIZE = 224  # training crop of ImageNet-style datasets when data.image_size=0
+
 DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
         name="mnist", tfds_name="mnist", tfds_version="3.0.1", image_shape=(28, 28, 1),
@@ -114,6 +132,23 @@ DATASETS: dict[str, DatasetSpec] = {
         source_url="https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
         description="CIFAR-100 (Krizhevsky 2009): 50k train / 10k test, 32x32 RGB, 100 classes "
                     "in 20 superclasses"),
+    "imagenet2012": DatasetSpec(
+        name="imagenet2012", tfds_name="imagenet2012", tfds_version="5.1.0",
+        image_shape=(DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3), num_classes=1000,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, test_split="validation", variable_size=True,
+        manual_files=("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"),
+        source_url="https://image-net.org/download-images",
+        description="ImageNet ILSVRC 2012 (Russakovsky et al. 2015): 1,281,167 train / 50,000 "
+                    "validation photos, 1000 classes (sorted WordNet ids)"),
+    "imagenette": DatasetSpec(
+        name="imagenette", tfds_name="imagenette/full-size-v2", tfds_version="1.0.0",
+        image_shape=(DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3), num_classes=10,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, test_split="validation", variable_size=True,
+        label_names=("n01440764", "n02102040", "n02979186", "n03000684", "n03028079",
+                     "n03394916", "n03417042", "n03425413", "n03445777", "n03888257"),
+        source_url="https://s3.amazonaws.com/fast-ai-imageclas/imagenette2.tgz",
+        description="Imagenette v2 (fast.ai): 9,469 train / 3,925 validation full-size photos "
+                    "of 10 easy ImageNet classes"),
 }
 
 
@@ -128,16 +163,45 @@ class DataImportError(DataNotPreparedError, _FormatError):
     """
 
 
-def get_dataset_spec(name: str) -> DatasetSpec:
-    """The catalogue entry for `name`; unknown names raise ValueError listing the known ones."""
+def get_dataset_spec(name: str, image_size: int = 0) -> DatasetSpec:
+    """The catalogue entry for `name`, or the spec of the ImageFolder tree 'folder:ROOT'.
+
+    `image_size` (data.image_size) sets the training crop of ImageNet-style datasets (0: 224);
+    fixed-size datasets (MNIST, CIFAR) accept only 0 or their own size. Unknown names raise
+    ValueError listing the known ones; a malformed folder raises folder.ImageFolderError (a
+    ValueError) naming the expected layout.
+    """
+    if image_size < 0:
+        raise ValueError(f"data.image_size must not be negative, got {image_size}")
+    if folder.is_folder_name(name):
+        return _folder_spec(name, image_size or DEFAULT_IMAGE_SIZE)
     try:
-        return DATASETS[name]
+        spec = DATASETS[name]
     except KeyError:
         import difflib
 
         close = difflib.get_close_matches(str(name), DATASETS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown dataset {name!r}{hint}; known: {', '.join(DATASETS)}") from None
+        raise ValueError(f"unknown dataset {name!r}{hint}; known: {', '.join(DATASETS)}, "
+                         f"or folder:ROOT for an ImageFolder tree") from None
+    if spec.variable_size:
+        if image_size and image_size != spec.image_shape[0]:
+            spec = dataclasses.replace(spec, image_shape=(image_size, image_size, 3))
+    elif image_size and (image_size, image_size) != spec.image_shape[:2]:
+        shape = "x".join(map(str, spec.image_shape))
+        raise ValueError(f"data.image_size={image_size} applies to ImageNet-style datasets only; "
+                         f"{name} images are {shape}: set data.image_size=0")
+    return spec
+
+
+def _folder_spec(name: str, image_size: int) -> DatasetSpec:
+    root = folder.folder_root(name)
+    classes = folder.folder_classes(root)
+    return DatasetSpec(
+        name=name, tfds_name="", image_shape=(image_size, image_size, 3), num_classes=len(classes),
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, train_split="train",
+        test_split=folder.split_used_as_test(root), label_names=classes, variable_size=True,
+        folder=str(root), description=f"ImageFolder tree at {root}: {len(classes)} classes")
 
 
 def default_data_dir() -> str:
@@ -169,7 +233,41 @@ def tfds_builder(name: str, data_dir: str | os.PathLike | None):
 
 
 def _import_hint(name: str) -> str:
+    if name in DATASETS and DATASETS[name].variable_size:
+        # Photos are not imported: an extracted copy is read in place as an ImageFolder tree.
+        return ("put its images in ROOT/train/<class>/ and ROOT/val/<class>/ and use "
+                "data.name=folder:ROOT")
     return f"run `cnn-jax data import {name} --from PATH`"
+
+
+def _manual_prepare(spec: DatasetSpec, builder, where: str, download: bool) -> None:
+    """Prepares a dataset tfds builds from files the user downloads (ImageNet), or says what is
+    missing in one line: the files in <data_dir>/downloads/manual, TensorFlow, data.download."""
+    manual = Path(where, "downloads", "manual")
+    missing = [f for f in spec.manual_files if not (manual / f).is_file()]
+    blockers = []
+    if missing:
+        blockers.append("the tars" if len(missing) == len(spec.manual_files) else " and ".join(missing))
+    if not tensorflow_installed():
+        blockers.append("TensorFlow")
+    if not download:
+        blockers.append("data.download=True (it is False)")
+    if blockers:
+        raise DataNotPreparedError(
+            f"dataset {spec.name!r} is not prepared in {where}: tfds prepares it from "
+            f"{' and '.join(spec.manual_files)} ({spec.source_url}) placed in {manual}, with "
+            f"TensorFlow installed (`pip install 'cnn-jax[tf]'`); missing: {', '.join(blockers)} "
+            f"(or {_import_hint(spec.name)})")
+    log.info("preparing %s from %s into %s (this takes hours)", spec.name, manual, where)
+    try:
+        builder.download_and_prepare(
+            file_format="array_record",
+            download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual)))
+    except Exception as e:  # a broken tar, TF, the disk: one line, with the folder alternative
+        first_line = (str(e).strip().splitlines() or [""])[0][:200]
+        raise DataNotPreparedError(
+            f"dataset {spec.name!r}: preparing it from {manual} failed ({type(e).__name__}: "
+            f"{first_line}): check the tars, or {_import_hint(spec.name)}") from e
 
 
 def network_reachable(url: str, timeout: float = 3.0) -> bool:
@@ -227,10 +325,15 @@ def ensure_prepared(name: str, data_dir: str | os.PathLike | None, download: boo
     fix when the machine is offline, TensorFlow is missing, or the download fails.
     """
     spec = get_dataset_spec(name)
+    if spec.folder:
+        raise ValueError(f"{name} is an ImageFolder tree: it is read in place, not prepared")
     where = _resolve_data_dir(data_dir)
     builder = tfds_builder(name, where)
     if is_prepared(builder):
         check_readable(builder, name, where)
+        return builder
+    if spec.manual_files:
+        _manual_prepare(spec, builder, where, download)
         return builder
     prefix = f"dataset {name!r} is not prepared in {where}"
     if not download:
@@ -363,6 +466,9 @@ def _import(name: str, path: str | os.PathLike, data_dir: str | os.PathLike | No
         spec = get_dataset_spec(name)
     except ValueError as e:
         raise DataImportError(str(e)) from None
+    if spec.variable_size:
+        raise DataImportError(f"{name} photos are not imported: {_import_hint(name)} "
+                              f"(or let tfds prepare it)")
     source = os.fspath(Path(path).expanduser())
     try:
         data = formats.read_local(name, source, spec.image_shape[-1])

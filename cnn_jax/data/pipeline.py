@@ -22,6 +22,23 @@ Design:
   * Validation: `val_size` examples held out of the train split by a permutation fixed by
     `split_seed` alone (independent of the training seed); `train_subset` keeps the first N of the
     remaining ones (in dataset order).
+  * Photographs of varying size (ImageNet-style: imagenet2012, imagenette, 'folder:ROOT' trees;
+    `DatasetSpec.variable_size`) take a per-record path instead: a Grain `MapDataset` of record
+    ids is mapped record by record through `transforms.PhotoTransform` (PIL decode to RGB, then
+    the random resized crop for training, resize-256-center-crop-224 for evaluation), batched,
+    then given the batch ops of `data.augment` (the flip). A record's crop is drawn from a
+    generator seeded by (seed, epoch, record id), the batch ops by (seed, epoch, step, process),
+    so these batches too are pure functions of (seed, epoch, step). Grain runs the map in
+    `data.num_workers` worker processes, or with 0 in a pool of threads (PIL releases the GIL
+    while it decodes and resizes; on this project's 2-core machine threads were as fast as
+    processes and gave the first batch in 0.1-0.3 s instead of 2.5-3 s, a start-up paid by every
+    epoch and every evaluation; see experiments/bench_input_pipeline.py). Grain's threads and
+    workers compute whole batches, so the batches are the same whichever is used.
+    With `data.cache=True` every photo is decoded once and kept in memory with its shorter side
+    resized to the evaluation size (about 3 * eval_resize^2 * 4/3 bytes per photo: 260 KB at
+    256, i.e. 2.5 GB for Imagenette's 9,469 training photos but 330 GB for ImageNet's 1.28 M, so
+    only for small trees). Evaluation batches are then identical to the uncached ones; training
+    crops are drawn from the resized photo (a second resampling) instead of the original.
   * Normalisation is not done here: images stay uint8; the train/eval step normalises on device.
 """
 
@@ -42,14 +59,15 @@ import tensorflow_datasets as tfds
 from absl import flags as absl_flags
 from PIL import Image
 
-from cnn_jax.data import catalog, formats
+from cnn_jax.data import catalog, folder, formats
 from cnn_jax.data.augment import Compose, build_augment
 from cnn_jax.data.catalog import DatasetSpec
+from cnn_jax.data.transforms import PhotoTransform
 
 log = logging.getLogger(__name__)
 
 # Independent random streams derived from one seed (numpy SeedSequence entropy = [stream, ...]).
-_STREAM_SPLIT, _STREAM_SHUFFLE, _STREAM_AUGMENT = 1, 2, 3
+_STREAM_SPLIT, _STREAM_SHUFFLE, _STREAM_AUGMENT, _STREAM_CROP = 1, 2, 3, 4
 _CACHE_FOLDER = "cnn_jax_cache"
 
 
@@ -74,6 +92,8 @@ class DataConfig:
     train_subset: int = 0
     cache: bool = True
     num_workers: int = 0
+    image_size: int = 0  # training crop of ImageNet-style datasets (0: 224); 0 for MNIST/CIFAR
+    eval_resize: int = 256  # evaluation: shorter side to this, center crop image_size (0: to image_size)
     augment: Mapping[str, Any] | None = None
 
     @classmethod
@@ -84,10 +104,38 @@ class DataConfig:
         if unknown:
             raise ValueError(f"unknown data option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         cfg = cls(**values)
-        for key in ("val_size", "train_subset", "num_workers"):
+        for key in ("val_size", "train_subset", "num_workers", "image_size", "eval_resize"):
             if getattr(cfg, key) < 0:
                 raise ValueError(f"data.{key} must not be negative, got {getattr(cfg, key)}")
         return cfg
+
+    @property
+    def random_resized_crop(self) -> bool:
+        return bool(dict(self.augment.items()).get("random_resized_crop", False)) if self.augment else False
+
+
+def dataset_spec_from_config(data_config: Mapping[str, Any] | Any) -> DatasetSpec:
+    """The DatasetSpec that `config.data` describes (image_shape = the training crop), after the
+    checks that need no data: unknown or negative options, image sizes, augmentation that does
+    not fit the dataset. For a 'folder:' dataset it lists the class folders, nothing more.
+
+    Raises ValueError (one line). `config.validate_config` calls it before any run starts.
+    """
+    return _resolve_spec(DataConfig.from_config(data_config))
+
+
+def _resolve_spec(cfg: DataConfig) -> DatasetSpec:
+    spec = catalog.get_dataset_spec(cfg.name, cfg.image_size)
+    build_augment(cfg.augment)  # unknown augmentation keys fail here, before any data is read
+    if spec.variable_size:
+        size = spec.image_shape[0]
+        if cfg.eval_resize and cfg.eval_resize < size:
+            raise ValueError(f"data.eval_resize={cfg.eval_resize} is smaller than the {size}x{size} "
+                             f"crop: use at least {size} (256 for 224, the papers' ratio), or 0")
+    elif cfg.random_resized_crop:
+        raise ValueError(f"data.augment.random_resized_crop is for ImageNet-style photos, not "
+                         f"{cfg.name}: use data.augment.random_crop_padding")
+    return spec
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,7 +197,143 @@ class RecordSource:
         return _read_records(self.source, self.rows[positions], self.spec, self.batched)
 
 
-Source = ArraySource | RecordSource
+@dataclasses.dataclass(frozen=True)
+class FileRecords:
+    """The image files of one ImageFolder split: record r is file root/relpaths[r], class labels[r].
+
+    Paths are one numpy bytes array (not a list of str) so that sending the records to Grain
+    worker processes pickles one buffer, even for ImageNet's 1.28 M files.
+    """
+
+    root: str
+    relpaths: np.ndarray  # (N,) bytes
+    labels: np.ndarray  # (N,) int32
+
+    @classmethod
+    def from_split(cls, root: Path, split: folder.FolderSplit) -> FileRecords:
+        prefix = len(os.fspath(root)) + 1
+        rel = np.array([os.fsencode(p[prefix:]) for p in split.paths], dtype=bytes)
+        return cls(os.fspath(root), rel, split.labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def describe(self, row: int) -> str:
+        return os.path.join(self.root, os.fsdecode(self.relpaths[row]))
+
+    def read(self, row: int) -> tuple[str, int]:
+        return self.describe(row), int(self.labels[row])
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsRecords:
+    """Records of one tfds split (JPEG bytes with SkipDecoding; arrays from tfds' mock data)."""
+
+    source: Any  # tfds ArrayRecordDataSource (picklable)
+    image_key: str
+    label_key: str
+    name: str
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def describe(self, row: int) -> str:
+        return f"record {row} of {self.name}"
+
+    def read(self, row: int) -> tuple[Any, int]:
+        record = self.source[int(row)]
+        return record[self.image_key], int(record[self.label_key])
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryRecords:
+    """Photos decoded once (data.cache=True): record ids `ids` (sorted) -> uint8 arrays."""
+
+    ids: np.ndarray
+    images: tuple[np.ndarray, ...]
+    labels: np.ndarray
+    name: str
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def describe(self, row: int) -> str:
+        return f"cached record {row} of {self.name}"
+
+    def read(self, row: int) -> tuple[np.ndarray, int]:
+        k = int(np.searchsorted(self.ids, row))
+        return self.images[k], int(self.labels[k])
+
+
+Records = FileRecords | TfdsRecords | MemoryRecords
+
+
+@dataclasses.dataclass
+class PhotoSource:
+    """Photos of varying size, decoded per record: position p is record `rows[p]` of `records`."""
+
+    records: Records
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _transformed(records: Records, row: int, fn, *args) -> tuple[np.ndarray, int]:
+    data, label = records.read(row)
+    try:
+        return fn(data, *args), label
+    except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for unreadable files
+        raise ValueError(f"cannot decode image {records.describe(row)}: {e}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class _PhotoTrainRecord:
+    """Grain map: record id -> training image (crop drawn from (seed, epoch, record id))."""
+
+    records: Records
+    transform: PhotoTransform
+    seed: int
+    epoch: int
+
+    def __call__(self, row: int) -> dict[str, np.ndarray]:
+        rng = _rng(_STREAM_CROP, self.seed, self.epoch, row)
+        image, label = _transformed(self.records, row, self.transform.train, rng)
+        return {"image": image, "label": np.int32(label)}
+
+
+@dataclasses.dataclass(frozen=True)
+class _PhotoEvalRecord:
+    """Grain map: record id -> evaluation image; id -1 is padding (zeros, mask False)."""
+
+    records: Records
+    transform: PhotoTransform
+    image_shape: tuple[int, int, int]
+
+    def __call__(self, row: int) -> dict[str, np.ndarray]:
+        if row < 0:
+            return {"image": np.zeros(self.image_shape, np.uint8), "label": np.int32(0),
+                    "mask": np.bool_(False)}
+        image, label = _transformed(self.records, row, self.transform.eval)
+        return {"image": image, "label": np.int32(label), "mask": np.bool_(True)}
+
+
+@dataclasses.dataclass(frozen=True)
+class _AugmentBatch:
+    """Grain map_with_index: batch `step` -> the batch ops of data.augment (the flip), seeded
+    exactly as on the fixed-size path."""
+
+    augment: Compose
+    seed: int
+    epoch: int
+    process_index: int
+
+    def __call__(self, step: int, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rng = _rng(_STREAM_AUGMENT, self.seed, self.epoch, step, self.process_index)
+        return {**batch, "image": self.augment(batch["image"], rng)}
+
+
+Source = ArraySource | RecordSource | PhotoSource
 
 
 def split_train_val(num_examples: int, val_size: int, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -316,7 +500,8 @@ class InputPipeline:
 
     def __init__(self, spec: DatasetSpec, train: Source, val: Source | None, test: Source, *,
                  seed: int, batch_size: int, eval_batch_size: int, process_index: int,
-                 process_count: int, augment: Compose, cached: bool, num_workers: int):
+                 process_count: int, augment: Compose, cached: bool, num_workers: int,
+                 transform: PhotoTransform | None = None):
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value < 1 or value % process_count:
                 raise ValueError(f"{key}={value} must be a positive multiple of the "
@@ -336,12 +521,22 @@ class InputPipeline:
         self.num_test = len(test)
         self.steps_per_epoch = self.num_train // batch_size  # the remainder is dropped
         self._num_workers = num_workers
+        self.transform = transform
+        self._photos = isinstance(train, PhotoSource)
+        if self._photos and transform is None:
+            raise ValueError("photo sources need a PhotoTransform")
+        threads = min(16, os.cpu_count() or 1)
         # Cached batches take microseconds: one prefetch thread is plenty. Record decoding is
         # slower; threads overlap it (PIL releases the GIL) unless worker processes do it.
-        if cached or num_workers:
+        if self._photos and not num_workers:
+            # Each thread builds whole batches of photos (tens of ms per photo): keep every
+            # thread busy with a batch and one more batch ready for each.
+            self._read_options = grain.ReadOptions(num_threads=threads,
+                                                   prefetch_buffer_size=2 * threads)
+        elif cached or num_workers:
             self._read_options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)
         else:
-            self._read_options = grain.ReadOptions(num_threads=min(8, os.cpu_count() or 1),
+            self._read_options = grain.ReadOptions(num_threads=min(8, threads),
                                                    prefetch_buffer_size=16)
 
     def _iterate(self, batches) -> Iterator[dict[str, np.ndarray]]:
@@ -356,15 +551,35 @@ class InputPipeline:
         return iter(ds)
 
     def _train_source(self, epoch: int) -> _TrainBatches:
-        order = _rng(_STREAM_SHUFFLE, self.seed, epoch).permutation(self.num_train)
+        order = self._epoch_order(epoch)
         return _TrainBatches(self._train, order, self.batch_size, self.local_batch_size,
                              self.process_index, self.augment, self.seed, epoch)
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        return _rng(_STREAM_SHUFFLE, self.seed, epoch).permutation(self.num_train)
+
+    def _photo_train_dataset(self, epoch: int) -> grain.MapDataset:
+        """Element `step`: this process's part of global batch `step`, decoded record by record."""
+        steps, g, b = self.steps_per_epoch, self.batch_size, self.local_batch_size
+        positions = self._epoch_order(epoch)[:steps * g].reshape(steps, g)
+        mine = positions[:, self.process_index * b:(self.process_index + 1) * b].reshape(-1)
+        ds = grain.MapDataset.source(self._train.rows[mine])
+        ds = ds.map(_PhotoTrainRecord(self._train.records, self.transform, self.seed, epoch))
+        ds = ds.batch(b, drop_remainder=True)
+        if self.augment:
+            ds = ds.map_with_index(_AugmentBatch(self.augment, self.seed, epoch, self.process_index))
+        return ds
+
+    def _train_dataset(self, epoch: int) -> grain.MapDataset:
+        if self._photos:
+            return self._photo_train_dataset(epoch)
+        return grain.MapDataset.source(self._train_source(epoch))
 
     def train_batch(self, epoch: int, step: int) -> dict[str, np.ndarray]:
         """Batch `step` of `epoch` directly (what `train_batches` yields at that step)."""
         if not 0 <= step < self.steps_per_epoch:
             raise IndexError(f"step {step} is outside epoch of {self.steps_per_epoch} steps")
-        return self._train_source(epoch)[step]
+        return self._train_dataset(epoch)[step]
 
     def train_batches(self, epoch: int, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
         """The batches of `epoch` from `start_step` on: {'image': uint8 (B,H,W,C), 'label': int32 (B,)}.
@@ -373,8 +588,7 @@ class InputPipeline:
         """
         if not 0 <= start_step <= self.steps_per_epoch:
             raise ValueError(f"start_step={start_step} is outside [0, {self.steps_per_epoch}]")
-        batches = grain.MapDataset.source(self._train_source(epoch))
-        return self._iterate(batches.slice(slice(start_step, None)))
+        return self._iterate(self._train_dataset(epoch).slice(slice(start_step, None)))
 
     def eval_batches(self, split: str) -> Iterator[dict[str, np.ndarray]]:
         """All of 'val' or 'test' once, in order: {'image', 'label', 'mask'}; padding has mask False."""
@@ -386,9 +600,35 @@ class InputPipeline:
             source = self._test
         else:
             raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+        if isinstance(source, PhotoSource):
+            return self._iterate(self._photo_eval_dataset(source))
         batches = _EvalBatches(source, self.eval_batch_size, self.local_eval_batch_size,
                                self.process_index, self.spec.image_shape)
         return self._iterate(grain.MapDataset.source(batches))
+
+    def _photo_eval_dataset(self, source: PhotoSource) -> grain.MapDataset:
+        """Eval batch k holds positions k*G + i*B ... (process i), padded with record id -1."""
+        n, g, b = len(source), self.eval_batch_size, self.local_eval_batch_size
+        num_batches = -(-n // g)
+        grid = (np.arange(num_batches)[:, None] * g + self.process_index * b + np.arange(b)).reshape(-1)
+        rows = np.where(grid < n, source.rows[np.minimum(grid, n - 1)], -1)
+        ds = grain.MapDataset.source(rows)
+        ds = ds.map(_PhotoEvalRecord(source.records, self.transform, self.spec.image_shape))
+        return ds.batch(b, drop_remainder=True)
+
+
+def _train_val_rows(cfg: DataConfig, num_examples: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Record ids of the training and validation parts of the train split (see the docstring)."""
+    if cfg.val_size:
+        train_idx, val_idx = split_train_val(num_examples, cfg.val_size, cfg.split_seed)
+    else:
+        train_idx, val_idx = np.arange(num_examples), None
+    if cfg.train_subset:
+        if cfg.train_subset > len(train_idx):
+            raise ValueError(f"data.train_subset={cfg.train_subset} is more than the "
+                             f"{len(train_idx)} training examples: lower it (0 = all)")
+        train_idx = train_idx[:cfg.train_subset]
+    return train_idx, val_idx
 
 
 def create_input_pipeline(data_config: Mapping[str, Any] | Any, *, seed: int, batch_size: int,
@@ -400,7 +640,16 @@ def create_input_pipeline(data_config: Mapping[str, Any] | Any, *, seed: int, ba
     the fix when it cannot.
     """
     cfg = DataConfig.from_config(data_config)
-    spec = catalog.get_dataset_spec(cfg.name)
+    spec = _resolve_spec(cfg)
+    options = dict(seed=seed, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                   process_index=process_index, process_count=process_count,
+                   augment=build_augment(cfg.augment), cached=cfg.cache,
+                   num_workers=cfg.num_workers)
+    if spec.variable_size:
+        train, val, test = _photo_sources(cfg, spec)
+        transform = PhotoTransform(spec.image_shape[0], cfg.eval_resize, cfg.random_resized_crop)
+        return InputPipeline(spec, train, val, test, transform=transform, **options)
+
     builder, sources, real = open_sources(spec, cfg.data_dir, cfg.download)
     if real:
         record = catalog.import_record(builder)
@@ -408,15 +657,7 @@ def create_input_pipeline(data_config: Mapping[str, Any] | Any, *, seed: int, ba
             log.warning("%s was imported from %s: its pixels are JPEG-degraded, not the originals",
                         spec.name, record.get("source"))
     train_split, test_split = sources[spec.train_split], sources[spec.test_split]
-    if cfg.val_size:
-        train_idx, val_idx = split_train_val(len(train_split), cfg.val_size, cfg.split_seed)
-    else:
-        train_idx, val_idx = np.arange(len(train_split)), None
-    if cfg.train_subset:
-        if cfg.train_subset > len(train_idx):
-            raise ValueError(f"data.train_subset={cfg.train_subset} is more than the "
-                             f"{len(train_idx)} training examples: lower it (0 = all)")
-        train_idx = train_idx[:cfg.train_subset]
+    train_idx, val_idx = _train_val_rows(cfg, len(train_split))
     test_idx = np.arange(len(test_split))
 
     if cfg.cache:
@@ -428,8 +669,45 @@ def create_input_pipeline(data_config: Mapping[str, Any] | Any, *, seed: int, ba
         train = RecordSource(train_split, train_idx, spec, real)
         val = RecordSource(train_split, val_idx, spec, real) if val_idx is not None else None
         test = RecordSource(test_split, test_idx, spec, real)
-    return InputPipeline(spec, train, val, test, seed=seed, batch_size=batch_size,
-                         eval_batch_size=eval_batch_size, process_index=process_index,
-                         process_count=process_count, augment=build_augment(cfg.augment),
-                         cached=cfg.cache, num_workers=cfg.num_workers)
+    return InputPipeline(spec, train, val, test, **options)
 
+
+def _photo_records(cfg: DataConfig, spec: DatasetSpec) -> tuple[Records, Records]:
+    """(train records, test records) of an ImageNet-style dataset: files or tfds records."""
+    if spec.folder:
+        root = Path(spec.folder)
+        train = folder.scan_split(root, spec.train_split, spec.label_names)
+        test = folder.scan_split(root, spec.test_split, spec.label_names)
+        return FileRecords.from_split(root, train), FileRecords.from_split(root, test)
+    _, sources, _ = open_sources(spec, cfg.data_dir, cfg.download)
+    return tuple(TfdsRecords(sources[s], spec.image_key, spec.label_key, f"{spec.name}/{s}")
+                 for s in (spec.train_split, spec.test_split))
+
+
+def _cache_photos(records: Records, ids: np.ndarray, transform: PhotoTransform,
+                  name: str) -> MemoryRecords:
+    """Decodes records `ids` once, shorter side resized to the evaluation size (data.cache)."""
+    ids = np.unique(ids)
+    decoded = formats.parallel_map(lambda r: _transformed(records, int(r), transform.cache), ids,
+                                   chunk=64)
+    images = tuple(d[0] for d in decoded)
+    labels = np.array([d[1] for d in decoded], np.int32)
+    log.info("cached %d photos of %s in memory: %.2f GB", len(ids), name,
+             sum(x.nbytes for x in images) / 1e9)
+    return MemoryRecords(ids, images, labels, name)
+
+
+def _photo_sources(cfg: DataConfig, spec: DatasetSpec):
+    train_records, test_records = _photo_records(cfg, spec)
+    train_idx, val_idx = _train_val_rows(cfg, len(train_records))
+    test_idx = np.arange(len(test_records))
+    if cfg.cache:
+        transform = PhotoTransform(spec.image_shape[0], cfg.eval_resize, False)
+        parts = [train_idx] + ([val_idx] if val_idx is not None else [])
+        train_records = _cache_photos(train_records, np.concatenate(parts), transform,
+                                      f"{spec.name}/{spec.train_split}")
+        test_records = _cache_photos(test_records, test_idx, transform,
+                                     f"{spec.name}/{spec.test_split}")
+    train = PhotoSource(train_records, train_idx)
+    val = PhotoSource(train_records, val_idx) if val_idx is not None else None
+    return train, val, PhotoSource(test_records, test_idx)

@@ -182,16 +182,7 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
     log.info("devices: %d x %s, mesh %s", mesh.size, mesh.devices.flat[0].platform, dict(mesh.shape))
 
     # ---- input --------------------------------------------------------------------------------
-    from cnn_jax.data.pipeline import create_input_pipeline
-
-    data = create_input_pipeline(
-        config.data,
-        seed=config.seed,
-        batch_size=config.batch_size,
-        eval_batch_size=config.eval_batch_size,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-    )
+    data = _input_pipeline(config)
     spec = data.spec
     steps_per_epoch = data.steps_per_epoch
     if steps_per_epoch < 1:
@@ -328,6 +319,25 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
     return results
 
 
+def _input_pipeline(config: ml_collections.ConfigDict):
+    """This process's input pipeline; data options that cannot work become a ConfigError."""
+    from cnn_jax.data.pipeline import create_input_pipeline
+
+    try:
+        return create_input_pipeline(
+            config.data,
+            seed=config.seed,
+            batch_size=config.batch_size,
+            eval_batch_size=config.eval_batch_size,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
+    except ValueError as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(str(e).splitlines()[0]) from None
+
+
 def _check_finite(sums: dict, step: int, ckpt: RunCheckpoints) -> None:
     if float(sums["nonfinite"]) > 0 or not math.isfinite(float(sums["loss"])):
         ckpt.wait()
@@ -358,11 +368,7 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", checkpoint: str =
     config = from_dict(json.loads(path.read_text()))
     mesh = sharding.create_mesh()
     validate_config(config, num_devices=mesh.size)
-    from cnn_jax.data.pipeline import create_input_pipeline
-
-    data = create_input_pipeline(config.data, seed=config.seed, batch_size=config.batch_size,
-                                 eval_batch_size=config.eval_batch_size,
-                                 process_index=jax.process_index(), process_count=jax.process_count())
+    data = _input_pipeline(config)
     if split == "val" and not data.num_val:
         raise ConfigError("this run has no validation split (data.val_size=0): use --split test")
     model = create_model(config.model.name, num_classes=data.spec.num_classes,

@@ -62,3 +62,34 @@ def import_mnist_small(tmp_path_factory, arrays: dict) -> Path:
     data_dir = tmp_path_factory.mktemp("tfds")
     import_local("mnist", src, data_dir)
     return data_dir
+
+
+FULLSIZE = "imagenet_fullsize_sample/val"
+IMAGENETTE = "imagenette_sample"
+
+
+def fullsize_photo(shared_data: Path, wnid: str) -> Path:
+    """The one full-size ImageNet photo of class `wnid` in imagenet_fullsize_sample."""
+    (path,) = sorted((shared_data / FULLSIZE / wnid).glob("*.JPEG"))
+    return path
+
+
+def photo_tree(root: Path, layout: dict) -> Path:
+    """Copies real photos into an ImageFolder tree: layout = {split: {class: [source paths]}}.
+
+    Files keep their names, so sorted order inside a class folder is the sources' name order.
+    """
+    import shutil
+
+    for split, classes in layout.items():
+        for cls, sources in classes.items():
+            folder = root / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for src in sources:
+                shutil.copyfile(src, folder / Path(src).name)
+    return root
+
+
+def imagenette_files(shared_data: Path, split: str, wnid: str, n: int) -> list[Path]:
+    """The first n photos (sorted names) of class `wnid` in imagenette_sample/<split>."""
+    return sorted((shared_data / IMAGENETTE / split / wnid).glob("*.JPEG"))[:n]

@@ -95,3 +95,9 @@ def test_build_augment_with_nothing_enabled_returns_images_unchanged():
 def test_build_augment_rejects_unknown_options_naming_the_known_ones():
     with pytest.raises(ValueError, match="horizontal_flip"):
         build_augment({"horizontal_flips": True})
+
+
+def test_build_augment_leaves_random_resized_crop_to_the_per_photo_transform():
+    fn = build_augment({"random_resized_crop": True, "horizontal_flip": True, "random_crop_padding": 0})
+    assert fn == Compose((RandomFlipLR(),))
+    assert not build_augment({"random_resized_crop": True})

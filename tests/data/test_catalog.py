@@ -29,10 +29,16 @@ def test_catalogue_entries_match_the_tfds_builders(name):
     builder = tfds.builder(spec.tfds_name)  # the version tfds would generate today
     features = builder.info.features
     assert str(builder.info.version) == spec.tfds_version
-    assert features[spec.image_key].shape == spec.image_shape
+    if spec.variable_size:  # photos of any size; image_shape is the training crop
+        assert features[spec.image_key].shape == (None, None, 3)
+        assert spec.image_shape == (224, 224, 3)
+    else:
+        assert features[spec.image_key].shape == spec.image_shape
     assert features[spec.label_key].num_classes == spec.num_classes
     assert len(spec.mean) == len(spec.std) == spec.image_shape[-1]
-    assert len(spec.label_names) == spec.num_classes
+    assert len(spec.label_names) == (0 if name == "imagenet2012" else spec.num_classes)
+    if spec.variable_size and spec.label_names:  # the sorted wnids, ImageFolder's class order
+        assert tuple(features[spec.label_key].names) == spec.label_names == tuple(sorted(spec.label_names))
 
 
 @pytest.mark.parametrize("name, mean, std", [("mnist", 0.1307, 0.3081), ("fashion_mnist", 0.2860, 0.3530)])
@@ -139,3 +145,72 @@ def test_a_dataset_prepared_as_tfrecord_names_the_fix(mnist_small_dir, tmp_path)
     with pytest.raises(DataNotPreparedError) as e:
         ensure_prepared("mnist", tmp_path)
     assert "stored as tfrecord" in _one_line_error(e) and "cnn-jax data import mnist" in str(e.value)
+
+
+# --------------------------------------------------------------------------------------------
+# ImageNet-style datasets
+# --------------------------------------------------------------------------------------------
+
+
+def _no_network(url, timeout=3.0):
+    raise AssertionError("ImageNet is prepared from local tars: no network probe")
+
+
+def test_imagenet_not_prepared_says_in_one_line_that_it_needs_the_tars_and_tensorflow(monkeypatch, tmp_path):
+    monkeypatch.setattr(catalog, "network_reachable", _no_network)
+    monkeypatch.setattr(catalog, "tensorflow_installed", lambda: False)
+    with pytest.raises(DataNotPreparedError) as e:
+        ensure_prepared("imagenet2012", tmp_path)
+    message = _one_line_error(e)
+    assert message.startswith(f"dataset 'imagenet2012' is not prepared in {tmp_path}: ")
+    assert (f"ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (https://image-net.org/download-images) "
+            f"placed in {tmp_path}/downloads/manual") in message
+    assert "TensorFlow installed (`pip install 'cnn-jax[tf]'`)" in message
+    assert "missing: the tars, TensorFlow" in message
+    assert "data.name=folder:ROOT" in message
+
+
+def test_imagenet_with_one_tar_names_the_one_that_is_missing(monkeypatch, tmp_path):
+    monkeypatch.setattr(catalog, "tensorflow_installed", lambda: True)
+    manual = tmp_path / "downloads" / "manual"
+    manual.mkdir(parents=True)
+    (manual / "ILSVRC2012_img_train.tar").write_bytes(b"")
+    with pytest.raises(DataNotPreparedError) as e:
+        ensure_prepared("imagenet2012", tmp_path)
+    assert "missing: ILSVRC2012_img_val.tar (or" in _one_line_error(e)
+
+
+def test_imagenet_with_its_tars_and_tensorflow_is_prepared_from_the_manual_folder(monkeypatch, tmp_path):
+    monkeypatch.setattr(catalog, "network_reachable", _no_network)
+    monkeypatch.setattr(catalog, "tensorflow_installed", lambda: True)
+    manual = tmp_path / "downloads" / "manual"
+    manual.mkdir(parents=True)
+    for name in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"):
+        (manual / name).write_bytes(b"")
+    calls = []
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                        lambda self, **kwargs: calls.append((self.name, kwargs)))
+    ensure_prepared("imagenet2012", tmp_path)
+    ((name, kwargs),) = calls
+    assert name == "imagenet2012" and kwargs["file_format"] == "array_record"
+    assert str(kwargs["download_config"].manual_dir) == str(manual)
+    with pytest.raises(DataNotPreparedError, match=r"missing: data.download=True \(it is False\)"):
+        ensure_prepared("imagenet2012", tmp_path, download=False)
+
+
+def test_imagenette_offline_names_the_folder_alternative(monkeypatch, tmp_path):
+    monkeypatch.setattr(catalog, "network_reachable", lambda url, timeout=3.0: False)
+    with pytest.raises(DataNotPreparedError) as e:
+        ensure_prepared("imagenette", tmp_path)
+    message = _one_line_error(e)
+    assert "offline" in message and "ROOT/train/<class>/" in message and "data.name=folder:ROOT" in message
+
+
+def test_photo_datasets_are_read_in_place_not_imported(tmp_path):
+    with pytest.raises(catalog.DataImportError, match="data.name=folder:ROOT"):
+        catalog.import_local("imagenette", tmp_path, tmp_path)
+
+
+def test_unknown_dataset_error_mentions_folder_trees():
+    with pytest.raises(ValueError, match="folder:ROOT for an ImageFolder tree"):
+        catalog.get_dataset_spec("imagenet")

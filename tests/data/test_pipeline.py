@@ -238,3 +238,21 @@ def test_grain_worker_processes_give_the_same_batches(mnist_small_dir):
     finally:
         it.close()
     assert same_batches(with_workers, epoch(make(mnist_small_dir, **cfg), 1)[2:6])
+
+
+@pytest.mark.parametrize("name, num_classes", [("imagenette", 10), ("imagenet2012", 1000)])
+def test_imagenet_style_tfds_datasets_give_fixed_size_crops_of_photos_of_any_size(tmp_path, name, num_classes):
+    # tfds' mock photos have random sizes; the pipeline crops every one to data.image_size.
+    with tfds.testing.mock_data(num_examples=40):
+        pipe = make(tmp_path, name=name, cache=False, val_size=8, batch_size=8, eval_batch_size=16,
+                    image_size=48, eval_resize=55,
+                    augment={"random_resized_crop": True, "horizontal_flip": True})
+        assert pipe.spec.image_shape == (48, 48, 3) and pipe.spec.num_classes == num_classes
+        assert (pipe.num_train, pipe.num_val, pipe.num_test, pipe.steps_per_epoch) == (32, 8, 40, 4)
+        batch = pipe.train_batch(1, 2)
+        again = list(pipe.train_batches(1, start_step=2))[0]
+        evals = list(pipe.eval_batches("test"))
+    assert batch["image"].shape == (8, 48, 48, 3) and batch["image"].dtype == np.uint8
+    assert np.array_equal(batch["image"], again["image"])
+    assert all(0 <= b["label"].min() and b["label"].max() < num_classes for b in evals)
+    assert [int(b["mask"].sum()) for b in evals] == [16, 16, 8]
