@@ -1,10 +1,16 @@
 """The config schema: overrides are typed, typos and impossible setups fail early in one line."""
 
 import pytest
-
-from cnn_jax.config import ConfigError, apply_overrides, base_config, from_dict, load_config, validate_config
-
 from conftest import CONFIGS
+
+from cnn_jax.config import (
+    ConfigError,
+    apply_overrides,
+    base_config,
+    from_dict,
+    load_config,
+    validate_config,
+)
 
 LENET5 = str(CONFIGS / "mnist_lenet5.py")
 

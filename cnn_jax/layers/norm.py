@@ -7,6 +7,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from cnn_jax.layers.initializers import Initializer, get_initializer
@@ -68,7 +69,7 @@ def local_response_norm(
     window = (1,) * (x.ndim - 1) + (size,)
     padding = ((0, 0),) * (x.ndim - 1) + ((size // 2, (size - 1) // 2),)
     sums = lax.reduce_window(
-        squares, jnp.array(0, squares.dtype), lax.add, window, (1,) * x.ndim, padding
+        squares, np.array(0, squares.dtype), lax.add, window, (1,) * x.ndim, padding
     )
     return x / (k + (alpha / size) * sums) ** beta
 

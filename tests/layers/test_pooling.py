@@ -4,7 +4,6 @@ count_include_pad rules (checked against a direct transcription of torch's loops
 import itertools
 
 import jax
-
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -12,7 +12,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-
 from conftest import CONFIGS
 
 STEPS = 72  # 3 epochs x 24 steps

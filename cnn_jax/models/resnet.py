@@ -1,0 +1,291 @@
+"""Residual networks (He, Zhang, Ren & Sun 2016, "Deep residual learning for image recognition").
+
+One module, :class:`ResNet`, built from :class:`BasicBlock` or :class:`Bottleneck`, covers both
+families of the paper:
+
+* ImageNet ResNets (Table 1) as torchvision defines them: 7x7/2 stem conv, 3x3/2 max pool, four
+  stages of 64/128/256/512 base widths, global average pool, ``fc``. Stride 2 sits on the first 3x3
+  convolution of a stage's first block ("ResNet v1.5", torchvision's choice; the paper strides the
+  first 1x1 of a bottleneck); a shortcut whose shape changes is a 1x1 projection with BN (option B,
+  §3.3). Parameters for 1000 classes: ``resnet18`` 11,689,512, ``resnet34`` 21,797,672,
+  ``resnet50`` 25,557,032, ``resnet101`` 44,549,160, ``resnet152`` 60,192,808. Any input of at least
+  32x32 works (the last stage is then 1x1).
+* CIFAR ResNets (§4.2, Table 6): 3x3 stem conv with 16 filters, three stages of ``n`` basic blocks
+  with 16/32/64 filters on 32/16/8 maps, global average pool, ``fc``; depth ``6n + 2``. Shortcuts are
+  option A (§3.3): parameter free, the stride-2 subsampled identity with zero channels appended.
+  Parameters for 10 classes: ``resnet20`` 269,722 (Table 6: 0.27M), ``resnet32`` 464,154 (0.46M),
+  ``resnet44`` 658,586 (0.66M), ``resnet56`` 853,018 (0.85M), ``resnet110`` 1,727,962 (1.7M).
+
+Names mirror torchvision's module tree with ``.`` before an index replaced by ``_``: ``conv1``,
+``bn1``, ``layer<s>_<b>`` for block ``b`` of stage ``s`` (holding ``conv1, bn1, conv2, bn2[, conv3,
+bn3]`` and, for a projection shortcut, ``downsample_0`` (1x1 conv) and ``downsample_1`` (BN)), and
+``fc``. So torchvision's ``layer2.0.downsample.1.running_var`` is ``batch_stats`` entry
+``layer2_0/downsample_1/var``; conv weights (O, I, kH, kW) transpose to kernels (kH, kW, I, O), BN
+``weight``/``bias`` are ``scale``/``bias``. Convolutions have no bias; BN uses torch's conventions
+(momentum 0.1 there, 0.9 here; epsilon 1e-5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cnn_jax import layers
+from cnn_jax.models.registry import register_model
+
+# torchvision initialises every ResNet convolution with kaiming_normal_(mode='fan_out') (He et al.
+# 2015 allow normalising by either fan).
+TORCHVISION_CONV_INIT = layers.get_initializer("he_normal", mode="fan_out")
+
+
+def identity_shortcut_a(x: jax.Array, features: int, strides: int) -> jax.Array:
+    """Option A shortcut (He et al. 2016 §3.3): subsample by ``strides``, append zero channels.
+
+    It has no parameters: the extra ``features - C`` channels of the shortcut are zeros, so those
+    channels of the block learn a plain (non-residual) mapping.
+    """
+    if strides > 1:
+        x = x[:, ::strides, ::strides, :]
+    extra = features - x.shape[-1]
+    if extra < 0:
+        raise ValueError(f"option A shortcut cannot reduce {x.shape[-1]} channels to {features}")
+    if extra:
+        x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, extra)))
+    return x
+
+
+class _ResidualBlock(nn.Module):
+    """Shared fields and shortcut of the residual blocks; subclasses define the residual branch."""
+
+    features: int
+    strides: int = 1
+    shortcut: str = "B"
+    zero_init_residual: bool = False
+    kernel_init: str | Callable = TORCHVISION_CONV_INIT
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5
+    dtype: Any = jnp.float32
+
+    expansion: ClassVar[int] = 1
+
+    def conv(self, features: int, kernel: int, strides: int, name: str) -> layers.Conv:
+        # torch pads explicitly (k // 2 on both sides), which differs from 'SAME' at stride 2.
+        return layers.Conv(
+            features,
+            kernel_size=kernel,
+            strides=strides,
+            padding=kernel // 2,
+            use_bias=False,
+            kernel_init=self.kernel_init,
+            dtype=self.dtype,
+            name=name,
+        )
+
+    def bn(self, name: str, zero_init: bool = False) -> layers.BatchNorm:
+        return layers.BatchNorm(
+            momentum=self.bn_momentum,
+            epsilon=self.bn_epsilon,
+            scale_init="zeros" if zero_init else "ones",
+            dtype=self.dtype,
+            name=name,
+        )
+
+    def shortcut_branch(self, x: jax.Array, train: bool) -> jax.Array:
+        out_features = self.features * self.expansion
+        if self.strides == 1 and x.shape[-1] == out_features:
+            return x
+        if self.shortcut == "A":
+            return identity_shortcut_a(x, out_features, self.strides)
+        if self.shortcut == "B":
+            x = self.conv(out_features, 1, self.strides, "downsample_0")(x)
+            return self.bn("downsample_1")(x, train=train)
+        raise ValueError(
+            f"shortcut must be 'A' (zero-padded identity) or 'B' (projection), got {self.shortcut!r}"
+        )
+
+
+class BasicBlock(_ResidualBlock):
+    """Two 3x3 convolutions with BN and ReLU, plus the shortcut (He et al. 2016 Fig. 5 left)."""
+
+    expansion: ClassVar[int] = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        y = self.conv(self.features, 3, self.strides, "conv1")(x)
+        y = nn.relu(self.bn("bn1")(y, train=train))
+        y = self.conv(self.features, 3, 1, "conv2")(y)
+        # Zero-initialising the last BN scale makes the block start as the identity (Goyal et al. 2017).
+        y = self.bn("bn2", zero_init=self.zero_init_residual)(y, train=train)
+        return nn.relu(y + self.shortcut_branch(x, train))
+
+
+class Bottleneck(_ResidualBlock):
+    """1x1 reduce, 3x3 (carrying the stride, v1.5), 1x1 expand by 4, plus the shortcut (Fig. 5 right)."""
+
+    expansion: ClassVar[int] = 4
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        y = self.conv(self.features, 1, 1, "conv1")(x)
+        y = nn.relu(self.bn("bn1")(y, train=train))
+        y = self.conv(self.features, 3, self.strides, "conv2")(y)
+        y = nn.relu(self.bn("bn2")(y, train=train))
+        y = self.conv(self.features * self.expansion, 1, 1, "conv3")(y)
+        y = self.bn("bn3", zero_init=self.zero_init_residual)(y, train=train)
+        return nn.relu(y + self.shortcut_branch(x, train))
+
+
+BLOCKS: dict[str, type[_ResidualBlock]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+class ResNet(nn.Module):
+    """Residual network: stem, stages of residual blocks, global average pool, linear ``fc``.
+
+    Fields:
+      block: ``'basic'`` or ``'bottleneck'``.
+      stage_sizes: blocks per stage (e.g. (3, 4, 6, 3) for ResNet-50, (3, 3, 3) for ResNet-20).
+      stage_widths: base width of each stage (bottleneck outputs are 4x this).
+      stem: ``'imagenet'`` (7x7/2 conv + 3x3/2 max pool) or ``'cifar'`` (3x3/1 conv, no pool).
+      shortcut: ``'B'`` projection or ``'A'`` parameter-free shortcut where the shape changes.
+      zero_init_residual: start each block's last BN scale at 0 (optional; off in torchvision too).
+      kernel_init: convolution initialiser (name or callable); ``fc`` uses LeCun normal.
+    """
+
+    num_classes: int = 1000
+    block: str = "basic"
+    stage_sizes: Sequence[int] = (2, 2, 2, 2)
+    stage_widths: Sequence[int] = (64, 128, 256, 512)
+    stem: str = "imagenet"
+    shortcut: str = "B"
+    zero_init_residual: bool = False
+    kernel_init: str | Callable = TORCHVISION_CONV_INIT
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if self.block not in BLOCKS:
+            raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {self.block!r}")
+        if self.stem not in ("imagenet", "cifar"):
+            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
+        if self.shortcut not in ("A", "B"):
+            raise ValueError(
+                f"shortcut must be 'A' (zero-padded identity) or 'B' (projection), got {self.shortcut!r}"
+            )
+        if len(self.stage_widths) != len(self.stage_sizes):
+            raise ValueError(
+                f"stage_widths {tuple(self.stage_widths)} and stage_sizes {tuple(self.stage_sizes)} "
+                "must have one entry per stage"
+            )
+        block_cls = BLOCKS[self.block]
+        x = jnp.asarray(x, self.dtype)
+
+        # ImageNet: 7x7/2 conv (Table 1 "conv1"); CIFAR: 3x3/1 conv with 16 filters (§4.2).
+        kernel, stride = (7, 2) if self.stem == "imagenet" else (3, 1)
+        x = layers.Conv(
+            self.stage_widths[0],
+            kernel_size=kernel,
+            strides=stride,
+            padding=kernel // 2,
+            use_bias=False,
+            kernel_init=self.kernel_init,
+            dtype=self.dtype,
+            name="conv1",
+        )(x)
+        x = layers.BatchNorm(
+            momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype, name="bn1"
+        )(x, train=train)
+        x = nn.relu(x)
+        if self.stem == "imagenet":
+            x = layers.max_pool(x, 3, 2, padding=1)
+
+        for stage, (num_blocks, width) in enumerate(
+            zip(self.stage_sizes, self.stage_widths, strict=True)
+        ):
+            for b in range(num_blocks):
+                x = block_cls(
+                    features=width,
+                    strides=2 if stage > 0 and b == 0 else 1,
+                    shortcut=self.shortcut,
+                    zero_init_residual=self.zero_init_residual,
+                    kernel_init=self.kernel_init,
+                    bn_momentum=self.bn_momentum,
+                    bn_epsilon=self.bn_epsilon,
+                    dtype=self.dtype,
+                    name=f"layer{stage + 1}_{b}",
+                )(x, train=train)
+
+        x = layers.global_avg_pool(x)
+        return nn.Dense(
+            self.num_classes,
+            kernel_init=layers.get_initializer("lecun_normal"),
+            dtype=self.dtype,
+            name="fc",
+        )(x)
+
+
+# ImageNet ResNets (He et al. 2016 Table 1): name -> (block, blocks per stage, parameters).
+IMAGENET_RESNETS: dict[str, tuple[str, tuple[int, ...], int]] = {
+    "resnet18": ("basic", (2, 2, 2, 2), 11_689_512),
+    "resnet34": ("basic", (3, 4, 6, 3), 21_797_672),
+    "resnet50": ("bottleneck", (3, 4, 6, 3), 25_557_032),
+    "resnet101": ("bottleneck", (3, 4, 23, 3), 44_549_160),
+    "resnet152": ("bottleneck", (3, 8, 36, 3), 60_192_808),
+}
+
+# CIFAR ResNets (He et al. 2016 §4.2, Table 6): name -> (n, parameters); depth 6n + 2.
+CIFAR_RESNETS: dict[str, tuple[int, int]] = {
+    "resnet20": (3, 269_722),
+    "resnet32": (5, 464_154),
+    "resnet44": (7, 658_586),
+    "resnet56": (9, 853_018),
+    "resnet110": (18, 1_727_962),
+}
+
+
+def _register_imagenet(name: str, block: str, stage_sizes: tuple[int, ...], params: int) -> None:
+    @register_model(
+        name,
+        family="resnet",
+        input_shape=(224, 224, 3),
+        test_input_shape=(32, 32, 3),
+        description=f"ResNet-{name[6:]} (He et al. 2016 Table 1, torchvision v1.5); {params:,} parameters",
+    )
+    def factory(num_classes: int, **kwargs: Any) -> ResNet:
+        return ResNet(
+            num_classes=num_classes, **{"block": block, "stage_sizes": stage_sizes, **kwargs}
+        )
+
+    factory.__name__ = factory.__qualname__ = name
+
+
+def _register_cifar(name: str, n: int, params: int) -> None:
+    @register_model(
+        name,
+        family="resnet_cifar",
+        input_shape=(32, 32, 3),
+        num_classes=10,
+        description=f"CIFAR ResNet-{6 * n + 2} (He et al. 2016 §4.2, option A); {params:,} parameters",
+    )
+    def factory(num_classes: int, **kwargs: Any) -> ResNet:
+        defaults = dict(
+            block="basic",
+            stage_sizes=(n, n, n),
+            stage_widths=(16, 32, 64),
+            stem="cifar",
+            shortcut="A",
+        )
+        return ResNet(num_classes=num_classes, **{**defaults, **kwargs})
+
+    factory.__name__ = factory.__qualname__ = name
+
+
+for _name, (_block, _sizes, _params) in IMAGENET_RESNETS.items():
+    _register_imagenet(_name, _block, _sizes, _params)
+for _name, (_n, _params) in CIFAR_RESNETS.items():
+    _register_cifar(_name, _n, _params)

@@ -1,0 +1,160 @@
+"""Every registered model: forward in both modes, a backward pass reaching every parameter, and the
+registry's contract (names, errors, num_classes). timm's test_models habit, over our registry.
+
+One jitted function per model does init, the eval and train forward passes and the backward pass,
+so each model compiles once; inputs are the spec's small ``test_input_shape`` with batch 2.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnn_jax.models import create_model, get_model_spec, list_models, register_model
+
+BATCH = 2
+
+
+def _flat_names(tree) -> dict[str, jax.Array]:
+    return {
+        jax.tree_util.keystr(path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    }
+
+
+def _numpy_variables(model, x: jax.Array) -> dict:
+    """Variables of `init`'s shapes: kernels ~ N(0, 1/fan_in), BN scales and variances 1,
+    other leaves small and non-zero (a zero would hide a missing gradient path)."""
+    shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+    rng = np.random.default_rng(0)
+
+    def fill(path, leaf):
+        name = jax.tree_util.keystr(path)
+        if name.endswith("['var']") or name.endswith("['scale']"):
+            return jnp.ones(leaf.shape, leaf.dtype)
+        fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 1
+        std = 1.0 / np.sqrt(fan_in) if len(leaf.shape) > 1 else 0.1
+        return jnp.asarray(rng.normal(0.0, std, leaf.shape), leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def _check_model(model, x: jax.Array, labels: jax.Array):
+    """Eval forward, train forward and the gradient of the eval-mode loss, in one jit.
+
+    Variables are drawn with NumPy at the shapes `init` would give (jax.eval_shape): running the
+    model's own initialisers costs more than the check itself (31 s for DenseNet-121 eagerly, a
+    compiled random generator per parameter under jit); the initialisers are tested elsewhere.
+    The gradient is taken in eval mode on purpose: in train mode a bias feeding straight into a
+    BatchNorm (torchvision's VGG-BN convolutions keep theirs) has an exactly zero gradient, since BN
+    subtracts the batch mean; with running statistics every parameter must reach the loss.
+    Returns (eval logits, train logits, max |grad| per parameter leaf).
+    """
+    dropout_key = jax.random.key(0)
+    variables = _numpy_variables(model, x)
+    params = variables["params"]
+    state = {k: v for k, v in variables.items() if k != "params"}
+    mutable = ["batch_stats"] if "batch_stats" in state else False
+
+    def run(params, state, dropout_key):
+        def loss_fn(p):
+            logits = model.apply({"params": p, **state}, x, train=False)
+            log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
+            return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=1)), logits
+
+        (_, eval_logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        train_out = model.apply(
+            {"params": params, **state},
+            x,
+            train=True,
+            rngs={"dropout": dropout_key},
+            mutable=mutable,
+        )
+        train_logits = train_out[0] if mutable else train_out
+        grad_max = jax.tree.map(lambda g: jnp.max(jnp.abs(g)), grads)
+        return eval_logits, train_logits, grad_max
+
+    return jax.jit(run)(params, state, dropout_key)
+
+
+# The default suite runs every distinct code path once (each family, block type and option:
+# LRN, BN, 1x1 convs, bottlenecks, option-A shortcuts, dense blocks, width multipliers). Deeper or
+# wider twins built by the same code compile for minutes on a 2-core CPU; they run under the
+# `slow` marker, which CI runs too (`pytest -m slow`).
+SLOW_TWINS = {
+    "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg16_c_bn", "vgg19", "vgg19_bn",
+    "resnet34", "resnet101", "resnet152", "resnet32", "resnet44", "resnet56", "resnet110",
+    "densenet169", "densenet201", "densenet264", "mobilenet_v1_075", "mobilenet_v1_050",
+}
+MODELS = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TWINS else n for n in list_models()]
+
+
+def test_slow_twins_are_registered_models():
+    assert SLOW_TWINS <= set(list_models())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_runs_forward_both_modes_and_backward_to_every_parameter(name):
+    spec = get_model_spec(name)
+    model = create_model(name)
+    x = jax.random.normal(jax.random.key(1), (BATCH, *spec.test_input_shape))
+    labels = jnp.arange(BATCH) % spec.num_classes
+    eval_logits, train_logits, grad_max = _check_model(model, x, labels)
+
+    assert eval_logits.shape == (BATCH, spec.num_classes)
+    assert train_logits.shape == (BATCH, spec.num_classes)
+    assert bool(jnp.all(jnp.isfinite(eval_logits))), f"{name}: non-finite eval logits"
+    assert bool(jnp.all(jnp.isfinite(train_logits))), f"{name}: non-finite train logits"
+
+    grad_max = {path: float(g) for path, g in _flat_names(grad_max).items()}
+    assert grad_max, f"{name} has no parameters"
+    non_finite = sorted(p for p, g in grad_max.items() if not np.isfinite(g))
+    assert not non_finite, f"{name}: non-finite gradient for {non_finite}"
+    zero = sorted(p for p, g in grad_max.items() if g == 0.0)
+    assert not zero, f"{name}: parameters with an all-zero gradient: {zero}"
+
+
+def test_list_models_is_sorted_and_covers_every_family():
+    names = list_models()
+    assert names == sorted(names)
+    assert len(names) == len(set(names))
+    families = {get_model_spec(n).family for n in names}
+    assert {"mlp", "lenet", "alexnet", "vgg", "resnet", "resnet_cifar"} <= families
+    assert list_models("resnet_cifar") == [
+        "resnet110",
+        "resnet20",
+        "resnet32",
+        "resnet44",
+        "resnet56",
+    ]
+
+
+def test_unknown_model_name_error_names_the_close_matches():
+    with pytest.raises(ValueError, match=r"unknown model 'resnet5'.*resnet50") as excinfo:
+        create_model("resnet5")
+    assert "did you mean" in str(excinfo.value)
+    with pytest.raises(ValueError, match="unknown model 'vgg16bn'.*vgg16_bn"):
+        get_model_spec("vgg16bn")
+
+
+def test_registering_a_name_twice_is_an_error():
+    with pytest.raises(ValueError, match="'lenet5' is registered twice"):
+        register_model("lenet5", family="lenet", input_shape=(28, 28, 1))(lambda num_classes: None)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_num_classes_override_changes_the_head(name):
+    spec = get_model_spec(name)
+    num_classes = 7 if spec.num_classes != 7 else 5
+    model = create_model(name, num_classes=num_classes)
+    assert model.num_classes == num_classes
+    x = jnp.zeros((BATCH, *spec.test_input_shape))
+    logits = jax.eval_shape(lambda: model.apply(model.init(jax.random.key(0), x), x))
+    assert logits.shape == (BATCH, num_classes)
+
+
+def test_every_spec_has_a_paper_input_shape_and_a_description():
+    for name in list_models():
+        spec = get_model_spec(name)
+        assert len(spec.input_shape) == 3 and len(spec.test_input_shape) == 3, name
+        assert spec.test_input_shape[0] <= spec.input_shape[0], name
+        assert spec.description, name
