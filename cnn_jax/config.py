@@ -20,7 +20,9 @@ from pathlib import Path
 import ml_collections
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-SCHEDULES = ("constant", "step", "cosine")
+SCHEDULES = ("constant", "step", "cosine", "onecycle", "plateau")
+WEIGHT_DECAY_MODES = ("coupled", "decoupled")
+MONITOR_METRICS = ("accuracy", "loss")  # validation metric watched by plateau / early stopping
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -44,10 +46,30 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.num_workers = 0  # Grain worker processes when cache is False (0 = threads)
     c.data.image_size = 0  # training crop of ImageNet-style datasets (0 = 224); MNIST/CIFAR: native
     c.data.eval_resize = 256  # evaluation: shorter side to this, then center crop image_size
+    c.data.test_size = 0  # N > 0: hold N examples out of the train split as the test set
+    # (instead of the dataset's test split), e.g. 60/20/20 of one split with val_size and test_size
+    # Augmentation (cnn_jax/data/augment.py), applied in this order; 0 / False switches an op off.
+    # Identical across runs with the same seed: a batch is a pure function of (seed, epoch, step).
     c.data.augment = ml_collections.ConfigDict()
-    c.data.augment.random_crop_padding = 0
-    c.data.augment.horizontal_flip = False
     c.data.augment.random_resized_crop = False  # Inception-style crop (ImageNet-style datasets)
+    c.data.augment.random_crop_padding = 0  # zero-pad P pixels, random crop back (CIFAR ResNets)
+    # One random affine map per image (LeCun et al. 1998 "distortions"; Keras-style ranges):
+    c.data.augment.rotation = 0.0  # degrees, uniform in [-r, r]
+    c.data.augment.translate = 0.0  # fraction of height/width, uniform in [-t, t]
+    c.data.augment.shear = 0.0  # degrees of horizontal shear, uniform in [-s, s]
+    c.data.augment.zoom = 0.0  # scale uniform in [1 - z, 1 + z]
+    c.data.augment.squeeze = 0.0  # x scaled by k, y by 1/k, log k uniform in [-log(1+q), log(1+q)]
+    c.data.augment.elastic_alpha = 0.0  # elastic distortion strength in pixels (Simard 2003: 34)
+    c.data.augment.elastic_sigma = 4.0  # Gaussian smoothing of the displacement field (pixels)
+    c.data.augment.horizontal_flip = False
+    c.data.augment.vertical_flip = False
+    c.data.augment.brightness = 0.0  # multiply by U[1 - b, 1 + b]
+    c.data.augment.contrast = 0.0  # blend with the image mean by U[1 - c, 1 + c]
+    c.data.augment.saturation = 0.0  # blend with grayscale by U[1 - s, 1 + s] (RGB only)
+    c.data.augment.channel_shift = 0.0  # add U[-v, v] (0-255 scale) to each channel
+    c.data.augment.cutout = 0  # zero a random square of this side (DeVries & Taylor 2017)
+    c.data.augment.mixup_alpha = 0.0  # Beta(a, a) mixing of image pairs and targets (Zhang 2018)
+    c.data.augment.cutmix_alpha = 0.0  # paste a Beta(a, a)-sized box (Yun 2019); with mixup: 50/50
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "lenet5"
@@ -68,15 +90,54 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.b1 = 0.9  # adam, adamw
     c.optimizer.b2 = 0.999
     c.optimizer.eps = 1e-8
-    c.optimizer.weight_decay = 0.0  # L2 on kernels (coupled: added to the gradient) / AdamW decay
+    c.optimizer.weight_decay = 0.0  # L2 on the parameters matched by decay_regex
+    # coupled: wd * w joins the gradient (= wd/2 |w|^2 added to the loss; AlexNet, VGG, ResNet);
+    # decoupled: w shrinks by lr * wd after the optimizer's update (Loshchilov & Hutter 2019).
+    # adamw is always decoupled.
+    c.optimizer.weight_decay_mode = "coupled"
+    c.optimizer.l1 = 0.0  # L1: l1 * sign(w) joins the gradient of the decay_regex parameters
+    # Parameters weight decay and L1 apply to, a regex over paths such as 'conv1/kernel':
+    # kernels only, so no decay on biases and BatchNorm/PReLU parameters.
+    c.optimizer.decay_regex = r"(^|/)kernel$"
     c.optimizer.grad_clip_norm = 0.0  # 0 = no clipping
+    c.optimizer.grad_accum_steps = 1  # split each batch into k micro-batches, one update (same result)
+    c.optimizer.freeze_regex = ""  # parameters whose path matches are not updated at all
+    c.optimizer.lr_multipliers = ()  # ((regex, factor), ...): first match scales that parameter's lr
     c.optimizer.schedule = "cosine"
-    c.optimizer.warmup_epochs = 0.0  # linear warmup from 0 to lr
+    c.optimizer.warmup_epochs = 0.0  # linear warmup from 0 to lr (all schedules but onecycle)
     c.optimizer.decay_epochs = ()  # step schedule: multiply by decay_factor at each of these epochs
-    c.optimizer.decay_factor = 0.1
+    c.optimizer.decay_factor = 0.1  # step and plateau schedules
+    # plateau: lr * decay_factor when the validation metric has not improved for `patience` epochs
+    c.optimizer.plateau_patience = 2
+    c.optimizer.plateau_metric = "accuracy"  # or 'loss'
+    c.optimizer.plateau_min_delta = 0.0
+    # onecycle (Smith & Topin 2019, torch's OneCycleLR defaults): lr/div_factor -> lr -> cosine
+    # down to lr/div_factor/final_div_factor, the peak after pct_start of the run.
+    c.optimizer.pct_start = 0.3
+    c.optimizer.div_factor = 25.0
+    c.optimizer.final_div_factor = 1e4
+    c.optimizer.ema_decay = 0.0  # > 0: evaluate an exponential moving average of the parameters
 
     c.loss = ml_collections.ConfigDict()
     c.loss.label_smoothing = 0.0
+
+    # Early stopping: end training when the validation metric has not improved for `patience`
+    # epochs (0 = off); the test uses the best checkpoint by validation accuracy, as always.
+    c.early_stopping = ml_collections.ConfigDict()
+    c.early_stopping.patience = 0
+    c.early_stopping.metric = "accuracy"  # or 'loss'
+    c.early_stopping.min_delta = 0.0
+
+    # Initialisation (cnn_jax/training/init.py): from another run or torchvision weights
+    # (transfer learning), and per layer type from cnn_jax.layers.initializers names.
+    c.init = ml_collections.ConfigDict()
+    c.init.checkpoint = ""  # a cnn-jax run's workdir (its best checkpoint, else the latest), or a
+    # torchvision .pth / .safetensors file of the same architecture
+    c.init.exclude_regex = ""  # parameters not loaded (kept freshly initialised), e.g. the head
+    c.init.batch_stats = True  # also load BatchNorm running statistics
+    c.init.conv_kernel = ""  # e.g. 'he_normal'; '' keeps the model's own initialiser
+    c.init.dense_kernel = ""  # e.g. 'glorot_uniform'
+    c.init.bias = ""  # e.g. 'zeros'
 
     c.log_every_steps = 100
     c.checkpoint_every_steps = 0  # 0 = at the end of every epoch only
@@ -156,6 +217,35 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int) -> N
     _check_choice(config.model.dtype, DTYPES, "model.dtype")
     _check_choice(config.optimizer.name, OPTIMIZERS, "optimizer.name")
     _check_choice(config.optimizer.schedule, SCHEDULES, "optimizer.schedule")
+    _check_choice(config.optimizer.weight_decay_mode, WEIGHT_DECAY_MODES, "optimizer.weight_decay_mode")
+    _check_choice(config.optimizer.plateau_metric, MONITOR_METRICS, "optimizer.plateau_metric")
+    _check_choice(config.early_stopping.metric, MONITOR_METRICS, "early_stopping.metric")
+    for key in ("optimizer.decay_regex", "optimizer.freeze_regex", "init.exclude_regex"):
+        _check_regex(_lookup(config, key), key)
+    for item in config.optimizer.lr_multipliers:
+        if (not isinstance(item, (tuple, list)) or len(item) != 2 or not isinstance(item[0], str)
+                or not isinstance(item[1], (int, float))):
+            raise ConfigError(
+                f"optimizer.lr_multipliers holds {item!r}: give (regex, factor) pairs, "
+                "e.g. ((r'^head/', 10.0),)"
+            )
+        _check_regex(item[0], "optimizer.lr_multipliers")
+    if config.optimizer.grad_accum_steps < 1:
+        raise ConfigError(f"optimizer.grad_accum_steps must be at least 1, got {config.optimizer.grad_accum_steps}")
+    micro = config.batch_size // config.optimizer.grad_accum_steps
+    if config.batch_size % config.optimizer.grad_accum_steps or micro % num_devices:
+        raise ConfigError(
+            f"batch_size={config.batch_size} does not split into {config.optimizer.grad_accum_steps} "
+            f"micro-batches of a multiple of {num_devices} devices: change optimizer.grad_accum_steps"
+        )
+    if config.optimizer.schedule == "plateau" or config.early_stopping.patience > 0:
+        if config.data.val_size == 0:
+            raise ConfigError(
+                "optimizer.schedule='plateau' and early_stopping watch the validation split, "
+                "but data.val_size=0: hold out a validation set"
+            )
+    if config.optimizer.ema_decay and not 0.0 < config.optimizer.ema_decay < 1.0:
+        raise ConfigError(f"optimizer.ema_decay must be in (0, 1), got {config.optimizer.ema_decay}")
     for key in ("num_epochs", "batch_size", "eval_batch_size", "log_every_steps", "keep_checkpoints"):
         if config[key] < 1:
             raise ConfigError(f"config key {key!r} must be at least 1, got {config[key]}")
@@ -175,6 +265,21 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int) -> N
     except TypeError as e:
         raise ConfigError(f"model.kwargs do not fit model {config.model.name!r}: {_one_line(e)}") from None
     check_input_shape(model, config.model.name, spec.image_shape, spec.name)
+
+
+def _lookup(config, dotted: str):
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def _check_regex(pattern: str, key: str) -> None:
+    import re
+
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise ConfigError(f"{key}={pattern!r} is not a valid regular expression ({e})") from None
 
 
 def check_input_shape(model, model_name: str, image_shape: Sequence[int], source: str) -> None:

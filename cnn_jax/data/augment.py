@@ -114,6 +114,20 @@ AUGMENT_OPS: dict[str, Callable[[Any], Callable | None]] = {
     "random_crop_padding": lambda v: RandomCrop(int(v)) if v else None,
     "horizontal_flip": lambda v: RandomFlipLR() if v else None,
 }
+_PENDING = ("rotation", "translate", "shear", "zoom", "squeeze", "elastic_alpha", "elastic_sigma",
+            "vertical_flip", "brightness", "contrast", "saturation", "channel_shift", "cutout",
+            "mixup_alpha", "cutmix_alpha")
+
+
+def _pending(key):
+    def factory(v):
+        if v and key != "elastic_sigma":
+            raise NotImplementedError(f"data.augment.{key} is being implemented")
+        return None
+    return factory
+
+
+AUGMENT_OPS.update({k: _pending(k) for k in _PENDING})
 
 
 # config key -> what it does; applied per image by cnn_jax.data.transforms.PhotoTransform.

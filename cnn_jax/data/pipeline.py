@@ -88,6 +88,7 @@ class DataConfig:
     data_dir: str = ""
     download: bool = True
     val_size: int = 10_000
+    test_size: int = 0
     split_seed: int = 0
     train_subset: int = 0
     cache: bool = True
