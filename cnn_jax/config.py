@@ -232,12 +232,6 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int) -> N
         _check_regex(item[0], "optimizer.lr_multipliers")
     if config.optimizer.grad_accum_steps < 1:
         raise ConfigError(f"optimizer.grad_accum_steps must be at least 1, got {config.optimizer.grad_accum_steps}")
-    micro = config.batch_size // config.optimizer.grad_accum_steps
-    if config.batch_size % config.optimizer.grad_accum_steps or micro % num_devices:
-        raise ConfigError(
-            f"batch_size={config.batch_size} does not split into {config.optimizer.grad_accum_steps} "
-            f"micro-batches of a multiple of {num_devices} devices: change optimizer.grad_accum_steps"
-        )
     if config.optimizer.schedule == "plateau" or config.early_stopping.patience > 0:
         if config.data.val_size == 0:
             raise ConfigError(
@@ -257,6 +251,12 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int) -> N
                 f"{key}={config[key]} does not split over {num_devices} devices: "
                 f"use a multiple of {num_devices}"
             )
+    micro = config.batch_size // config.optimizer.grad_accum_steps
+    if config.batch_size % config.optimizer.grad_accum_steps or micro % num_devices:
+        raise ConfigError(
+            f"batch_size={config.batch_size} does not split into {config.optimizer.grad_accum_steps} "
+            f"micro-batches of a multiple of {num_devices} devices: change optimizer.grad_accum_steps"
+        )
     if config.data.val_size < 0 or config.data.train_subset < 0:
         raise ConfigError("data.val_size and data.train_subset must not be negative")
 
