@@ -52,6 +52,8 @@ class LeNet(nn.Module):
         paper's 32x32 field (2 pixels for 28x28 MNIST, none for a 32x32 input).
       c1_padding: zero padding of C1 itself (the modern variant's way to keep 28x28).
       activation / kernel_init: by name (or callable), see :mod:`cnn_jax.layers`.
+      dropout_rate: dropout after each hidden fully connected layer in training (0: none, as
+        in the paper).
     """
 
     num_classes: int = 10
@@ -64,11 +66,11 @@ class LeNet(nn.Module):
     c1_padding: int = 0
     activation: str | Callable = "tanh"
     kernel_init: str | Callable = "lecun_normal"
+    dropout_rate: float = 0.0
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        del train  # no dropout or normalisation: both modes compute the same function
         if self.pool not in ("avg", "max"):
             raise ValueError(f"pool must be 'avg' or 'max', got {self.pool!r}")
         subsample = layers.avg_pool if self.pool == "avg" else layers.max_pool
@@ -98,6 +100,8 @@ class LeNet(nn.Module):
         for features in self.hidden_sizes:
             x = nn.Dense(features, kernel_init=dense_init, dtype=self.dtype, name=f"f{index}")(x)
             x = layers.Activation(self.activation, name=f"act_f{index}")(x)
+            if self.dropout_rate:
+                x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
             index += 1
         return nn.Dense(self.num_classes, kernel_init=dense_init, dtype=self.dtype, name="output")(
             x

@@ -32,6 +32,7 @@ from cnn_jax.models import create_model
 from cnn_jax.optim import create_optimizer
 from cnn_jax.training import sharding
 from cnn_jax.training.checkpoint import RunCheckpoints
+from cnn_jax.training.monitor import Monitor
 from cnn_jax.training.state import count_params, create_train_state, init_variables
 from cnn_jax.training.steps import make_steps, zero_metrics
 
@@ -194,24 +195,21 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
     log.info("data %s: %d train / %d val / %d test, %d steps per epoch", spec.name, data.num_train,
              data.num_val, data.num_test, steps_per_epoch)
 
-    # ---- model and optimizer ----------------------------------------------------------------------
-    model = create_model(config.model.name, num_classes=spec.num_classes,
-                         dtype=DTYPES[config.model.dtype], **config.model.kwargs.to_dict())
-    init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
-    tx, schedule = create_optimizer(config.optimizer, steps_per_epoch, config.num_epochs)
-
-    # ---- sharding and steps -------------------------------------------------------------------------
+    # ---- model, optimizer, initial state -----------------------------------------------------
     # Parameters and optimizer state are replicated; batches are split over the `data` axis.
     replicated = sharding.replicated(mesh)
-    state = jax.jit(
-        lambda key: create_train_state(model, tx, init_variables(model, key, spec.image_shape)),
-        out_shardings=replicated,
-    )(init_key)
+    ckpt = RunCheckpoints(workdir, keep=config.keep_checkpoints)
+    resuming = ckpt.latest.latest_step() is not None
+    state, schedule, dropout_key = build_train_state(
+        config, spec, steps_per_epoch, mesh, initialize=not resuming)
     state_sharding = jax.tree.map(lambda _: replicated, state)
     log.info("model %s: %s parameters", config.model.name, f"{count_params(state.params):,}")
+
+    # ---- steps --------------------------------------------------------------------------------
     train_step, eval_step = make_steps(
         mesh, state_sharding, sharding.batch_sharding(mesh), dropout_key=dropout_key,
         mean=spec.mean, std=spec.std, label_smoothing=config.loss.label_smoothing,
+        grad_accum_steps=config.optimizer.grad_accum_steps,
     )
 
     def evaluate(split: str, state) -> dict:
@@ -221,10 +219,19 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
         return summarize(sums)
 
     # ---- checkpoints and resume ---------------------------------------------------------------------
-    ckpt = RunCheckpoints(workdir, keep=config.keep_checkpoints)
-    restored = ckpt.restore_latest(state.checkpoint_items())
+    # A checkpoint holds the train state and the Monitor (plateau lr factor, early stopping).
+    monitor = Monitor(config)
+
+    def checkpoint_items(state) -> dict:
+        return {**state.checkpoint_items(), "monitor": monitor.state_dict()}
+
+    def with_lr_scale(state):
+        return state.replace(lr_scale=jax.device_put(jnp.asarray(monitor.lr_scale, jnp.float32), replicated))
+
+    restored = ckpt.restore_latest(checkpoint_items(state))
     if restored is not None:
-        state = state.restore_items(restored)
+        monitor.load_state_dict(restored.pop("monitor"))
+        state = with_lr_scale(state.restore_items(restored))
         log.info("resumed from step %d (%s)", int(state.step), workdir / "checkpoints")
     best_val = ckpt.best_val_accuracy()
     step = int(state.step)
@@ -236,7 +243,7 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
     compile_seconds = None
     preempted = False
     with _stop_on_signals() as stop:
-        while step < total_steps and not preempted:
+        while step < total_steps and not preempted and not monitor.stopped:
             epoch = step // steps_per_epoch
             bar = _progress(steps_per_epoch, step % steps_per_epoch,
                             f"epoch {epoch + 1}/{config.num_epochs}", config.progress_bar and is_main)
@@ -256,17 +263,17 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
                     now = time.time()
                     ips = (step - last_log_step) * images_per_step / max(now - last_log_time, 1e-9)
                     last_log_step, last_log_time = step, now
-                    lr = float(schedule(step - 1))
+                    lr = float(schedule(step - 1)) * monitor.lr_scale
                     writer.write(step, "train", {**train_metrics, "images_per_second": ips, "lr": lr},
                                  epoch=step / steps_per_epoch)
                     bar.set_postfix(loss=f"{train_metrics['loss']:.4f}",
                                     acc=f"{train_metrics['accuracy']:.4f}", img_s=f"{ips:,.0f}")
                     sums = jax.device_put(zero_metrics(), replicated)
                 if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
-                    ckpt.save_latest(step, state.checkpoint_items())
+                    ckpt.save_latest(step, checkpoint_items(state))
                 if stop.is_set():
                     _check_finite(sums, step, ckpt)
-                    ckpt.save_latest(step, state.checkpoint_items(), force=True)
+                    ckpt.save_latest(step, checkpoint_items(state), force=True)
                     ckpt.wait()
                     log.warning("stopped at step %d; the next start of this command resumes there", step)
                     preempted = True
@@ -283,8 +290,11 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
                 record["val"] = val
                 if val["accuracy"] > best_val:
                     best_val = val["accuracy"]
-                    ckpt.save_best(step, state.checkpoint_items(), best_val)
-            ckpt.save_latest(step, state.checkpoint_items())
+                    ckpt.save_best(step, checkpoint_items(state), best_val)
+                for event in monitor.end_of_epoch(epoch_done, val):
+                    log.info("epoch %d: %s", epoch_done, event)
+                state = with_lr_scale(state)
+            ckpt.save_latest(step, checkpoint_items(state))
             log.info("epoch %d/%d (step %d): %s", epoch_done, config.num_epochs, step,
                      _fmt(record.get("val"), "val") or "no validation split")
             last_log_time = time.time()  # images/s counts training only, not evaluation
@@ -296,12 +306,15 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
         return {"status": "preempted", "step": step}
 
     # ---- final test ---------------------------------------------------------------------------------
-    results = {"status": "finished", "epochs": config.num_epochs, "steps": step,
+    results = {"status": "finished", "epochs": step // steps_per_epoch, "steps": step,
                "model": config.model.name, "dataset": spec.name}
+    if monitor.stopped:
+        results["stopped_early_at_epoch"] = monitor.stopped_epoch
     final_test = evaluate("test", state)
     results["test_final"] = final_test
-    best = ckpt.restore_best(state.checkpoint_items()) if data.num_val else None
+    best = ckpt.restore_best(checkpoint_items(state)) if data.num_val else None
     if best is not None:
+        best.pop("monitor")
         results["test"] = evaluate("test", state.restore_items(best))
         results["checkpoint"] = f"best by validation accuracy (step {int(best['step'])}, val {best_val:.4f})"
         results["val_best_accuracy"] = best_val
@@ -317,6 +330,47 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
     ckpt.close()
     writer.close()
     return results
+
+
+def build_train_state(config: ml_collections.ConfigDict, spec, steps_per_epoch: int, mesh, *,
+                      initialize: bool = True):
+    """The model's initial train state (replicated over `mesh`), its schedule and dropout key.
+
+    One PRNG key from `config.seed` gives the initial parameters and the dropout stream. With
+    `initialize`, `config.init` then applies (per-layer-type initialisers, weights of another
+    run or of torchvision); a resumed run skips that, its checkpoint replaces everything anyway.
+    """
+    model = create_model(config.model.name, num_classes=spec.num_classes,
+                         dtype=DTYPES[config.model.dtype], **config.model.kwargs.to_dict())
+    init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
+    replicated = sharding.replicated(mesh)
+    variables = jax.jit(lambda key: init_variables(model, key, spec.image_shape),
+                        out_shardings=replicated)(init_key)
+    if initialize and _init_requested(config.init):
+        from cnn_jax.training.init import initialize_from_config
+
+        try:
+            variables = initialize_from_config(config.init, variables, rng=jax.random.fold_in(init_key, 1),
+                                               model_name=config.model.name, image_shape=spec.image_shape)
+        except ValueError as e:
+            raise ConfigError(_one_line(e)) from None
+        variables = jax.device_put(variables, replicated)
+    try:
+        tx, schedule = create_optimizer(config.optimizer, steps_per_epoch, config.num_epochs,
+                                        params=variables["params"])
+    except ValueError as e:
+        raise ConfigError(_one_line(e)) from None
+    state = jax.jit(lambda v: create_train_state(model, tx, v, ema_decay=config.optimizer.ema_decay),
+                    out_shardings=replicated)(variables)
+    return state, schedule, dropout_key
+
+
+def _init_requested(init_cfg) -> bool:
+    return bool(init_cfg.checkpoint or init_cfg.conv_kernel or init_cfg.dense_kernel or init_cfg.bias)
+
+
+def _one_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _input_pipeline(config: ml_collections.ConfigDict):
@@ -371,24 +425,22 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", checkpoint: str =
     data = _input_pipeline(config)
     if split == "val" and not data.num_val:
         raise ConfigError("this run has no validation split (data.val_size=0): use --split test")
-    model = create_model(config.model.name, num_classes=data.spec.num_classes,
-                         dtype=DTYPES[config.model.dtype], **config.model.kwargs.to_dict())
-    tx, _ = create_optimizer(config.optimizer, max(data.steps_per_epoch, 1), config.num_epochs)
     replicated = sharding.replicated(mesh)
-    state = jax.jit(lambda key: create_train_state(model, tx, init_variables(model, key, data.spec.image_shape)),
-                    out_shardings=replicated)(jax.random.key(0))
+    state, _, _ = build_train_state(config, data.spec, max(data.steps_per_epoch, 1), mesh, initialize=False)
+    target = {**state.checkpoint_items(), "monitor": Monitor(config).state_dict()}
     ckpt = RunCheckpoints(workdir, keep=config.keep_checkpoints)
     items = None
     used = checkpoint
     if checkpoint == "best":
-        items = ckpt.restore_best(state.checkpoint_items())
+        items = ckpt.restore_best(target)
         if items is None:
             used = "latest"
     if items is None:
-        items = ckpt.restore_latest(state.checkpoint_items())
+        items = ckpt.restore_latest(target)
     ckpt.close()
     if items is None:
         raise ConfigError(f"{workdir} has no checkpoint yet: train first")
+    items.pop("monitor")
     state = state.restore_items(items)
     _, eval_step = make_steps(mesh, jax.tree.map(lambda _: replicated, state), sharding.batch_sharding(mesh),
                               dropout_key=jax.random.key(0), mean=data.spec.mean, std=data.spec.std,

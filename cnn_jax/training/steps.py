@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from cnn_jax.losses import cross_entropy
+from cnn_jax.losses import cross_entropy, soft_cross_entropy
 from cnn_jax.metrics import topk_correct
 from cnn_jax.training.state import TrainState
 
@@ -54,34 +54,69 @@ def train_step(
     mean: Sequence[float],
     std: Sequence[float],
     label_smoothing: float = 0.0,
+    grad_accum_steps: int = 1,
 ) -> tuple[TrainState, dict]:
-    """One optimizer step on a (sharded) global batch; adds the batch's metrics to `sums`."""
-    images = normalize(batch["image"], mean, std)
-    labels = batch["label"]
+    """One optimizer step on a (sharded) global batch; adds the batch's metrics to `sums`.
+
+    With `grad_accum_steps = k > 1` the batch is split into k micro-batches whose gradients are
+    summed in a `lax.scan` before the single update, so a batch k times larger than fits in
+    memory gives the gradient of the whole batch (its mean loss). Micro-batch i takes rows
+    i, i+k, i+2k, ... so that each stays spread over every device of the `data` axis.
+    BatchNorm statistics are those of each micro-batch, updated in turn.
+    With a 'targets' entry (mixup / cutmix) the loss is the cross-entropy against those
+    distributions instead of the one-hot labels.
+    """
     # A fresh dropout key per step, derived from the step number, so a resumed run draws the
     # same masks as an uninterrupted one.
     step_key = jax.random.fold_in(dropout_key, state.step)
 
-    def loss_fn(params):
+    def loss_fn(params, batch_stats, micro, key):
+        images = normalize(micro["image"], mean, std)
         outputs, new_model_state = state.apply_fn(
-            {"params": params, "batch_stats": state.batch_stats},
+            {"params": params, "batch_stats": batch_stats},
             images,
             train=True,
             mutable=["batch_stats"],
-            rngs={"dropout": step_key},
+            rngs={"dropout": key},
         )
         aux_outputs = ()
         if isinstance(outputs, tuple):
             outputs, *aux_outputs = outputs
-        per_example = cross_entropy(outputs, labels, label_smoothing)
+        if "targets" in micro:
+            def criterion(logits):
+                return soft_cross_entropy(logits, micro["targets"], label_smoothing)
+        else:
+            def criterion(logits):
+                return cross_entropy(logits, micro["label"], label_smoothing)
+        per_example = criterion(outputs)
         loss = jnp.mean(per_example)
         for aux in aux_outputs:
-            loss = loss + AUX_LOSS_WEIGHT * jnp.mean(cross_entropy(aux, labels, label_smoothing))
-        return loss, (outputs, per_example, new_model_state)
+            loss = loss + AUX_LOSS_WEIGHT * jnp.mean(criterion(aux))
+        sums = _batch_sums(outputs.astype(jnp.float32), micro["label"], per_example,
+                           jnp.ones_like(micro["label"]))
+        return loss, (sums, new_model_state.get("batch_stats", batch_stats))
 
-    grads, (logits, per_example, new_model_state) = jax.grad(loss_fn, has_aux=True)(state.params)
-    new_state = state.apply_gradients(grads, new_model_state.get("batch_stats", state.batch_stats))
-    batch_sums = _batch_sums(logits.astype(jnp.float32), labels, per_example, jnp.ones_like(labels))
+    grad_fn = jax.grad(loss_fn, has_aux=True)
+    if grad_accum_steps == 1:
+        grads, (batch_sums, batch_stats) = grad_fn(state.params, state.batch_stats, batch, step_key)
+    else:
+        k = grad_accum_steps
+        micro_batches = jax.tree.map(
+            lambda x: jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1), batch)
+
+        def accumulate(carry, xs):
+            grad_sum, metric_sum, batch_stats = carry
+            micro, i = xs
+            grads, (micro_sums, batch_stats) = grad_fn(state.params, batch_stats, micro,
+                                                       jax.random.fold_in(step_key, i))
+            return (jax.tree.map(jnp.add, grad_sum, grads), jax.tree.map(jnp.add, metric_sum, micro_sums),
+                    batch_stats), None
+
+        zeros = jax.tree.map(jnp.zeros_like, state.params)
+        (grad_sum, batch_sums, batch_stats), _ = jax.lax.scan(
+            accumulate, (zeros, zero_metrics(), state.batch_stats), (micro_batches, jnp.arange(k)))
+        grads = jax.tree.map(lambda g: g / k, grad_sum)
+    new_state = state.apply_gradients(grads, batch_stats)
     return new_state, jax.tree.map(jnp.add, sums, batch_sums)
 
 
@@ -98,7 +133,7 @@ def eval_step(
     images = normalize(batch["image"], mean, std)
     labels = batch["label"]
     logits = state.apply_fn(
-        {"params": state.params if params is None else params, "batch_stats": state.batch_stats},
+        {"params": state.eval_params if params is None else params, "batch_stats": state.batch_stats},
         images,
         train=False,
     ).astype(jnp.float32)
@@ -106,7 +141,8 @@ def eval_step(
     return jax.tree.map(jnp.add, sums, _batch_sums(logits, labels, per_example, batch["mask"]))
 
 
-def make_steps(mesh, state_sharding, batch_sharding, *, dropout_key, mean, std, label_smoothing):
+def make_steps(mesh, state_sharding, batch_sharding, *, dropout_key, mean, std, label_smoothing,
+               grad_accum_steps: int = 1):
     """jit-compiled train and eval steps with explicit shardings; the train state and the
     metric sums are donated, so XLA updates them in place."""
     from cnn_jax.training.sharding import replicated
@@ -115,7 +151,7 @@ def make_steps(mesh, state_sharding, batch_sharding, *, dropout_key, mean, std, 
     metric_sharding = {k: rep for k in METRIC_KEYS}
     train = jax.jit(
         functools.partial(train_step, dropout_key=dropout_key, mean=tuple(mean), std=tuple(std),
-                          label_smoothing=label_smoothing),
+                          label_smoothing=label_smoothing, grad_accum_steps=grad_accum_steps),
         in_shardings=(state_sharding, metric_sharding, batch_sharding),
         out_shardings=(state_sharding, metric_sharding),
         donate_argnums=(0, 1),

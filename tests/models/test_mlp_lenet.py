@@ -207,3 +207,16 @@ def test_bfloat16_compute_dtype_gives_bfloat16_logits_from_float32_parameters(na
     np.testing.assert_allclose(
         logits.astype(jnp.float32), create_model(name).apply(variables, x), atol=0.1
     )
+
+
+@pytest.mark.parametrize("name", ["mlp_300_100", "lenet5"])
+def test_dropout_rate_drops_hidden_units_in_training_only(name):
+    model = create_model(name, dropout_rate=0.5)
+    x = jnp.asarray(np.random.default_rng(0).random((4, 28, 28, 1)), jnp.float32)
+    variables = model.init(jax.random.key(0), x)
+    assert jax.tree.structure(variables) == jax.tree.structure(create_model(name).init(jax.random.key(0), x))
+    evaluated = model.apply(variables, x)
+    np.testing.assert_array_equal(evaluated, create_model(name).apply(variables, x))
+    a = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)})
+    b = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(2)})
+    assert float(jnp.max(jnp.abs(a - b))) > 1e-3 and float(jnp.max(jnp.abs(a - evaluated))) > 1e-3
