@@ -7,9 +7,14 @@ photos ('folder:ROOT'), augmentation, per-photo transforms and the Grain input p
 from cnn_jax.data.augment import (
     AUGMENT_OPS,
     PER_IMAGE_OPTIONS,
+    ColorJitter,
     Compose,
+    Cutout,
+    Mix,
     RandomCrop,
     RandomFlipLR,
+    RandomFlipUD,
+    RandomWarp,
     build_augment,
     random_crop,
     random_flip_lr,
@@ -31,6 +36,7 @@ from cnn_jax.data.pipeline import (
     InputPipeline,
     create_input_pipeline,
     dataset_spec_from_config,
+    split_holdout,
     split_train_val,
 )
 from cnn_jax.data.transforms import PhotoTransform, decode_rgb, random_resized_crop
@@ -38,7 +44,10 @@ from cnn_jax.data.transforms import PhotoTransform, decode_rgb, random_resized_c
 __all__ = [
     "AUGMENT_OPS",
     "PER_IMAGE_OPTIONS",
+    "ColorJitter",
     "Compose",
+    "Cutout",
+    "Mix",
     "DATASETS",
     "DataImportError",
     "DataNotPreparedError",
@@ -48,6 +57,8 @@ __all__ = [
     "PhotoTransform",
     "RandomCrop",
     "RandomFlipLR",
+    "RandomFlipUD",
+    "RandomWarp",
     "build_augment",
     "create_input_pipeline",
     "data_main_import",
@@ -61,5 +72,6 @@ __all__ = [
     "random_crop",
     "random_flip_lr",
     "random_resized_crop",
+    "split_holdout",
     "split_train_val",
 ]

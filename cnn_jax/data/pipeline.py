@@ -2,6 +2,7 @@
 
     pipe = create_input_pipeline(config.data, seed=config.seed, batch_size=128, eval_batch_size=500)
     for batch in pipe.train_batches(epoch, start_step=0): ...   # {'image': uint8, 'label': int32}
+                                                      # + 'targets' float32 (B, K) with mixup/cutmix
     for batch in pipe.eval_batches('val'): ...                   # + 'mask' (False on padding)
 
 Design:
@@ -19,9 +20,17 @@ Design:
   * Multi-host: every process computes the same global permutation and takes its contiguous
     slice `[i*B/P, (i+1)*B/P)` of each global batch; eval batches are padded the same way so all
     processes run the same number of eval steps.
-  * Validation: `val_size` examples held out of the train split by a permutation fixed by
-    `split_seed` alone (independent of the training seed); `train_subset` keeps the first N of the
-    remaining ones (in dataset order).
+  * Augmentation: `augment.build_augment(config.data.augment)` gives one `Compose`;
+    `Compose.apply(batch, rng)` runs its image ops (geometry, flips, colour, cutout) and then
+    mixup/cutmix, which replace the one-hot labels by mixed targets: with either on, every
+    training batch carries 'targets' float32 (B, num_classes), rows summing to 1, and 'label' is
+    the class of the largest target (`InputPipeline.train_targets` says whether it does).
+  * Validation and test: `val_size` examples held out of the train split by a permutation fixed
+    by `split_seed` alone (independent of the training seed); with `test_size` > 0 the next
+    `test_size` examples of that permutation are the test set instead of the dataset's test
+    split (a 60/20/20 split of one split: MNIST's 60,000 with val_size=test_size=12,000 gives
+    36,000/12,000/12,000); `train_subset` keeps the first N of the remaining ones (in dataset
+    order).
   * Photographs of varying size (ImageNet-style: imagenet2012, imagenette, 'folder:ROOT' trees;
     `DatasetSpec.variable_size`) take a per-record path instead: a Grain `MapDataset` of record
     ids is mapped record by record through `transforms.PhotoTransform` (PIL decode to RGB, then
@@ -105,7 +114,8 @@ class DataConfig:
         if unknown:
             raise ValueError(f"unknown data option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         cfg = cls(**values)
-        for key in ("val_size", "train_subset", "num_workers", "image_size", "eval_resize"):
+        for key in ("val_size", "test_size", "train_subset", "num_workers", "image_size",
+                    "eval_resize"):
             if getattr(cfg, key) < 0:
                 raise ValueError(f"data.{key} must not be negative, got {getattr(cfg, key)}")
         return cfg
@@ -127,7 +137,7 @@ def dataset_spec_from_config(data_config: Mapping[str, Any] | Any) -> DatasetSpe
 
 def _resolve_spec(cfg: DataConfig) -> DatasetSpec:
     spec = catalog.get_dataset_spec(cfg.name, cfg.image_size)
-    build_augment(cfg.augment)  # unknown augmentation keys fail here, before any data is read
+    _build_augment(cfg, spec)  # bad augmentation options fail here, before any data is read
     if spec.variable_size:
         size = spec.image_shape[0]
         if cfg.eval_resize and cfg.eval_resize < size:
@@ -137,6 +147,11 @@ def _resolve_spec(cfg: DataConfig) -> DatasetSpec:
         raise ValueError(f"data.augment.random_resized_crop is for ImageNet-style photos, not "
                          f"{cfg.name}: use data.augment.random_crop_padding")
     return spec
+
+
+def _build_augment(cfg: DataConfig, spec: DatasetSpec) -> Compose:
+    """`data.augment` for this dataset (checked against its image shape and classes)."""
+    return build_augment(cfg.augment, image_shape=spec.image_shape, num_classes=spec.num_classes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,8 +336,8 @@ class _PhotoEvalRecord:
 
 @dataclasses.dataclass(frozen=True)
 class _AugmentBatch:
-    """Grain map_with_index: batch `step` -> the batch ops of data.augment (the flip), seeded
-    exactly as on the fixed-size path."""
+    """Grain map_with_index: batch `step` -> the batch ops of data.augment (flips, colour,
+    cutout, mixing), seeded exactly as on the fixed-size path."""
 
     augment: Compose
     seed: int
@@ -331,7 +346,7 @@ class _AugmentBatch:
 
     def __call__(self, step: int, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rng = _rng(_STREAM_AUGMENT, self.seed, self.epoch, step, self.process_index)
-        return {**batch, "image": self.augment(batch["image"], rng)}
+        return self.augment.apply(batch, rng)
 
 
 Source = ArraySource | RecordSource | PhotoSource
@@ -343,11 +358,29 @@ def split_train_val(num_examples: int, val_size: int, split_seed: int) -> tuple[
     The validation part is the first `val_size` entries of a permutation seeded by `split_seed`
     only, so it is the same for every training seed and every run.
     """
-    if val_size >= num_examples:
+    train, val, _ = split_holdout(num_examples, val_size, 0, split_seed)
+    return train, val
+
+
+def split_holdout(num_examples: int, val_size: int, test_size: int,
+                  split_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Record indices (sorted) of the train, validation and test parts of a train split.
+
+    One permutation seeded by `split_seed` only: validation is its first `val_size` entries
+    (the same as `split_train_val`'s, whatever `test_size`), test the next `test_size`, train
+    the rest. So the three are disjoint and the same for every training seed and every run.
+    """
+    if val_size < 0 or test_size < 0:
+        raise ValueError(f"data.val_size={val_size} and data.test_size={test_size} must not be negative")
+    if val_size + test_size >= num_examples:
+        if test_size:
+            raise ValueError(f"data.val_size={val_size} + data.test_size={test_size} leave no "
+                             f"training examples out of {num_examples}: lower them")
         raise ValueError(f"data.val_size={val_size} leaves no training examples out of "
                          f"{num_examples}: lower data.val_size")
     perm = _rng(_STREAM_SPLIT, split_seed).permutation(num_examples)
-    return np.sort(perm[val_size:]), np.sort(perm[:val_size])
+    held = val_size + test_size
+    return np.sort(perm[held:]), np.sort(perm[:val_size]), np.sort(perm[val_size:held])
 
 
 # --------------------------------------------------------------------------------------------
@@ -456,10 +489,11 @@ class _TrainBatches:
     def __getitem__(self, step: int) -> dict[str, np.ndarray]:
         start = step * self.global_batch + self.process_index * self.local_batch
         images, labels = self.source.gather(self.order[start:start + self.local_batch])
+        batch = {"image": images, "label": labels.astype(np.int32)}
         if self.augment:
-            images = self.augment(images, _rng(_STREAM_AUGMENT, self.seed, self.epoch, step,
-                                               self.process_index))
-        return {"image": images, "label": labels.astype(np.int32)}
+            batch = self.augment.apply(batch, _rng(_STREAM_AUGMENT, self.seed, self.epoch, step,
+                                                   self.process_index))
+        return batch
 
 
 @dataclasses.dataclass
@@ -496,7 +530,8 @@ class InputPipeline:
     """Train / val / test batches of one dataset for one process (see the module docstring).
 
     Batch sizes are global; each process gets `local_batch_size = batch_size // process_count`
-    examples of every batch (and of every eval batch).
+    examples of every batch (and of every eval batch). `train_targets` is True when every
+    training batch carries 'targets' (mixup or cutmix on).
     """
 
     def __init__(self, spec: DatasetSpec, train: Source, val: Source | None, test: Source, *,
@@ -517,6 +552,7 @@ class InputPipeline:
         self.local_batch_size = batch_size // process_count
         self.local_eval_batch_size = eval_batch_size // process_count
         self.augment = augment
+        self.train_targets = augment.mix is not None
         self.num_train = len(train)
         self.num_val = len(val) if val is not None else 0
         self.num_test = len(test)
@@ -583,7 +619,8 @@ class InputPipeline:
         return self._train_dataset(epoch)[step]
 
     def train_batches(self, epoch: int, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        """The batches of `epoch` from `start_step` on: {'image': uint8 (B,H,W,C), 'label': int32 (B,)}.
+        """The batches of `epoch` from `start_step` on: {'image': uint8 (B,H,W,C), 'label': int32 (B,)},
+        plus 'targets' float32 (B, num_classes) when `train_targets` (mixup/cutmix).
 
         B is the local batch size; each batch is a pure function of (seed, epoch, step).
         """
@@ -618,18 +655,22 @@ class InputPipeline:
         return ds.batch(b, drop_remainder=True)
 
 
-def _train_val_rows(cfg: DataConfig, num_examples: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Record ids of the training and validation parts of the train split (see the docstring)."""
-    if cfg.val_size:
-        train_idx, val_idx = split_train_val(num_examples, cfg.val_size, cfg.split_seed)
+def _train_val_test_rows(cfg: DataConfig, num_examples: int):
+    """Record ids of the training, validation (None without) and test parts of the train split
+    (None: the test set is the dataset's test split); see the module docstring."""
+    if cfg.val_size or cfg.test_size:
+        train_idx, val_idx, test_idx = split_holdout(num_examples, cfg.val_size, cfg.test_size,
+                                                     cfg.split_seed)
     else:
-        train_idx, val_idx = np.arange(num_examples), None
+        train_idx, val_idx, test_idx = np.arange(num_examples), None, None
+    val_idx = val_idx if cfg.val_size else None
+    test_idx = test_idx if cfg.test_size else None
     if cfg.train_subset:
         if cfg.train_subset > len(train_idx):
             raise ValueError(f"data.train_subset={cfg.train_subset} is more than the "
                              f"{len(train_idx)} training examples: lower it (0 = all)")
         train_idx = train_idx[:cfg.train_subset]
-    return train_idx, val_idx
+    return train_idx, val_idx, test_idx
 
 
 def create_input_pipeline(data_config: Mapping[str, Any] | Any, *, seed: int, batch_size: int,
@@ -644,7 +685,7 @@ def create_input_pipeline(data_config: Mapping[str, Any] | Any, *, seed: int, ba
     spec = _resolve_spec(cfg)
     options = dict(seed=seed, batch_size=batch_size, eval_batch_size=eval_batch_size,
                    process_index=process_index, process_count=process_count,
-                   augment=build_augment(cfg.augment), cached=cfg.cache,
+                   augment=_build_augment(cfg, spec), cached=cfg.cache,
                    num_workers=cfg.num_workers)
     if spec.variable_size:
         train, val, test = _photo_sources(cfg, spec)
@@ -657,20 +698,22 @@ def create_input_pipeline(data_config: Mapping[str, Any] | Any, *, seed: int, ba
         if record and record.get("lossy"):
             log.warning("%s was imported from %s: its pixels are JPEG-degraded, not the originals",
                         spec.name, record.get("source"))
-    train_split, test_split = sources[spec.train_split], sources[spec.test_split]
-    train_idx, val_idx = _train_val_rows(cfg, len(train_split))
-    test_idx = np.arange(len(test_split))
-
+    train_split = sources[spec.train_split]
+    train_idx, val_idx, held_test_idx = _train_val_test_rows(cfg, len(train_split))
+    # Parts of the train split: train, val (data.val_size) and test (data.test_size).
+    parts = {k: v for k, v in (("train", train_idx), ("val", val_idx), ("test", held_test_idx))
+             if v is not None}
     if cfg.cache:
-        parts = [train_idx] + ([val_idx] if val_idx is not None else [])
-        cached = _cached_sources(builder, train_split, spec.train_split, spec, parts, real)
-        train, val = cached[0], (cached[1] if val_idx is not None else None)
-        (test,) = _cached_sources(builder, test_split, spec.test_split, spec, [test_idx], real)
+        out = dict(zip(parts, _cached_sources(builder, train_split, spec.train_split, spec,
+                                              list(parts.values()), real), strict=True))
     else:
-        train = RecordSource(train_split, train_idx, spec, real)
-        val = RecordSource(train_split, val_idx, spec, real) if val_idx is not None else None
-        test = RecordSource(test_split, test_idx, spec, real)
-    return InputPipeline(spec, train, val, test, **options)
+        out = {k: RecordSource(train_split, v, spec, real) for k, v in parts.items()}
+    if "test" not in out:  # the dataset's own test split
+        test_split = sources[spec.test_split]
+        test_idx = np.arange(len(test_split))
+        out["test"] = (_cached_sources(builder, test_split, spec.test_split, spec, [test_idx], real)[0]
+                       if cfg.cache else RecordSource(test_split, test_idx, spec, real))
+    return InputPipeline(spec, out["train"], out.get("val"), out["test"], **options)
 
 
 def _photo_records(cfg: DataConfig, spec: DatasetSpec) -> tuple[Records, Records]:
@@ -700,15 +743,17 @@ def _cache_photos(records: Records, ids: np.ndarray, transform: PhotoTransform,
 
 def _photo_sources(cfg: DataConfig, spec: DatasetSpec):
     train_records, test_records = _photo_records(cfg, spec)
-    train_idx, val_idx = _train_val_rows(cfg, len(train_records))
-    test_idx = np.arange(len(test_records))
+    train_idx, val_idx, held_test_idx = _train_val_test_rows(cfg, len(train_records))
+    held_out = held_test_idx is not None  # data.test_size: the test set is part of train
+    test_idx = held_test_idx if held_out else np.arange(len(test_records))
     if cfg.cache:
         transform = PhotoTransform(spec.image_shape[0], cfg.eval_resize, False)
-        parts = [train_idx] + ([val_idx] if val_idx is not None else [])
+        parts = [p for p in (train_idx, val_idx, held_test_idx) if p is not None]
         train_records = _cache_photos(train_records, np.concatenate(parts), transform,
                                       f"{spec.name}/{spec.train_split}")
-        test_records = _cache_photos(test_records, test_idx, transform,
-                                     f"{spec.name}/{spec.test_split}")
+        if not held_out:
+            test_records = _cache_photos(test_records, test_idx, transform,
+                                         f"{spec.name}/{spec.test_split}")
     train = PhotoSource(train_records, train_idx)
     val = PhotoSource(train_records, val_idx) if val_idx is not None else None
-    return train, val, PhotoSource(test_records, test_idx)
+    return train, val, PhotoSource(train_records if held_out else test_records, test_idx)

@@ -229,9 +229,44 @@ def test_cached_train_iterator_is_fast(capsys):
         assert rate > 50_000
 
 
+MNIST_DISTORTIONS = {"rotation": 10.0, "translate": 0.1, "zoom": 0.1, "shear": 10.0,
+                     "elastic_alpha": 34.0, "elastic_sigma": 4.0}
+
+
+def test_mixing_puts_targets_in_every_train_batch_and_none_in_eval_batches(mnist_small_dir):
+    pipe = make(mnist_small_dir, augment={"mixup_alpha": 0.4, "cutmix_alpha": 1.0})
+    plain = make(mnist_small_dir)
+    assert pipe.train_targets and not plain.train_targets
+    batches = epoch(pipe, 0)
+    for batch, unmixed in zip(batches, epoch(plain, 0), strict=True):
+        t = batch["targets"]
+        assert t.shape == (50, 10) and t.dtype == np.float32 and np.allclose(t.sum(1), 1)
+        assert batch["label"].dtype == np.int32 and np.array_equal(batch["label"], t.argmax(1))
+        # the own label keeps at least half the weight (lambda is the larger share or the other
+        # image's label becomes 'label')
+        own = t[np.arange(50), unmixed["label"]]
+        assert np.all((own >= 0.5 - 1e-6) | (batch["label"] != unmixed["label"]))
+    assert sum(not np.allclose(b["targets"].max(1), 1) for b in batches) >= 5  # real mixing
+    assert all("targets" not in b for b in pipe.eval_batches("test"))
+    assert "targets" not in next(plain.train_batches(0))
+
+
+def test_distortions_and_mixing_are_a_pure_function_of_seed_epoch_and_step(mnist_small_dir):
+    augment = {**MNIST_DISTORTIONS, "cutmix_alpha": 1.0}
+    pipe = make(mnist_small_dir, seed=1, augment=augment)
+    full = epoch(pipe, 2)
+    resumed = epoch(make(mnist_small_dir, seed=1, augment=augment), 2, start_step=6)
+    assert same_batches(full[6:], resumed)
+    assert all(np.array_equal(a["targets"], b["targets"]) for a, b in zip(full[6:], resumed, strict=True))
+    assert not same_batches(full, epoch(make(mnist_small_dir, seed=2, augment=augment), 2))
+    plain = epoch(make(mnist_small_dir, seed=1), 2)
+    assert all((a["image"] != b["image"]).mean() > 0.05 for a, b in zip(full, plain, strict=True))
+
+
 @pytest.mark.slow
 def test_grain_worker_processes_give_the_same_batches(mnist_small_dir):
-    cfg = {"augment": {"random_crop_padding": 2, "horizontal_flip": True}}
+    cfg = {"augment": {"random_crop_padding": 2, "horizontal_flip": True, **MNIST_DISTORTIONS,
+                       "brightness": 0.3, "cutout": 8, "mixup_alpha": 0.4}}
     it = make(mnist_small_dir, cache=False, num_workers=2, **cfg).train_batches(1, start_step=2)
     try:
         with_workers = [next(it) for _ in range(4)]
@@ -256,3 +291,17 @@ def test_imagenet_style_tfds_datasets_give_fixed_size_crops_of_photos_of_any_siz
     assert np.array_equal(batch["image"], again["image"])
     assert all(0 <= b["label"].min() and b["label"].max() < num_classes for b in evals)
     assert [int(b["mask"].sum()) for b in evals] == [16, 16, 8]
+
+
+def test_photo_batches_get_the_batch_ops_and_mixing_too(tmp_path):
+    with tfds.testing.mock_data(num_examples=24):
+        augment = {"random_resized_crop": True, "saturation": 0.4, "cutout": 16, "cutmix_alpha": 1.0}
+        pipe = make(tmp_path, name="imagenette", cache=False, val_size=8, batch_size=8,
+                    eval_batch_size=8, image_size=48, eval_resize=55, augment=augment)
+        batch, again = pipe.train_batch(0, 1), list(pipe.train_batches(0, start_step=1))[0]
+        plain = make(tmp_path, name="imagenette", cache=False, val_size=8, batch_size=8,
+                     eval_batch_size=8, image_size=48, eval_resize=55,
+                     augment={"random_resized_crop": True}).train_batch(0, 1)
+    assert batch["targets"].shape == (8, 10) and np.allclose(batch["targets"].sum(1), 1)
+    assert np.array_equal(batch["image"], again["image"]) and np.array_equal(batch["targets"], again["targets"])
+    assert not np.array_equal(batch["image"], plain["image"])
