@@ -167,6 +167,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     mesh = sharding.create_mesh()
     validate_config(config, num_devices=mesh.size)
     workdir = Path(workdir)
+    if not any(p.name.isdigit() for p in (workdir / "checkpoints").glob("*")):
+        # A new run: initialiser names and init.checkpoint fail here, before data is read. (A
+        # resumed run restores its own checkpoint, so its init source may be gone by now.)
+        from cnn_jax.training.init import check_init_config
+
+        check_init_config(config.init)
     workdir.mkdir(parents=True, exist_ok=True)
     file_handler = _setup_logging(workdir)
     try:
@@ -350,8 +356,10 @@ def build_train_state(config: ml_collections.ConfigDict, spec, steps_per_epoch: 
         from cnn_jax.training.init import initialize_from_config
 
         try:
-            variables = initialize_from_config(config.init, variables, rng=jax.random.fold_in(init_key, 1),
-                                               model_name=config.model.name, image_shape=spec.image_shape)
+            variables = initialize_from_config(
+                config.init, variables, rng=jax.random.fold_in(init_key, 1), model_name=config.model.name,
+                image_shape=spec.image_shape, num_classes=spec.num_classes,
+                model_kwargs=config.model.kwargs.to_dict())
         except ValueError as e:
             raise ConfigError(_one_line(e)) from None
         variables = jax.device_put(variables, replicated)

@@ -55,7 +55,7 @@ def test_ema_parameters_are_checkpointed_and_evaluated(mnist_data_dir, tmp_path)
     saved = _final_params(tmp_path, 24)
     assert "ema_params" in saved
     diff = max(float(np.max(np.abs(a - b))) for a, b in
-               zip(jax.tree.leaves(saved["ema_params"]), jax.tree.leaves(saved["params"])))
+               zip(jax.tree.leaves(saved["ema_params"]), jax.tree.leaves(saved["params"]), strict=True))
     assert diff > 1e-4
     evaluated = evaluate_workdir(tmp_path, "test", checkpoint="latest")
     assert evaluated["accuracy"] == pytest.approx(results["test_final"]["accuracy"], abs=1e-6)
@@ -68,7 +68,7 @@ def test_gradient_accumulation_trains_like_the_whole_batch(mnist_data_dir, tmp_p
     train_and_evaluate(accumulated, tmp_path / "accumulated")
     a = jax.tree.leaves(_final_params(tmp_path / "whole", 24)["params"])
     b = jax.tree.leaves(_final_params(tmp_path / "accumulated", 24)["params"])
-    diffs = [float(np.max(np.abs(x - y))) for x, y in zip(a, b)]
+    diffs = [float(np.max(np.abs(x - y))) for x, y in zip(a, b, strict=True)]
     assert max(diffs) < 1e-4  # LeNet-5 has no BatchNorm or dropout: the same gradient, summed
     assert max(diffs) > 0  # in another order, so the accumulating step did run
 
@@ -102,3 +102,19 @@ def test_mixup_and_distortions_train_through_the_trainer(mnist_data_dir, tmp_pat
     # soft targets raise the training loss well above the plain run's, and the run still learns
     assert train[-1]["loss"] > _records(tmp_path / "plain")[-1]["loss"] + 0.1
     assert mixed["test"]["accuracy"] > 0.6 and plain["test"]["accuracy"] > 0.6
+
+
+def test_a_run_starts_from_another_runs_weights_with_a_fresh_head(mnist_data_dir, tmp_path):
+    source = train_and_evaluate(small_config(mnist_data_dir, num_epochs=1), tmp_path / "source")
+    # lr 1e-6: the first epoch hardly moves the loaded weights, so validation starts where the
+    # source run ended instead of at chance
+    transfer = small_config(mnist_data_dir, num_epochs=1, **{
+        "init.checkpoint": str(tmp_path / "source"), "optimizer.lr": 1e-6})
+    results = train_and_evaluate(transfer, tmp_path / "transfer")
+    assert results["test"]["accuracy"] == pytest.approx(source["test"]["accuracy"], abs=0.01)
+    scratch = train_and_evaluate(small_config(mnist_data_dir, num_epochs=1, **{"optimizer.lr": 1e-6}),
+                                 tmp_path / "scratch")
+    assert scratch["test"]["accuracy"] < 0.5
+    with pytest.raises(ConfigError, match="does not exist"):
+        train_and_evaluate(small_config(mnist_data_dir, **{"init.checkpoint": str(tmp_path / "nope")}),
+                           tmp_path / "bad")

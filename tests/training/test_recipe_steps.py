@@ -33,7 +33,7 @@ def _step(state, batch, **kwargs):
 
 
 def _max_diff(a, b):
-    return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
 @pytest.mark.parametrize("k", [2, 4])
@@ -62,7 +62,7 @@ def test_accumulation_carries_batchnorm_statistics_through_the_micro_batches():
     new, sums = fn(state, zero_metrics(), batch)
     assert float(sums["count"]) == 16
     moved = [float(jnp.max(jnp.abs(a - b))) for a, b in
-             zip(jax.tree.leaves(state.batch_stats), jax.tree.leaves(new.batch_stats))]
+             zip(jax.tree.leaves(state.batch_stats), jax.tree.leaves(new.batch_stats), strict=True)]
     assert min(moved) > 0  # every BatchNorm's running statistics were updated
 
 
@@ -83,8 +83,8 @@ def test_lr_scale_scales_the_update_exactly():
     base = _state()
     full, _ = _step(base, batch)
     scaled, _ = _step(base.replace(lr_scale=jnp.asarray(0.1, jnp.float32)), batch)
-    for p0, p1, p2 in zip(*(jax.tree.leaves(s) for s in (base.params, full.params, scaled.params))):
-        np.testing.assert_allclose(np.asarray(p2 - p0), 0.1 * np.asarray(p1 - p0), rtol=1e-3, atol=1e-7)  # f32 rounding of p - p0
+    for p0, p1, p2 in zip(*(jax.tree.leaves(s) for s in (base.params, full.params, scaled.params)), strict=True):
+        np.testing.assert_allclose(np.asarray(p2 - p0), 0.1 * np.asarray(p1 - p0), rtol=1e-3, atol=1e-7)
 
 
 def test_ema_follows_the_parameters_with_the_warmed_up_decay_and_is_what_evaluation_uses():
