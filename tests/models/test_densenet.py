@@ -6,40 +6,13 @@ Shapes and parameter counts come from ``jax.eval_shape`` (tracing only, nothing 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
+from model_helpers import filled_variables, num_params, variable_shapes
 
 from cnn_jax.layers import BatchNorm, Conv
 from cnn_jax.models import create_model, get_model_spec, list_models
 from cnn_jax.models.densenet import DenseNet
-
-
-def _variables(model: nn.Module, input_shape=(224, 224, 3)):
-    """Variable shapes of ``model`` initialised on one image, without allocating them."""
-    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-    return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
-
-
-def _num_params(model: nn.Module, input_shape=(224, 224, 3)) -> int:
-    return sum(
-        int(np.prod(p.shape)) for p in jax.tree.leaves(_variables(model, input_shape)["params"])
-    )
-
-
-def _filled_variables(model: nn.Module, input_shape, seed: int = 0):
-    """Concrete variables without compiling ``init``: He-scaled normal kernels, unit BN scales and
-    running variances, zero biases and means (compiling init costs more than the forward pass)."""
-    rng = np.random.default_rng(seed)
-
-    def fill(path, leaf):
-        name = path[-1].key
-        if name == "kernel":
-            std = np.sqrt(2.0 / np.prod(leaf.shape[:-1]))
-            return jnp.asarray(rng.normal(0.0, std, leaf.shape), leaf.dtype)
-        return (jnp.ones if name in ("scale", "var") else jnp.zeros)(leaf.shape, leaf.dtype)
-
-    return jax.tree_util.tree_map_with_path(fill, _variables(model, input_shape))
 
 
 @pytest.mark.parametrize(
@@ -52,7 +25,7 @@ def _filled_variables(model: nn.Module, input_shape, seed: int = 0):
     ],
 )
 def test_parameter_count_matches_torchvision(name, expected):
-    assert _num_params(create_model(name)) == expected
+    assert num_params(create_model(name)) == expected
 
 
 def test_hand_counted_tiny_densenet():
@@ -65,7 +38,7 @@ def test_hand_counted_tiny_densenet():
     expected = 7 * 7 * 3 * 24 + 2 * 24 + block + (2 * 48 + 48 * 24) + block + 2 * 48 + 48 * 10 + 10
     assert expected == 32_530
     model = DenseNet(num_classes=10, block_config=(2, 2), growth_rate=12, num_init_features=24)
-    assert _num_params(model, (32, 32, 3)) == expected
+    assert num_params(model, (32, 32, 3)) == expected
 
 
 @pytest.mark.parametrize(
@@ -74,7 +47,7 @@ def test_hand_counted_tiny_densenet():
     [("densenet121", 1024), ("densenet169", 1664), ("densenet201", 1920), ("densenet264", 2688)],
 )
 def test_channels_grow_by_k_per_layer_and_halve_at_each_transition(name, final_channels):
-    params = flatten_dict(_variables(create_model(name))["params"], sep="/")
+    params = flatten_dict(variable_shapes(create_model(name))["params"], sep="/")
     assert params["features_norm5/scale"].shape == (final_channels,)
     assert params["classifier/kernel"].shape == (final_channels, 1000)
     # Block 1 starts from the 64 stem maps; layer l sees 64 + 32 (l - 1) of them.
@@ -86,7 +59,7 @@ def test_channels_grow_by_k_per_layer_and_halve_at_each_transition(name, final_c
 
 
 def test_parameter_names_mirror_torchvision_features_tree():
-    params = _variables(create_model("densenet121"))["params"]
+    params = variable_shapes(create_model("densenet121"))["params"]
     layers = [
         f"features_denseblock{b}_denselayer{i}"
         for b, n in enumerate((6, 12, 24, 16), start=1)
@@ -119,7 +92,7 @@ def test_convolutions_pad_like_torch_and_batchnorms_use_torch_defaults():
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(record):
-        _variables(create_model("densenet121"), (32, 32, 3))
+        variable_shapes(create_model("densenet121"), (32, 32, 3))
     assert convs == {(7, 2): {3}, (1, 1): {0}, (3, 1): {1}}
     assert norms == {(1e-5, 0.9)}
 
@@ -127,7 +100,7 @@ def test_convolutions_pad_like_torch_and_batchnorms_use_torch_defaults():
 def test_logits_shape_at_224_and_at_32():
     model = create_model("densenet121", num_classes=10)
     for size in (224, 32):
-        variables = _variables(model, (size, size, 3))
+        variables = variable_shapes(model, (size, size, 3))
         x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
         out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
         assert out.shape == (2, 10)
@@ -144,7 +117,7 @@ def test_registry_metadata():
 
 def test_tiny_densenet_trains_batch_stats_and_its_logits_are_finite():
     model = DenseNet(num_classes=10, block_config=(2, 2), growth_rate=12, num_init_features=24)
-    variables = _filled_variables(model, (32, 32, 3))
+    variables = filled_variables(model, (32, 32, 3))
     x = jax.random.normal(jax.random.key(0), (4, 32, 32, 3))
     logits, state = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(
         variables, x

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
+from model_helpers import filled_variables, num_params, variable_shapes
 
 from cnn_jax.layers import BatchNorm, Conv
 from cnn_jax.layers.adaptive_pool import adaptive_avg_pool
@@ -17,37 +18,10 @@ from cnn_jax.models import create_model, get_model_spec
 from cnn_jax.models.googlenet import INCEPTION_WIDTHS, GoogLeNet, inception_input_transform
 
 
-def _variables(model: nn.Module, input_shape=(224, 224, 3)):
-    """Variable shapes of ``model`` initialised on one image, without allocating them."""
-    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-    return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
-
-
-def _num_params(model: nn.Module, input_shape=(224, 224, 3)) -> int:
-    return sum(
-        int(np.prod(p.shape)) for p in jax.tree.leaves(_variables(model, input_shape)["params"])
-    )
-
-
-def _filled_variables(model: nn.Module, input_shape, seed: int = 0):
-    """Concrete variables without compiling ``init``: He-scaled normal kernels, unit BN scales and
-    running variances, zero biases and means (compiling init costs more than the forward pass)."""
-    rng = np.random.default_rng(seed)
-
-    def fill(path, leaf):
-        name = path[-1].key
-        if name == "kernel":
-            std = np.sqrt(2.0 / np.prod(leaf.shape[:-1]))
-            return jnp.asarray(rng.normal(0.0, std, leaf.shape), leaf.dtype)
-        return (jnp.ones if name in ("scale", "var") else jnp.zeros)(leaf.shape, leaf.dtype)
-
-    return jax.tree_util.tree_map_with_path(fill, _variables(model, input_shape))
-
-
 def _output_shapes(model: nn.Module, input_shape, train: bool, batch: int = 2):
     """Shape structure of ``model.apply`` on a batch, traced only."""
     x = jax.ShapeDtypeStruct((batch, *input_shape), jnp.float32)
-    variables = _variables(model, input_shape)
+    variables = variable_shapes(model, input_shape)
     rngs = {"dropout": jax.random.key(1)} if train else None
 
     def apply(variables, x):
@@ -60,31 +34,31 @@ def _output_shapes(model: nn.Module, input_shape, train: bool, batch: int = 2):
 
 
 def test_googlenet_without_aux_heads_has_torchvision_parameter_count():
-    assert _num_params(create_model("googlenet")) == 6_624_904
+    assert num_params(create_model("googlenet")) == 6_624_904
 
 
 def test_aux_heads_add_two_classifiers_as_in_torchvision_with_aux_logits():
     # aux1 on 4a (512 ch) and aux2 on 4d (528 ch): 1x1 conv 128 + BN, FC 2048->1024, FC 1024->1000.
     aux1 = 512 * 128 + 2 * 128 + 2048 * 1024 + 1024 + 1024 * 1000 + 1000
     aux2 = 528 * 128 + 2 * 128 + 2048 * 1024 + 1024 + 1024 * 1000 + 1000
-    assert _num_params(create_model("googlenet", aux_logits=True)) == 6_624_904 + aux1 + aux2
+    assert num_params(create_model("googlenet", aux_logits=True)) == 6_624_904 + aux1 + aux2
     assert 6_624_904 + aux1 + aux2 == 13_004_888
 
 
 def test_default_third_branch_is_torchvisions_3x3_and_the_papers_5x5_is_an_option():
-    default = flatten_dict(_variables(create_model("googlenet"))["params"], sep="/")
+    default = flatten_dict(variable_shapes(create_model("googlenet"))["params"], sep="/")
     assert default["inception3a/branch3_1/conv/kernel"].shape == (3, 3, 16, 32)
     paper = create_model("googlenet", branch3_kernel_size=5)
-    params = flatten_dict(_variables(paper)["params"], sep="/")
+    params = flatten_dict(variable_shapes(paper)["params"], sep="/")
     assert params["inception3a/branch3_1/conv/kernel"].shape == (5, 5, 16, 32)
     # 16 more weights per (5x5 reduce, 5x5) pair in each of the nine inception modules.
     extra = 16 * sum(w[3] * w[4] for w in INCEPTION_WIDTHS.values())
     assert extra == 380_928
-    assert _num_params(paper) == 6_624_904 + extra
+    assert num_params(paper) == 6_624_904 + extra
 
 
 def test_inception_output_widths_follow_table_1():
-    params = flatten_dict(_variables(create_model("googlenet"))["params"], sep="/")
+    params = flatten_dict(variable_shapes(create_model("googlenet"))["params"], sep="/")
     # The input width of each module is the sum of the previous module's four branch widths.
     widths = {k: w[0] + w[2] + w[4] + w[5] for k, w in INCEPTION_WIDTHS.items()}
     assert widths == {
@@ -105,7 +79,7 @@ def test_inception_output_widths_follow_table_1():
 
 
 def test_parameter_names_mirror_torchvision_module_tree():
-    params = _variables(create_model("googlenet", aux_logits=True))["params"]
+    params = variable_shapes(create_model("googlenet", aux_logits=True))["params"]
     inceptions = [f"inception{k}" for k in INCEPTION_WIDTHS]
     assert set(params) == {"conv1", "conv2", "conv3", "aux1", "aux2", "fc", *inceptions}
     assert set(params["conv1"]) == {"conv", "bn"}
@@ -131,7 +105,7 @@ def test_every_batchnorm_uses_torchvisions_basicconv_epsilon_and_torch_momentum(
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(record):
-        _variables(create_model("googlenet"), (32, 32, 3))
+        variable_shapes(create_model("googlenet"), (32, 32, 3))
     assert len(settings) == 3 + 9 * 6  # stem convs + six convs per inception module
     assert set(settings) == {(1e-3, 0.9)}
 
@@ -149,7 +123,7 @@ def test_stem_strides_and_paddings_are_torchvisions():
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(record):
-        _variables(create_model("googlenet"), (32, 32, 3))
+        variable_shapes(create_model("googlenet"), (32, 32, 3))
     assert convs["conv1"] == (7, 2, 3)  # explicit symmetric padding 3, not 'SAME'
     assert convs["conv3"] == (3, 1, 1)
 
@@ -173,14 +147,14 @@ def test_aux_logits_are_returned_only_in_train_mode_and_only_when_enabled():
 
     without = create_model("googlenet", num_classes=10)
     assert _output_shapes(without, (224, 224, 3), train=True).shape == (2, 10)
-    assert "aux1" not in _variables(without)["params"]
+    assert "aux1" not in variable_shapes(without)["params"]
 
 
 def test_aux_heads_run_and_their_dropout_needs_the_dropout_rng():
     model = GoogLeNet(num_classes=10, aux_logits=True)
     x = jax.random.normal(jax.random.key(2), (2, 32, 32, 3))
 
-    variables = _filled_variables(model, (32, 32, 3))
+    variables = filled_variables(model, (32, 32, 3))
 
     @jax.jit
     def run(variables, x):
@@ -222,4 +196,4 @@ def test_transform_input_maps_imagenet_normalisation_to_minus_one_one():
 
 def test_rejects_a_third_branch_kernel_other_than_3_or_5():
     with pytest.raises(ValueError, match="branch3_kernel_size"):
-        _variables(create_model("googlenet", branch3_kernel_size=7), (32, 32, 3))
+        variable_shapes(create_model("googlenet", branch3_kernel_size=7), (32, 32, 3))

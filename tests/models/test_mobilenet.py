@@ -10,39 +10,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
+from model_helpers import filled_variables, num_params, variable_shapes
 
 from cnn_jax.layers import Conv, ConvBNAct
 from cnn_jax.models import create_model, get_model_spec, list_models
 from cnn_jax.models.mobilenet import InvertedResidual, MobileNetV1, MobileNetV2, make_divisible
 
 
-def _variables(model: nn.Module, input_shape=(224, 224, 3)):
-    """Variable shapes of ``model`` initialised on one image, without allocating them."""
-    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-    return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
-
-
 def _params(model: nn.Module, input_shape=(224, 224, 3)) -> dict:
-    return flatten_dict(_variables(model, input_shape)["params"], sep="/")
-
-
-def _num_params(model: nn.Module, input_shape=(224, 224, 3)) -> int:
-    return sum(int(np.prod(p.shape)) for p in _params(model, input_shape).values())
-
-
-def _filled_variables(model: nn.Module, input_shape, seed: int = 0):
-    """Concrete variables without compiling ``init``: He-scaled normal kernels, unit BN scales and
-    running variances, zero biases and means (compiling init costs more than the forward pass)."""
-    rng = np.random.default_rng(seed)
-
-    def fill(path, leaf):
-        name = path[-1].key
-        if name == "kernel":
-            std = np.sqrt(2.0 / np.prod(leaf.shape[:-1]))
-            return jnp.asarray(rng.normal(0.0, std, leaf.shape), leaf.dtype)
-        return (jnp.ones if name in ("scale", "var") else jnp.zeros)(leaf.shape, leaf.dtype)
-
-    return jax.tree_util.tree_map_with_path(fill, _variables(model, input_shape))
+    return flatten_dict(variable_shapes(model, input_shape)["params"], sep="/")
 
 
 def _convs(model: nn.Module, input_shape=(224, 224, 3)) -> list[tuple[str, Conv]]:
@@ -55,13 +31,13 @@ def _convs(model: nn.Module, input_shape=(224, 224, 3)) -> list[tuple[str, Conv]
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(record):
-        _variables(model, input_shape)
+        variable_shapes(model, input_shape)
     return seen
 
 
 def _feature_shapes(model: nn.Module, input_shape) -> dict[str, tuple[int, ...]]:
     """Output shape of each top-level ``features_*`` submodule, traced only."""
-    variables = _variables(model, input_shape)
+    variables = variable_shapes(model, input_shape)
     x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
 
     def apply(v, x):
@@ -90,7 +66,7 @@ def _feature_shapes(model: nn.Module, input_shape) -> dict[str, tuple[int, ...]]
 def test_mobilenet_v1_parameter_counts_match_tables_6_and_8(name, alpha, expected, table6_millions):
     model = create_model(name)
     assert model.alpha == alpha
-    count = _num_params(model)
+    count = num_params(model)
     assert count == expected
     assert round(count / 1e6, 1) == table6_millions
 
@@ -160,12 +136,12 @@ def test_resolution_multiplier_is_the_input_size_and_leaves_parameters_unchanged
     model = create_model("mobilenet_v1", num_classes=10)
     shapes = _feature_shapes(model, (size, size, 3))
     assert shapes["features_13"] == (1, size // 32, size // 32, 1024)  # rho * 7
-    assert _num_params(model, (size, size, 3)) == 4_231_976 - 1_025_000 + 1024 * 10 + 10
+    assert num_params(model, (size, size, 3)) == 4_231_976 - 1_025_000 + 1024 * 10 + 10
 
 
 def test_mobilenet_v1_025_trains_on_a_32x32_batch():
     model = create_model("mobilenet_v1_025", num_classes=10)
-    variables = _filled_variables(model, (32, 32, 3))
+    variables = filled_variables(model, (32, 32, 3))
     x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
     logits, state = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(
         variables, x
@@ -178,11 +154,11 @@ def test_mobilenet_v1_025_trains_on_a_32x32_batch():
 
 
 def test_mobilenet_v2_parameter_count_matches_torchvision():
-    assert _num_params(create_model("mobilenet_v2")) == 3_504_872
+    assert num_params(create_model("mobilenet_v2")) == 3_504_872
 
 
 def test_mobilenet_v2_parameter_names_mirror_torchvision():
-    params = _variables(create_model("mobilenet_v2"))["params"]
+    params = variable_shapes(create_model("mobilenet_v2"))["params"]
     assert set(params) == {f"features_{i}" for i in range(19)} | {"classifier_1"}
     assert set(params["features_0"]) == {"conv", "bn"}
     assert set(params["features_1"]) == {"conv_0", "conv_1", "conv_2"}  # t = 1: no expansion
@@ -228,12 +204,12 @@ def test_mobilenet_v2_expansion_and_depthwise_use_relu6():
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(record):
-        _variables(create_model("mobilenet_v2"), (32, 32, 3))
+        variable_shapes(create_model("mobilenet_v2"), (32, 32, 3))
     assert acts == {"relu6"}
 
 
 def _inverted_residual_output(block: InvertedResidual, x: jax.Array, projection_bn_bias: float):
-    variables = _filled_variables(block, x.shape[1:])
+    variables = filled_variables(block, x.shape[1:])
     last_bn = "conv_3" if block.expand_ratio != 1 else "conv_2"
     params = dict(variables["params"])
     params[last_bn] = {
@@ -282,7 +258,7 @@ def test_mobilenet_v2_width_multiplier_scales_all_but_a_thinner_last_layer(width
 
 def test_mobilenet_v2_dropout_draws_the_dropout_rng_only_in_training():
     model = create_model("mobilenet_v2", num_classes=10)
-    variables = _variables(model, (32, 32, 3))
+    variables = variable_shapes(model, (32, 32, 3))
     x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
     out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
     assert out.shape == (2, 10)
@@ -316,7 +292,7 @@ def test_registry_metadata_and_logits_at_224_and_32():
         create_model("mobilenet_v2", num_classes=10),
     ):
         for size in (224, 32):
-            variables = _variables(model, (size, size, 3))
+            variables = variable_shapes(model, (size, size, 3))
             x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
             out = jax.eval_shape(lambda v, x, m=model: m.apply(v, x, train=False), variables, x)
             assert out.shape == (2, 10)

@@ -1,0 +1,34 @@
+"""Helpers shared by the model tests: variable shapes, parameter counts and cheap concrete
+variables, all without compiling `init` (compiling it costs more than the forward pass)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+IMAGENET_SHAPE = (224, 224, 3)
+
+
+def variable_shapes(model: nn.Module, input_shape=IMAGENET_SHAPE):
+    """Variable shapes of ``model`` initialised on one image, without allocating them."""
+    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+
+
+def num_params(model: nn.Module, input_shape=IMAGENET_SHAPE) -> int:
+    return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variable_shapes(model, input_shape)["params"]))
+
+
+def filled_variables(model: nn.Module, input_shape, seed: int = 0):
+    """Concrete variables: He-scaled normal kernels, unit BN scales and running variances, zero
+    biases and means."""
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
+        name = path[-1].key
+        if name == "kernel":
+            std = np.sqrt(2.0 / np.prod(leaf.shape[:-1]))
+            return jnp.asarray(rng.normal(0.0, std, leaf.shape), leaf.dtype)
+        return (jnp.ones if name in ("scale", "var") else jnp.zeros)(leaf.shape, leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(fill, variable_shapes(model, input_shape))
