@@ -10,6 +10,7 @@ from cnn_jax.layers.activations import (
     ACTIVATIONS,
     Activation,
     PReLU,
+    activate,
     get_activation,
 )
 from cnn_jax.layers.conv import (
@@ -35,6 +36,7 @@ from cnn_jax.layers.pooling import (
 Dropout = nn.Dropout
 
 __all__ = [
+    "activate",
     "ACTIVATIONS",
     "Activation",
     "BatchNorm",

@@ -137,3 +137,13 @@ class Activation(nn.Module):
         if isinstance(self.fn, str) and self.fn.lower() in PARAMETRIC_ACTIVATIONS:
             return PReLU(num_parameters=self.num_parameters, name="prelu")(x)
         return get_activation(self.fn)(x)
+
+
+def activate(x: jax.Array, fn: str | ActivationFn | None, *, name: str) -> jax.Array:
+    """Applies an activation inside a compact module: a parametric one (``'prelu'``) becomes a
+    named :class:`Activation` submodule holding its slopes, any other is applied as a function.
+    So a model with its default activation has exactly the layers (and the `summary` rows) of
+    the paper's, and ``'prelu'`` adds ``<name>/prelu/alpha``."""
+    if isinstance(fn, str) and fn.lower() in PARAMETRIC_ACTIVATIONS:
+        return Activation(fn, name=name)(x)
+    return get_activation(fn)(x)

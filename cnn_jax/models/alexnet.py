@@ -55,6 +55,8 @@ class AlexNet(nn.Module):
       pooled_size: side of the adaptive average pool before the classifier (None: no pool).
       hidden_sizes / dropout_rate: the fully connected hidden layers, each preceded by dropout.
       kernel_init: initialiser (name or callable) of every convolution and linear layer.
+      activation: every non-linearity, ReLU in the paper (§3.1); a name or callable from
+        :mod:`cnn_jax.layers.activations`, e.g. ``'tanh'`` for the paper's Fig. 1 comparison.
     """
 
     num_classes: int = 1000
@@ -66,6 +68,7 @@ class AlexNet(nn.Module):
     hidden_sizes: Sequence[int] = (4096, 4096)
     dropout_rate: float = 0.5
     kernel_init: str | Callable = "he_normal"
+    activation: str | Callable = "relu"
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -92,7 +95,7 @@ class AlexNet(nn.Module):
                 dtype=self.dtype,
                 name=f"features_{index}",
             )(x)
-            x = nn.relu(x)
+            x = layers.activate(x, self.activation, name=f"features_{index + 1}")
             index += 2
             if i in self.lrn_after and not self.lrn_after_pool:
                 x = lrn(x)
@@ -116,7 +119,7 @@ class AlexNet(nn.Module):
             x = nn.Dense(
                 features, kernel_init=dense_init, dtype=self.dtype, name=f"classifier_{index + 1}"
             )(x)
-            x = nn.relu(x)
+            x = layers.activate(x, self.activation, name=f"classifier_{index + 2}")
             index += 3
         return nn.Dense(
             self.num_classes, kernel_init=dense_init, dtype=self.dtype, name=f"classifier_{index}"

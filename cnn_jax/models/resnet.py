@@ -66,11 +66,15 @@ class _ResidualBlock(nn.Module):
     shortcut: str = "B"
     zero_init_residual: bool = False
     kernel_init: str | Callable = TORCHVISION_CONV_INIT
+    activation: str | Callable = "relu"
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     dtype: Any = jnp.float32
 
     expansion: ClassVar[int] = 1
+
+    def act(self, x: jax.Array, name: str) -> jax.Array:
+        return layers.activate(x, self.activation, name=name)
 
     def conv(self, features: int, kernel: int, strides: int, name: str) -> layers.Conv:
         # torch pads explicitly (k // 2 on both sides), which differs from 'SAME' at stride 2.
@@ -116,11 +120,11 @@ class BasicBlock(_ResidualBlock):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         y = self.conv(self.features, 3, self.strides, "conv1")(x)
-        y = nn.relu(self.bn("bn1")(y, train=train))
+        y = self.act(self.bn("bn1")(y, train=train), "act1")
         y = self.conv(self.features, 3, 1, "conv2")(y)
         # Zero-initialising the last BN scale makes the block start as the identity (Goyal et al. 2017).
         y = self.bn("bn2", zero_init=self.zero_init_residual)(y, train=train)
-        return nn.relu(y + self.shortcut_branch(x, train))
+        return self.act(y + self.shortcut_branch(x, train), "act_out")
 
 
 class Bottleneck(_ResidualBlock):
@@ -131,12 +135,12 @@ class Bottleneck(_ResidualBlock):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         y = self.conv(self.features, 1, 1, "conv1")(x)
-        y = nn.relu(self.bn("bn1")(y, train=train))
+        y = self.act(self.bn("bn1")(y, train=train), "act1")
         y = self.conv(self.features, 3, self.strides, "conv2")(y)
-        y = nn.relu(self.bn("bn2")(y, train=train))
+        y = self.act(self.bn("bn2")(y, train=train), "act2")
         y = self.conv(self.features * self.expansion, 1, 1, "conv3")(y)
         y = self.bn("bn3", zero_init=self.zero_init_residual)(y, train=train)
-        return nn.relu(y + self.shortcut_branch(x, train))
+        return self.act(y + self.shortcut_branch(x, train), "act_out")
 
 
 BLOCKS: dict[str, type[_ResidualBlock]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
@@ -153,6 +157,8 @@ class ResNet(nn.Module):
       shortcut: ``'B'`` projection or ``'A'`` parameter-free shortcut where the shape changes.
       zero_init_residual: start each block's last BN scale at 0 (optional; off in torchvision too).
       kernel_init: convolution initialiser (name or callable); ``fc`` uses LeCun normal.
+      activation: every non-linearity (name or callable, see :mod:`cnn_jax.layers.activations`;
+        ``'prelu'`` learns one slope per activation layer, He et al. 2015).
     """
 
     num_classes: int = 1000
@@ -163,6 +169,7 @@ class ResNet(nn.Module):
     shortcut: str = "B"
     zero_init_residual: bool = False
     kernel_init: str | Callable = TORCHVISION_CONV_INIT
+    activation: str | Callable = "relu"
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     dtype: Any = jnp.float32
@@ -200,7 +207,7 @@ class ResNet(nn.Module):
         x = layers.BatchNorm(
             momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype, name="bn1"
         )(x, train=train)
-        x = nn.relu(x)
+        x = layers.activate(x, self.activation, name="act1")
         if self.stem == "imagenet":
             x = layers.max_pool(x, 3, 2, padding=1)
 
@@ -214,6 +221,7 @@ class ResNet(nn.Module):
                     shortcut=self.shortcut,
                     zero_init_residual=self.zero_init_residual,
                     kernel_init=self.kernel_init,
+                    activation=self.activation,
                     bn_momentum=self.bn_momentum,
                     bn_epsilon=self.bn_epsilon,
                     dtype=self.dtype,

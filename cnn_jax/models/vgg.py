@@ -74,6 +74,7 @@ class VGG(nn.Module):
       pooled_size: side of the adaptive average pool before the classifier (None: no pool).
       hidden_sizes / dropout_rate: fully connected hidden layers, each followed by ReLU and dropout.
       kernel_init: initialiser (name or callable) of every convolution and linear layer.
+      activation: every non-linearity (ReLU in the paper), by name or callable.
       bn_momentum / bn_epsilon: torch's conventions (torch momentum 0.1 == 0.9 here).
     """
 
@@ -84,6 +85,7 @@ class VGG(nn.Module):
     hidden_sizes: Sequence[int] = (4096, 4096)
     dropout_rate: float = 0.5
     kernel_init: str | Callable = "he_normal"
+    activation: str | Callable = "relu"
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     dtype: Any = jnp.float32
@@ -123,7 +125,7 @@ class VGG(nn.Module):
                         name=f"features_{index}",
                     )(x, train=train)
                     index += 1
-                x = nn.relu(x)
+                x = layers.activate(x, self.activation, name=f"features_{index}")
                 index += 1
 
         if self.pooled_size is not None:
@@ -138,7 +140,7 @@ class VGG(nn.Module):
             x = nn.Dense(
                 features, kernel_init=dense_init, dtype=self.dtype, name=f"classifier_{index}"
             )(x)
-            x = nn.relu(x)
+            x = layers.activate(x, self.activation, name=f"classifier_{index + 1}")
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
             index += 3
         return nn.Dense(
