@@ -1,0 +1,193 @@
+"""The reproduction scripts of experiments/ run end to end (--smoke) and report every row they promise.
+
+Each script is run in-process on slices of the real data (MNIST, Fashion-MNIST, the JPEG CIFAR-10
+copy) imported into one temporary tfds data_dir; --smoke trains every row for an epoch or two on
+a few hundred images, so only the shape of the output is checked here, not the papers' numbers
+(those come from the full runs, whose results are in the README).
+"""
+
+import importlib.util
+import json
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO_ROOT
+
+from cnn_jax.config import load_config, validate_config
+
+EXPERIMENTS = REPO_ROOT / "experiments"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"experiment_{name}", EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _slice(path, n_train, n_test):
+    with np.load(path) as z:
+        return {"x_train": z["x_train"][:n_train], "y_train": z["y_train"][:n_train],
+                "x_test": z["x_test"][:n_test], "y_test": z["y_test"][:n_test]}
+
+
+def _jpeg_slice(path, n_train, n_test):
+    """The first images of cifar10_jpeg.npz: JPEG bytes cut where the offsets say."""
+    out = {}
+    with np.load(path) as z:
+        for split, n in (("train", n_train), ("test", n_test)):
+            offsets = z[f"{split}_offsets"][:n + 1]
+            out[f"{split}_jpeg"] = z[f"{split}_jpeg"][:offsets[-1]]
+            out[f"{split}_offsets"] = offsets
+            out[f"y_{split}"] = z[f"y_{split}"][:n]
+    return out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fast_compilation():
+    """Smoke runs are dominated by XLA compilation (a few steps per run, ~30 runs): compile without
+    most optimisations here (the numbers are not checked, only that every row has one)."""
+    import jax
+
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
+
+
+@pytest.fixture(scope="module")
+def small_data_dir(shared_data, tmp_path_factory):
+    """One tfds data_dir with 1,024/500 MNIST, 512/500 Fashion-MNIST and 300/100 CIFAR-10 images."""
+    from cnn_jax.data import import_local
+
+    src = tmp_path_factory.mktemp("src")
+    root = tmp_path_factory.mktemp("tfds")
+    for name, arrays in (("mnist", _slice(shared_data / "mnist.npz", 1024, 500)),
+                         ("fashion_mnist", _slice(shared_data / "fashion_mnist.npz", 512, 500)),
+                         ("cifar10", _jpeg_slice(shared_data / "cifar10_jpeg.npz", 300, 100))):
+        np.savez(src / f"{name}_small.npz", **arrays)
+        import_local(name, src / f"{name}_small.npz", root)
+    return root
+
+
+def _smoke(name, data_dir, tmp_path, *extra):
+    out = tmp_path / f"{name}.json"
+    payload = _script(name).main(["--smoke", "--data-dir", str(data_dir), "--workdir",
+                                  str(tmp_path / "runs"), "--out", str(out), *extra])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(payload))
+    assert payload["smoke"] is True and payload["versions"]["jax"] and payload["machine"]["cpu_count"]
+    return payload
+
+
+def test_lenet_table_smoke_reports_every_row_of_the_lectures_table(small_data_dir, tmp_path, capsys):
+    module = _script("lenet_table")
+    payload = _smoke("lenet_table", small_data_dir, tmp_path)
+    rows = {r["row"]: r for r in payload["rows"]}
+    assert list(rows) == list(module.ROW_KEYS)
+    assert {k: r["paper_error"] for k, r in rows.items()} == {
+        "linear": 12.0, "fc300": 4.7, "fc300_100": 3.05, "lenet1": 1.7, "lenet5": 0.95,
+        "fc300_dist": 3.6, "fc300_100_dist": 2.45}
+    for r in rows.values():
+        assert 0.0 <= r["error"] <= 100.0 and r["pass"] is None  # smoke: no thresholds
+        assert r["results"]["epochs"] == 1 and r["command"].startswith("cnn-jax train --config ")
+    assert rows["fc300_dist"]["command"].count("configs/mnist_mlp_distorted.py") == 1
+    printed = capsys.readouterr().out
+    for r in rows.values():
+        assert f"| {r['label']} " in printed
+
+
+def test_lenet_table_rows_option_runs_only_the_rows_asked_for(small_data_dir, tmp_path):
+    payload = _smoke("lenet_table", small_data_dir, tmp_path, "--rows", "fc300", "linear")
+    assert [r["row"] for r in payload["rows"]] == ["linear", "fc300"]  # in the table's order
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["fc300", "linear"]
+
+
+@pytest.mark.parametrize("name", ["mnist_mlp_distorted", "cifar10_activations",
+                                  "fashion_mnist_lenet5_scratch", "fashion_mnist_lenet5_transfer_head",
+                                  "fashion_mnist_lenet5_transfer_finetune"])
+def test_experiment_configs_validate_and_give_their_command(name):
+    validate_config(load_config(REPO_ROOT / f"configs/{name}.py"), num_devices=1)
+    header = (REPO_ROOT / f"configs/{name}.py").read_text().split('"""')[1]
+    assert f"cnn-jax train --config configs/{name}.py" in header
+
+
+def test_lenet_table_distorted_rows_train_on_the_affine_and_elastic_distortions():
+    a = load_config(REPO_ROOT / "configs/mnist_mlp_distorted.py").data.augment
+    assert (a.elastic_alpha, a.elastic_sigma) == (34.0, 4.0)  # Simard et al. 2003
+    assert a.translate > 0 and a.zoom > 0 and a.squeeze > 0 and a.shear > 0
+
+
+def test_transfer_stage_one_loads_all_but_the_head_and_trains_only_the_head():
+    import re
+
+    config = load_config(REPO_ROOT / "configs/fashion_mnist_lenet5_transfer_head.py")
+    for path, loaded, trained in (("output/kernel", False, True), ("output/bias", False, True),
+                                  ("c1/kernel", True, False), ("f6/bias", True, False)):
+        assert (re.search(config.init.exclude_regex, path) is None) == loaded
+        assert (re.search(config.optimizer.freeze_regex, path) is None) == trained
+
+
+def test_activations_smoke_gives_a_curve_and_epochs_to_25_percent_per_activation(
+        small_data_dir, tmp_path, capsys):
+    module = _script("activations")
+    payload = _smoke("activations", small_data_dir, tmp_path)
+    runs = {r["activation"]: r for r in payload["runs"]}
+    assert list(runs) == ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "swish"]
+    for r in runs.values():
+        assert len(r["train_error_per_epoch"]) == 2  # one training error per epoch
+        assert all(0.0 <= e <= 1.0 for e in r["train_error_per_epoch"])
+        assert r["epochs_to_25"] == module.epochs_to(r["train_error_per_epoch"], 0.25)
+    assert open(payload["plot"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    assert "JPEG-degraded" in printed
+    for name in runs:
+        assert f"| {name} " in printed
+
+
+def test_epochs_to_25_percent_is_the_first_epoch_at_or_below_the_target():
+    module = _script("activations")
+    assert module.epochs_to([0.9, 0.4, 0.25, 0.1], 0.25) == 3
+    assert module.epochs_to([0.9, 0.4], 0.25) is None
+
+
+def test_training_error_per_epoch_weights_the_records_of_an_epoch_by_their_counts(tmp_path):
+    records = [{"split": "train", "epoch": 0.5, "accuracy": 0.5, "count": 100},
+               {"split": "val", "epoch": 1, "accuracy": 0.0, "count": 10},
+               {"split": "train", "epoch": 1.0, "accuracy": 0.8, "count": 300},
+               {"split": "train", "epoch": 2.0, "accuracy": 0.9, "count": 400}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    errors = _script("activations").epoch_errors(tmp_path)
+    assert errors == pytest.approx([1 - (50 + 240) / 400, 0.1])
+
+
+def test_transfer_smoke_compares_scratch_and_transferred_for_each_size(small_data_dir, tmp_path, capsys):
+    payload = _smoke("transfer", small_data_dir, tmp_path)
+    rows = payload["rows"]
+    assert [r["labelled"] for r in rows] == [100, 1000, 10000]
+    source = payload["source"]["workdir"]
+    for r in rows:
+        assert {"scratch", "head", "finetune"} <= set(r)
+        # Stage 1 starts from the MNIST run, stage 2 from stage 1.
+        assert f"--config.init.checkpoint={source}" in r["head"]["command"]
+        assert f"--config.init.checkpoint={r['head']['workdir']}" in r["finetune"]["command"]
+        for key in ("scratch", "head", "finetune"):
+            assert 0.0 <= r[key]["results"]["test"]["accuracy"] <= 1.0
+    printed = capsys.readouterr().out
+    for size in ("100", "1,000", "10,000"):
+        assert f"| {size} " in printed
+
+
+def test_transfer_runs_of_one_size_share_data_and_total_steps():
+    module = _script("transfer")
+    for n in (100, 1_000, 10_000):
+        scratch, head, finetune = module.runs_for(n, REPO_ROOT / "src", REPO_ROOT / "runs", False)
+        configs = [load_config(REPO_ROOT / r.config, r.overrides) for r in (scratch, head, finetune)]
+        assert {(c.data.name, c.data.train_subset, c.batch_size) for c in configs} == {
+            ("fashion_mnist", n, module.schedule(n)[0])}
+        assert configs[1].num_epochs + configs[2].num_epochs == configs[0].num_epochs
+        assert configs[1].optimizer.freeze_regex and not configs[2].optimizer.freeze_regex
+        assert configs[2].optimizer.lr == pytest.approx(configs[1].optimizer.lr / 10)
+        steps = configs[0].num_epochs * (n // configs[0].batch_size)
+        assert 400 <= steps < 500
