@@ -6,6 +6,11 @@
     cnn-jax data list [--data_dir DIR]
     cnn-jax models [--family resnet]
 
+Multi-host: every host runs the same `cnn-jax train` (or `eval`) with
+    --coordinator-address HOST:PORT --num-processes N --process-id I
+(or, on TPU pods and under Slurm or Open MPI, `--distributed` alone); see
+cnn_jax/training/distributed.py and the README's "Scaling out".
+
 Errors a user can fix (bad config, missing data, bad input files) print one line and exit 2.
 """
 
@@ -39,6 +44,20 @@ def _split_config_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return rest, overrides
 
 
+def _add_distributed_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("multi-process runs (one process per host; see README 'Scaling out')")
+    g.add_argument("--coordinator-address", metavar="HOST:PORT",
+                   help="process 0's address, reachable from every process (env JAX_COORDINATOR_ADDRESS)")
+    g.add_argument("--num-processes", type=int, metavar="N", help="processes in the run (env JAX_NUM_PROCESSES)")
+    g.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1 (env JAX_PROCESS_ID)")
+    g.add_argument("--distributed", action="store_true",
+                   help="let JAX detect the cluster (Cloud TPU pods, Slurm, Open MPI, Kubernetes)")
+    g.add_argument("--peer-timeout", type=int, default=60, metavar="S",
+                   help="stop when another process has been silent this long (default 60 s)")
+    g.add_argument("--initialization-timeout", type=int, default=300, metavar="S",
+                   help="wait this long for every process to connect (default 300 s)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cnn-jax", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -47,11 +66,13 @@ def _parser() -> argparse.ArgumentParser:
                        epilog="Any config key can be overridden: --config.optimizer.lr=0.05")
     t.add_argument("--config", required=True, help="a configs/*.py file with get_config()")
     t.add_argument("--workdir", help="run directory (default runs/<config name>)")
+    _add_distributed_flags(t)
 
     e = sub.add_parser("eval", help="evaluate a run's best (or latest) checkpoint")
     e.add_argument("--workdir", required=True)
     e.add_argument("--split", default="test", choices=("test", "val"))
     e.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+    _add_distributed_flags(e)
 
     d = sub.add_parser("data", help="prepare datasets")
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -84,6 +105,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: --config.* overrides only apply to `cnn-jax train`", file=sys.stderr)
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.command not in ("train", "eval"):
+        return _run_command(args, overrides)
+    # A multi-process run joins its process group before anything else touches JAX.
+    from cnn_jax.training import distributed
+
+    try:
+        options = distributed.DistributedOptions.from_args(
+            args.coordinator_address, args.num_processes, args.process_id, args.distributed,
+            args.peer_timeout, args.initialization_timeout)
+        multi_process = distributed.initialize(options)
+    except distributed.DistributedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not multi_process:
+        return _run_command(args, overrides)
+    watchdog = distributed.PeerWatchdog(options.peer_timeout, options.coordinator_address).start()
+    try:
+        code = _run_command(args, overrides)
+    except BaseException as e:  # a bug, or a collective that failed because a peer died
+        import traceback
+
+        import jax
+
+        traceback.print_exc()
+        distributed.die(f"process {jax.process_index()} of {jax.process_count()} failed: "
+                        f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+    if code:  # the error is printed; the other processes must not wait for this one
+        distributed.exit_now(code)
+    watchdog.finish()
+    return code
+
+
+def _run_command(args, overrides: list[str]) -> int:
     from cnn_jax.config import ConfigError
     from cnn_jax.data.catalog import DataImportError, DataNotPreparedError
     from cnn_jax.training.loop import NonFiniteLossError
@@ -105,12 +159,15 @@ def _dispatch(args, overrides: list[str]) -> int:
         config = load_config(args.config, overrides)
         workdir = args.workdir or str(Path("runs") / Path(args.config).stem)
         results = train_and_evaluate(config, workdir)
-        print(json.dumps(results, indent=2))
+        if _is_main_process():
+            print(json.dumps(results, indent=2))
         return 0
     if args.command == "eval":
         from cnn_jax.training.loop import evaluate_workdir
 
-        print(json.dumps(evaluate_workdir(args.workdir, args.split, args.checkpoint), indent=2))
+        results = evaluate_workdir(args.workdir, args.split, args.checkpoint)
+        if _is_main_process():
+            print(json.dumps(results, indent=2))
         return 0
     if args.command == "data":
         from cnn_jax.data import catalog
@@ -142,6 +199,12 @@ def _dispatch(args, overrides: list[str]) -> int:
         print(text)
         return 0
     raise AssertionError(args.command)
+
+
+def _is_main_process() -> bool:
+    import jax
+
+    return jax.process_index() == 0
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import ml_collections
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "lars")
+LR_SCALINGS = ("none", "linear")  # optimizer.lr_scaling
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "plateau")
 WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 MONITOR_METRICS = ("accuracy", "loss")  # validation metric watched by plateau / early stopping
@@ -84,7 +85,16 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "sgd"
-    c.optimizer.lr = 0.1  # peak learning rate for the global batch
+    c.optimizer.lr = 0.1  # peak learning rate for the global batch (for base_batch_size: see lr_scaling)
+    # Large batches (Goyal et al. 2017, "Accurate, large minibatch SGD", §2.1): with 'linear' the
+    # peak learning rate is lr * batch_size / base_batch_size, and a warm-up (warmup_epochs)
+    # starts from lr itself (§2.2, "gradual warmup"); 'none' uses lr as given.
+    c.optimizer.lr_scaling = "none"
+    c.optimizer.base_batch_size = 256  # the batch `lr` is meant for when lr_scaling='linear'
+    # lars (You, Gitman & Ginsburg 2017): SGD with momentum whose update of each decay_regex
+    # parameter (kernels) is scaled by trust_coefficient * |w| / |g + weight_decay * w|; biases
+    # and BatchNorm parameters get plain momentum SGD (weight decay is coupled, inside the ratio).
+    c.optimizer.lars_trust_coefficient = 0.001
     c.optimizer.momentum = 0.9  # sgd (0 = plain gradient descent), rmsprop
     c.optimizer.nesterov = False
     c.optimizer.b1 = 0.9  # adam, adamw
@@ -138,6 +148,15 @@ def base_config() -> ml_collections.ConfigDict:
     c.init.conv_kernel = ""  # e.g. 'he_normal'; '' keeps the model's own initialiser
     c.init.dense_kernel = ""  # e.g. 'glorot_uniform'
     c.init.bias = ""  # e.g. 'zeros'
+
+    # Device mesh `data` x `model` and parameter sharding (cnn_jax/training/sharding.py).
+    c.sharding = ml_collections.ConfigDict()
+    c.sharding.model_axis = 1  # devices along `model` (dividing each process's); `data` gets the rest
+    # ((regex, spec), ...): parameters whose path matches regex (first match) are split as spec,
+    # one entry per leading dimension, None or 'model' (or 'data'), e.g.
+    # ((r'classifier_0/kernel', (None, 'model')),) splits VGG's fc6 kernel by output columns.
+    # Unmatched parameters are replicated; optimizer state and EMA follow their parameter.
+    c.sharding.rules = ()
 
     c.log_every_steps = 100
     c.checkpoint_every_steps = 0  # 0 = at the end of every epoch only
@@ -198,7 +217,8 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
 
 
 def validate_config(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
-    """Checks everything that can be checked before loading data or compiling.
+    """Checks everything that can be checked before loading data or compiling; `num_devices`
+    is the mesh's size (batches split over its `data` axis, num_devices / sharding.model_axis).
 
     Raises ConfigError with one line naming the fix.
     """
@@ -216,6 +236,15 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int) -> N
         raise ConfigError(str(e)) from None
     _check_choice(config.model.dtype, DTYPES, "model.dtype")
     _check_choice(config.optimizer.name, OPTIMIZERS, "optimizer.name")
+    _check_choice(config.optimizer.lr_scaling, LR_SCALINGS, "optimizer.lr_scaling")
+    if config.optimizer.base_batch_size < 1:
+        raise ConfigError(f"optimizer.base_batch_size must be at least 1, got {config.optimizer.base_batch_size}")
+    if config.optimizer.name == "lars":
+        if config.optimizer.lars_trust_coefficient <= 0:
+            raise ConfigError("optimizer.lars_trust_coefficient must be positive (You et al. 2017: 0.001)")
+        if config.optimizer.weight_decay_mode != "coupled":
+            raise ConfigError("optimizer.name='lars' takes weight decay inside its trust ratio: set "
+                              "optimizer.weight_decay_mode='coupled'")
     _check_choice(config.optimizer.schedule, SCHEDULES, "optimizer.schedule")
     _check_choice(config.optimizer.weight_decay_mode, WEIGHT_DECAY_MODES, "optimizer.weight_decay_mode")
     _check_choice(config.optimizer.plateau_metric, MONITOR_METRICS, "optimizer.plateau_metric")
@@ -245,6 +274,18 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int) -> N
             raise ConfigError(f"config key {key!r} must be at least 1, got {config[key]}")
     if config.optimizer.lr <= 0:
         raise ConfigError(f"optimizer.lr must be positive, got {config.optimizer.lr}")
+    model_axis = config.sharding.model_axis
+    if model_axis < 1 or num_devices % model_axis:
+        raise ConfigError(f"sharding.model_axis={model_axis} does not divide the {num_devices} devices: "
+                          f"use a divisor of {num_devices}")
+    from cnn_jax.training.sharding import parse_rules
+
+    try:
+        parse_rules(config.sharding.rules)
+    except ValueError as e:
+        raise ConfigError(_one_line(e)) from None
+    # Batches split over the mesh's `data` axis: the devices not on the `model` axis.
+    num_devices //= model_axis
     for key in ("batch_size", "eval_batch_size"):
         if config[key] % num_devices:
             raise ConfigError(

@@ -9,7 +9,8 @@ The transformation is one chain, in this order (each link only when its option i
 2. coupled regularisation on the `decay_regex` parameters: `weight_decay * w` (L2, the gradient
    of `weight_decay / 2 * |w|^2` added to the loss) and `l1 * sign(w)` (L1) join the gradient;
 3. the optimizer's direction, without the learning rate: momentum (sgd), Adam's moments
-   (adam, adamw), RMSProp's scaling and momentum (rmsprop);
+   (adam, adamw), RMSProp's scaling and momentum (rmsprop), LARS's layer-wise trust ratio on the
+   `decay_regex` parameters and momentum (lars, see `_direction`);
 4. decoupled weight decay on the `decay_regex` parameters: `weight_decay * w` joins the direction
    (adamw always; sgd, adam and rmsprop with `weight_decay_mode='decoupled'`);
 5. the learning-rate schedule: the update becomes `-lr_t * (...)`, so decoupled decay shrinks
@@ -20,6 +21,11 @@ The transformation is one chain, in this order (each link only when its option i
 Because every stateful link (momentum, moments) comes before the learning rate, multiplying the
 chain's output by a factor is the same as multiplying the learning rate by it: that is how the
 trainer applies the reductions of the `plateau` schedule (see `create_schedule`).
+
+Large batches: with `lr_scaling='linear'` the configured `lr` is the learning rate of a batch of
+`base_batch_size` (256) and the schedule peaks at `lr * batch_size / base_batch_size`, its warm-up
+rising from `lr` (Goyal et al. 2017, §2.1-2.2; `peak_learning_rate`). `grad_accum_steps` reaches a
+batch that does not fit in memory (the trainer sums micro-batch gradients before this chain).
 
 Parameters are selected by regexes over "/"-joined paths such as 'conv1/kernel' (`param_paths`),
 searched anywhere in the path (anchor with ^ and $); an empty regex selects no parameter.
@@ -36,7 +42,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from cnn_jax.config import OPTIMIZERS, SCHEDULES, WEIGHT_DECAY_MODES, ConfigError
+from cnn_jax.config import LR_SCALINGS, OPTIMIZERS, SCHEDULES, WEIGHT_DECAY_MODES, ConfigError
 
 log = logging.getLogger("cnn_jax")
 
@@ -94,8 +100,28 @@ def _key_name(key) -> str:
 # ---- schedules ------------------------------------------------------------------------------------
 
 
-def create_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int) -> optax.Schedule:
+def peak_learning_rate(cfg: ml_collections.ConfigDict, batch_size: int | None = None) -> float:
+    """The schedule's peak: `lr`, or with `lr_scaling='linear'` the linear scaling rule of Goyal
+    et al. 2017 (§2.1: "when the minibatch size is multiplied by k, multiply the learning rate
+    by k"), `lr * batch_size / base_batch_size`; e.g. ResNet-50's 0.1 per 256 images is 0.4 at
+    batch 1024 and 1.6 at 4096."""
+    scaling = cfg.get("lr_scaling", "none")
+    _check_choice(scaling, LR_SCALINGS, "optimizer.lr_scaling")
+    if scaling == "none":
+        return float(cfg.lr)
+    if batch_size is None:
+        raise ConfigError("optimizer.lr_scaling='linear' scales lr by the global batch size: pass batch_size")
+    if cfg.base_batch_size < 1:
+        raise ConfigError(f"optimizer.base_batch_size must be at least 1, got {cfg.base_batch_size}")
+    return float(cfg.lr) * batch_size / cfg.base_batch_size
+
+
+def create_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int, *,
+                    batch_size: int | None = None) -> optax.Schedule:
     """Learning rate as a function of the optimizer step (also what the trainer logs).
+
+    `lr` below is `peak_learning_rate(cfg, batch_size)`: `optimizer.lr` unless
+    `lr_scaling='linear'`, which also needs `batch_size`, the global batch.
 
     - constant: `lr`;
     - step: `lr`, multiplied by `decay_factor` at each of `decay_epochs`;
@@ -108,7 +134,9 @@ def create_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_ep
       rate because every stateful link of the chain comes before the learning rate (module doc).
 
     All but onecycle start with a linear warm-up from 0 to `lr` over `warmup_epochs`
-    (Goyal et al. 2017, §2.2); the main schedule then runs over the remaining steps.
+    (Goyal et al. 2017, §2.2); the main schedule then runs over the remaining steps. With linear
+    scaling the warm-up starts from the unscaled `optimizer.lr` instead, as Goyal et al.'s
+    "gradual warmup" from eta to k * eta (§2.2).
     """
     _check_choice(cfg.schedule, SCHEDULES, "optimizer.schedule")
     if cfg.warmup_epochs < 0:
@@ -117,22 +145,24 @@ def create_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_ep
         raise ConfigError(f"optimizer.decay_factor must be positive, got {cfg.decay_factor}")
     total = max(1, steps_per_epoch * num_epochs)
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    lr = peak_learning_rate(cfg, batch_size)
+    warmup_start = min(float(cfg.lr), lr) if cfg.get("lr_scaling", "none") == "linear" else 0.0
     if cfg.schedule == "onecycle":
         if cfg.warmup_epochs > 0:
             raise ConfigError(
                 "optimizer.schedule='onecycle' warms up over pct_start of the run: set optimizer.warmup_epochs=0"
             )
-        return onecycle_schedule(cfg.lr, total, cfg.pct_start, cfg.div_factor, cfg.final_div_factor)
+        return onecycle_schedule(lr, total, cfg.pct_start, cfg.div_factor, cfg.final_div_factor)
     if cfg.schedule in ("constant", "plateau"):
-        main = optax.constant_schedule(cfg.lr)
+        main = optax.constant_schedule(lr)
     elif cfg.schedule == "step":
         boundaries = {int(round(e * steps_per_epoch)) - warmup: cfg.decay_factor for e in cfg.decay_epochs}
-        main = optax.piecewise_constant_schedule(cfg.lr, {b: f for b, f in boundaries.items() if b > 0})
+        main = optax.piecewise_constant_schedule(lr, {b: f for b, f in boundaries.items() if b > 0})
     else:  # cosine
-        main = optax.cosine_decay_schedule(cfg.lr, decay_steps=max(1, total - warmup))
+        main = optax.cosine_decay_schedule(lr, decay_steps=max(1, total - warmup))
     if warmup <= 0:
         return main
-    return optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warmup), main], [warmup])
+    return optax.join_schedules([optax.linear_schedule(warmup_start, lr, warmup), main], [warmup])
 
 
 def onecycle_schedule(
@@ -174,7 +204,8 @@ def onecycle_schedule(
 
 
 def create_optimizer(
-    cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int, *, params=None
+    cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int, *, params=None,
+    batch_size: int | None = None,
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """The optax transformation for `config.optimizer` (chain order: module doc) and its schedule.
 
@@ -182,11 +213,12 @@ def create_optimizer(
     `freeze_regex`, every `lr_multipliers` regex and (with weight decay or L1 on) `decay_regex`
     match at least one parameter: a misspelt regex would otherwise silently do nothing.
     `grad_accum_steps` is the trainer's business (it averages micro-batch gradients before
-    calling the optimizer), as are the plateau reductions (see `create_schedule`).
+    calling the optimizer), as are the plateau reductions (see `create_schedule`). `batch_size`
+    (the global batch) is needed by `lr_scaling='linear'`.
     """
     _check_optimizer_config(cfg)
     multipliers = _lr_multipliers(cfg.lr_multipliers)
-    schedule = create_schedule(cfg, steps_per_epoch, num_epochs)
+    schedule = create_schedule(cfg, steps_per_epoch, num_epochs, batch_size=batch_size)
     if params is not None:
         _check_regexes_match(cfg, multipliers, params)
 
@@ -203,7 +235,7 @@ def create_optimizer(
         chain.append(optax.add_decayed_weights(cfg.weight_decay, mask=mask))
     if cfg.l1 > 0:
         chain.append(optax.masked(add_l1_subgradient(cfg.l1), mask))
-    chain.extend(_direction(cfg))
+    chain.extend(_direction(cfg, mask))
     if cfg.weight_decay > 0 and decoupled:
         chain.append(optax.add_decayed_weights(cfg.weight_decay, mask=mask))
     chain.append(optax.scale_by_learning_rate(schedule))
@@ -220,8 +252,18 @@ def create_optimizer(
     return tx, schedule
 
 
-def _direction(cfg) -> list[optax.GradientTransformation]:
+def _direction(cfg, mask) -> list[optax.GradientTransformation]:
     """The optimizer's update direction before the learning rate (as optax's aliases build it)."""
+    if cfg.name == "lars":
+        # LARS (You, Gitman & Ginsburg 2017, Algorithm 1): each layer's step is scaled by the trust
+        # ratio trust_coefficient * |w| / |g + weight_decay * w| (weight decay joined above),
+        # except for biases and BatchNorm parameters (the decay_regex mask, kernels only), which
+        # get plain momentum SGD, as in Goyal/You et al.'s ImageNet setups. optax.lars applies
+        # momentum after the learning rate; here it comes before (as for sgd), which is the same
+        # update for a constant learning rate and keeps the plateau scale exact (module doc).
+        return [optax.masked(optax.scale_by_trust_ratio(trust_coefficient=cfg.lars_trust_coefficient),
+                             mask),
+                optax.trace(decay=cfg.momentum, nesterov=bool(cfg.nesterov))]
     if cfg.name == "sgd":
         if cfg.momentum == 0:
             return []  # plain (mini-batch or full-batch) gradient descent
@@ -290,6 +332,11 @@ def _check_optimizer_config(cfg) -> None:
             raise ConfigError(f"optimizer.{key} must not be negative, got {cfg[key]}")
     if not 0.0 <= cfg.momentum < 1.0:
         raise ConfigError(f"optimizer.momentum must be in [0, 1), got {cfg.momentum}")
+    if cfg.name == "lars" and cfg.weight_decay_mode != "coupled":
+        raise ConfigError("optimizer.name='lars' takes weight decay inside its trust ratio: set "
+                          "optimizer.weight_decay_mode='coupled'")
+    if cfg.name == "lars" and cfg.lars_trust_coefficient <= 0:
+        raise ConfigError("optimizer.lars_trust_coefficient must be positive (You et al. 2017: 0.001)")
     if cfg.name == "adamw" and cfg.weight_decay > 0 and cfg.weight_decay_mode == "coupled":
         raise ConfigError(
             "optimizer.name='adamw' decays weights decoupled: set optimizer.weight_decay_mode='decoupled' "

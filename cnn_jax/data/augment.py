@@ -30,9 +30,10 @@ worker processes can run them):
   4. `Cutout(size)`: zero a size x size square whose centre is uniform over the image, clipped at
      the borders (DeVries & Taylor 2017, "Improved Regularization of CNNs with Cutout"; they
      zero normalised images, i.e. fill with the mean; here 0 is black).
-  5. Mixing, the only op that sees labels, `Mix(mixup_alpha, cutmix_alpha, num_classes)`: each
-     image is paired with image perm[i] of the same batch (a random permutation) and
-     lambda ~ Beta(a, a) is drawn once per batch. Mixup (Zhang et al. 2018) blends the pixels
+  5. Mixing, the only op that sees labels, `Mix(mixup_alpha, cutmix_alpha, num_classes)`: the
+     images are paired with their neighbours, rows 2k and 2k+1 (`mix_partners`; the batch is
+     in random order, so these are random pairs, as timm's `flip` pairing of a shuffled batch),
+     and lambda ~ Beta(a, a) is drawn once per batch. Mixup (Zhang et al. 2018) blends the pixels
      (rounded to uint8) and the one-hot targets; CutMix (Yun et al. 2019) pastes a box of area
      ratio 1 - lambda (centre uniform, clipped) from the partner and then sets lambda to the
      fraction of pixels kept after clipping. With both alphas > 0 each batch picks one of the
@@ -45,6 +46,13 @@ is on, 'targets' float32 (N, num_classes) whose rows sum to 1 ('label' becomes t
 the largest target). Every training batch of such a run carries 'targets', so the jitted train
 step always sees one batch structure. Calling the `Compose` on images applies the image ops
 alone. `AUGMENT_OPS` lists the config keys in order of application.
+
+Multi-host: with `rows=(start, total)` the images are rows [start, start + N) of a global batch
+of `total` rows. Every op then draws its random numbers for all `total` rows, in the same order
+as for the whole batch, and keeps the draws of its own rows; lambda and the CutMix box are one
+draw per batch and pairs never straddle an even `start`. So each process, augmenting only its
+slice of the global batch with a generator seeded by (seed, epoch, step), gets exactly the rows
+one process augmenting the whole batch would: the result does not depend on the process count.
 
 `PER_IMAGE_OPTIONS` are augmentation keys that act on each photo before it has its final size
 (`random_resized_crop`, see cnn_jax.data.transforms); `build_augment` accepts and skips them, the
@@ -63,7 +71,9 @@ from typing import Any
 import numpy as np
 
 RngLike = np.random.Generator | int | np.integer
-ImageOp = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+# (start, total): the images are rows [start, start + N) of a batch of `total` rows (module doc).
+Rows = tuple[int, int] | None
+ImageOp = Callable[..., np.ndarray]  # (images, rng, rows=None) -> images
 
 # ITU-R BT.601 luma weights, the grey level of torchvision's and PIL's RGB -> L conversion.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -85,6 +95,16 @@ def _check_batch(images: np.ndarray) -> np.ndarray:
     return images
 
 
+def _span(n: int, rows: Rows) -> tuple[int, slice]:
+    """(rows to draw random numbers for, the slice of those draws that belongs to these N images)."""
+    if rows is None:
+        return n, slice(0, n)
+    start, total = int(rows[0]), int(rows[1])
+    if not 0 <= start <= total - n:
+        raise ValueError(f"rows {start}..{start + n} are not inside a batch of {total}")
+    return total, slice(start, start + n)
+
+
 def _to_uint8(x: np.ndarray) -> np.ndarray:
     """Float pixels -> uint8, rounded to nearest and clipped to [0, 255]."""
     return np.clip(np.rint(x, out=x), 0, 255, out=x).astype(np.uint8)
@@ -95,7 +115,7 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def random_crop(images: np.ndarray, padding: int, rng: RngLike) -> np.ndarray:
+def random_crop(images: np.ndarray, padding: int, rng: RngLike, rows: Rows = None) -> np.ndarray:
     """Zero-pads each image by `padding` pixels on all sides and crops back to H x W at a random
     offset (independent per image, uniform over the (2P+1)^2 offsets)."""
     images = _check_batch(images)
@@ -105,8 +125,9 @@ def random_crop(images: np.ndarray, padding: int, rng: RngLike) -> np.ndarray:
         return images.copy()
     rng = as_generator(rng)
     n, h, w, c = images.shape
-    dy = rng.integers(0, 2 * padding + 1, size=n)
-    dx = rng.integers(0, 2 * padding + 1, size=n)
+    total, mine = _span(n, rows)
+    dy = rng.integers(0, 2 * padding + 1, size=total)[mine]
+    dx = rng.integers(0, 2 * padding + 1, size=total)[mine]
     padded = np.zeros((n, h + 2 * padding, w + 2 * padding, c), dtype=images.dtype)
     padded[:, padding:padding + h, padding:padding + w] = images
     # A (2P+1) x (2P+1) grid of H x W windows per image, as a strided view (no copy); one fancy
@@ -156,12 +177,15 @@ def _gaussian_operator(size: int, sigma: float) -> np.ndarray:
 
 
 def elastic_displacement(n: int, height: int, width: int, alpha: float, sigma: float,
-                         rng: RngLike) -> np.ndarray:
+                         rng: RngLike, rows: Rows = None) -> np.ndarray:
     """Random displacement fields (2, N, H, W) float32 (dx, dy in pixels) of Simard et al. 2003:
     uniform(-1, 1) per pixel, smoothed by a Gaussian of standard deviation `sigma` (equal to
     `scipy.ndimage.gaussian_filter` with sigma (0, sigma, sigma)), times `alpha`."""
     rng = as_generator(rng)
-    field = rng.random((2 * n, height, width), dtype=np.float32)
+    total, mine = _span(n, rows)
+    field = rng.random((2 * total, height, width), dtype=np.float32)
+    if total != n:  # the (dx, dy) fields of these rows only: smoothing is per image
+        field = field.reshape(2, total, height, width)[:, mine].reshape(2 * n, height, width)
     field = field * np.float32(2 * alpha) - np.float32(alpha)  # alpha * U(-1, 1): linear, so
     # scaling before the smoothing is the same as after.
     kh, kw = _gaussian_operator(height, float(sigma)), _gaussian_operator(width, float(sigma))
@@ -216,7 +240,8 @@ def warp(images: np.ndarray, inverse: np.ndarray, displacement: np.ndarray | Non
 
 
 def random_warp(images: np.ndarray, rng: RngLike, *, rotation=0.0, translate=0.0, shear=0.0,
-                zoom=0.0, squeeze=0.0, elastic_alpha=0.0, elastic_sigma=4.0) -> np.ndarray:
+                zoom=0.0, squeeze=0.0, elastic_alpha=0.0, elastic_sigma=4.0,
+                rows: Rows = None) -> np.ndarray:
     """One random affine map per image (rotation, shear in degrees uniform in [-r, r]; translate
     a fraction of H and W uniform in [-t, t]; scale uniform in [1 - zoom, 1 + zoom]; squeeze
     factor k with log k uniform in [-log(1 + q), log(1 + q)]) plus, with elastic_alpha > 0, an
@@ -224,13 +249,15 @@ def random_warp(images: np.ndarray, rng: RngLike, *, rotation=0.0, translate=0.0
     images = _check_batch(images)
     rng = as_generator(rng)
     n, h, w, _ = images.shape
-    u = rng.uniform(-1.0, 1.0, (6, n))
+    total, mine = _span(n, rows)
+    u = rng.uniform(-1.0, 1.0, (6, total))[:, mine]
     k = np.exp(u[5] * math.log1p(squeeze))
     s = 1.0 + zoom * u[4]
     forward = affine_matrices(h, w, rotation=rotation * u[0], translate_x=translate * w * u[1],
                               translate_y=translate * h * u[2], shear=shear * u[3], scale_x=s * k,
                               scale_y=s / k)
-    field = elastic_displacement(n, h, w, elastic_alpha, elastic_sigma, rng) if elastic_alpha else None
+    field = (elastic_displacement(n, h, w, elastic_alpha, elastic_sigma, rng, rows)
+             if elastic_alpha else None)
     return warp(images, invert_affine(forward), field)
 
 
@@ -238,8 +265,8 @@ def random_warp(images: np.ndarray, rng: RngLike, *, rotation=0.0, translate=0.0
 class RandomCrop:
     padding: int
 
-    def __call__(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return random_crop(images, self.padding, rng)
+    def __call__(self, images: np.ndarray, rng: np.random.Generator, rows: Rows = None) -> np.ndarray:
+        return random_crop(images, self.padding, rng, rows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,8 +281,8 @@ class RandomWarp:
     elastic_alpha: float = 0.0
     elastic_sigma: float = 4.0
 
-    def __call__(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return random_warp(images, rng, **dataclasses.asdict(self))
+    def __call__(self, images: np.ndarray, rng: np.random.Generator, rows: Rows = None) -> np.ndarray:
+        return random_warp(images, rng, rows=rows, **dataclasses.asdict(self))
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,21 +290,23 @@ class RandomWarp:
 # --------------------------------------------------------------------------------------------
 
 
-def random_flip_lr(images: np.ndarray, rng: RngLike) -> np.ndarray:
+def random_flip_lr(images: np.ndarray, rng: RngLike, rows: Rows = None) -> np.ndarray:
     """Mirrors each image left-right with probability 1/2."""
     images = _check_batch(images)
     rng = as_generator(rng)
-    flip = rng.random(images.shape[0]) < 0.5
+    total, mine = _span(images.shape[0], rows)
+    flip = rng.random(total)[mine] < 0.5
     out = images.copy()
     out[flip] = images[flip, :, ::-1]
     return out
 
 
-def random_flip_ud(images: np.ndarray, rng: RngLike) -> np.ndarray:
+def random_flip_ud(images: np.ndarray, rng: RngLike, rows: Rows = None) -> np.ndarray:
     """Mirrors each image upside down with probability 1/2."""
     images = _check_batch(images)
     rng = as_generator(rng)
-    flip = rng.random(images.shape[0]) < 0.5
+    total, mine = _span(images.shape[0], rows)
+    flip = rng.random(total)[mine] < 0.5
     out = images.copy()
     out[flip] = images[flip, ::-1]
     return out
@@ -285,14 +314,14 @@ def random_flip_ud(images: np.ndarray, rng: RngLike) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class RandomFlipLR:
-    def __call__(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return random_flip_lr(images, rng)
+    def __call__(self, images: np.ndarray, rng: np.random.Generator, rows: Rows = None) -> np.ndarray:
+        return random_flip_lr(images, rng, rows)
 
 
 @dataclasses.dataclass(frozen=True)
 class RandomFlipUD:
-    def __call__(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return random_flip_ud(images, rng)
+    def __call__(self, images: np.ndarray, rng: np.random.Generator, rows: Rows = None) -> np.ndarray:
+        return random_flip_ud(images, rng, rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,32 +335,33 @@ def _grey(x: np.ndarray) -> np.ndarray:
 
 
 def color_jitter(images: np.ndarray, rng: RngLike, *, brightness=0.0, contrast=0.0, saturation=0.0,
-                 channel_shift=0.0) -> np.ndarray:
+                 channel_shift=0.0, rows: Rows = None) -> np.ndarray:
     """Brightness, contrast, saturation and channel-shift jitter, in that order, with factors
     drawn per image (per image and channel for the shift); see the module docstring."""
     images = _check_batch(images)
     rng = as_generator(rng)
     n, c = images.shape[0], images.shape[-1]
+    total, mine = _span(n, rows)
     if saturation and c != 3:
         raise ValueError(f"saturation jitter needs RGB images, got {c} channel(s)")
     x = images.astype(np.float32)
     # Each step clips to [0, 255] before the next, as torchvision's functional ops do.
     if brightness:
-        x *= rng.uniform(1 - brightness, 1 + brightness, n).astype(np.float32)[:, None, None, None]
+        x *= rng.uniform(1 - brightness, 1 + brightness, total)[mine].astype(np.float32)[:, None, None, None]
         np.clip(x, 0, 255, out=x)
     if contrast:
-        f = rng.uniform(1 - contrast, 1 + contrast, n).astype(np.float32)[:, None, None, None]
+        f = rng.uniform(1 - contrast, 1 + contrast, total)[mine].astype(np.float32)[:, None, None, None]
         mean = _grey(x).mean(axis=(1, 2, 3), keepdims=True)
         x *= f
         x += (1 - f) * mean
         np.clip(x, 0, 255, out=x)
     if saturation:
-        f = rng.uniform(1 - saturation, 1 + saturation, n).astype(np.float32)[:, None, None, None]
+        f = rng.uniform(1 - saturation, 1 + saturation, total)[mine].astype(np.float32)[:, None, None, None]
         grey = _grey(x)
         x *= f
         x += (1 - f) * grey
     if channel_shift:
-        x += rng.uniform(-channel_shift, channel_shift, (n, 1, 1, c)).astype(np.float32)
+        x += rng.uniform(-channel_shift, channel_shift, (total, 1, 1, c))[mine].astype(np.float32)
     return _to_uint8(x)
 
 
@@ -342,8 +372,8 @@ class ColorJitter:
     saturation: float = 0.0
     channel_shift: float = 0.0
 
-    def __call__(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return color_jitter(images, rng, **dataclasses.asdict(self))
+    def __call__(self, images: np.ndarray, rng: np.random.Generator, rows: Rows = None) -> np.ndarray:
+        return color_jitter(images, rng, rows=rows, **dataclasses.asdict(self))
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,13 +391,14 @@ def _box_mask(n: int, h: int, w: int, top: np.ndarray, left: np.ndarray, bottom:
     return in_rows[:, :, None] & in_cols[:, None, :]
 
 
-def cutout(images: np.ndarray, size: int, rng: RngLike) -> np.ndarray:
+def cutout(images: np.ndarray, size: int, rng: RngLike, rows: Rows = None) -> np.ndarray:
     """Zeroes a size x size square of each image; its centre is a uniformly random pixel, and the
     square is clipped at the borders (so it may cover less), as DeVries & Taylor 2017."""
     images = _check_batch(images)
     rng = as_generator(rng)
     n, h, w, _ = images.shape
-    cy, cx = rng.integers(0, h, n), rng.integers(0, w, n)
+    total, mine = _span(n, rows)
+    cy, cx = rng.integers(0, h, total)[mine], rng.integers(0, w, total)[mine]
     top, left = cy - size // 2, cx - size // 2
     mask = _box_mask(n, h, w, top, left, top + size, left + size)
     out = images.copy()
@@ -379,8 +410,8 @@ def cutout(images: np.ndarray, size: int, rng: RngLike) -> np.ndarray:
 class Cutout:
     size: int
 
-    def __call__(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return cutout(images, self.size, rng)
+    def __call__(self, images: np.ndarray, rng: np.random.Generator, rows: Rows = None) -> np.ndarray:
+        return cutout(images, self.size, rng, rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -392,15 +423,28 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[np.asarray(labels)]
 
 
+def mix_partners(n: int) -> np.ndarray:
+    """The partner of each of n rows: 2k <-> 2k+1 (an odd last row is its own partner).
+
+    The batch is in random order, so neighbours are a random pairing, and a pair never spans two
+    processes' slices of a global batch when the slices have an even number of rows: mixing then
+    gives the same rows for any process count (module doc). timm's Mixup pairs row i with row
+    N-1-i of its (shuffled) batch for the same reason of cost; that pairing would span slices.
+    """
+    partners = np.arange(n) ^ 1
+    partners[partners >= n] = n - 1
+    return partners
+
+
 def mixup(images: np.ndarray, targets: np.ndarray, alpha: float,
           rng: RngLike) -> tuple[np.ndarray, np.ndarray, float]:
     """Mixup (Zhang et al. 2018): x = lam * x + (1 - lam) * x[perm] (rounded to uint8), the same
-    for the targets, with lam ~ Beta(alpha, alpha) drawn once for the batch and perm a random
-    permutation of it. Returns (images, targets, lam)."""
+    for the targets, with lam ~ Beta(alpha, alpha) drawn once for the batch and perm the
+    neighbour pairing `mix_partners`. Returns (images, targets, lam)."""
     images = _check_batch(images)
     rng = as_generator(rng)
     lam = float(rng.beta(alpha, alpha))
-    perm = rng.permutation(len(images))
+    perm = mix_partners(len(images))
     x = images.astype(np.float32)
     x *= lam
     x += (1 - lam) * images[perm].astype(np.float32)
@@ -411,14 +455,15 @@ def cutmix(images: np.ndarray, targets: np.ndarray, alpha: float,
            rng: RngLike) -> tuple[np.ndarray, np.ndarray, float]:
     """CutMix (Yun et al. 2019, sec. 3.1): one box per batch, of side
     sqrt(1 - lam) * (H, W) with lam ~ Beta(alpha, alpha), centre a uniformly random pixel,
-    clipped at the borders; every image gets its partner's (x[perm]) pixels inside the box, and
+    clipped at the borders; every image gets its partner's (x[perm], `mix_partners`) pixels
+    inside the box, and
     lam becomes 1 - (clipped box area) / (H W), the kept fraction, for the targets.
     Returns (images, targets, lam)."""
     images = _check_batch(images)
     rng = as_generator(rng)
     n, h, w, _ = images.shape
     lam = float(rng.beta(alpha, alpha))
-    perm = rng.permutation(n)
+    perm = mix_partners(n)
     cut = math.sqrt(1.0 - lam)
     bh, bw = int(h * cut), int(w * cut)
     cy, cx = int(rng.integers(0, h)), int(rng.integers(0, w))
@@ -466,19 +511,26 @@ class Compose:
     ops: tuple[ImageOp, ...] = ()
     mix: Mix | None = None
 
-    def __call__(self, images: np.ndarray, rng: RngLike) -> np.ndarray:
+    def __call__(self, images: np.ndarray, rng: RngLike, rows: Rows = None) -> np.ndarray:
         """The image ops alone (no mixing: that needs labels, see `apply`)."""
         rng = as_generator(rng)
         for op in self.ops:
-            images = op(images, rng)
+            images = op(images, rng, rows) if rows is not None else op(images, rng)
         return images
 
-    def apply(self, batch: Mapping[str, np.ndarray], rng: RngLike) -> dict[str, np.ndarray]:
+    def apply(self, batch: Mapping[str, np.ndarray], rng: RngLike,
+              rows: Rows = None) -> dict[str, np.ndarray]:
         """{'image', 'label', ...} -> the same keys with augmented images; with mixing also
-        'targets' float32 (N, num_classes), rows summing to 1, and 'label' = argmax(targets)."""
+        'targets' float32 (N, num_classes), rows summing to 1, and 'label' = argmax(targets).
+        `rows=(start, total)`: the batch is that slice of a global batch (module doc); with
+        mixing, `start` and N must be even."""
         rng = as_generator(rng)
         out = dict(batch)
-        out["image"] = self(batch["image"], rng)
+        if rows is not None and self.mix is not None and (rows[0] % 2 or len(batch["label"]) % 2):
+            raise ValueError(f"mixup/cutmix pair rows 2k and 2k+1: a slice of a global batch must "
+                             f"start at an even row and hold an even number of rows, got rows "
+                             f"{rows[0]}..{rows[0] + len(batch['label'])} of {rows[1]}")
+        out["image"] = self(batch["image"], rng, rows)
         if self.mix is not None:
             out["image"], targets = self.mix(out["image"], np.asarray(batch["label"]), rng)
             out["targets"] = targets

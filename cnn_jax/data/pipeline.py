@@ -13,13 +13,17 @@ Design:
     loads it in a fraction of a second; nothing is written when the folder is read-only.
   * Grain: one `grain.MapDataset` element is one *batch*: element `step` of epoch `epoch` gathers
     the examples `perm(seed, epoch)[step*B:(step+1)*B]` (vectorised numpy on the cache, per-record
-    reads otherwise) and augments them with a generator seeded by (seed, epoch, step, process
-    index). So every batch is a pure function of (seed, epoch, step): a run resumed at `start_step` sees exactly the
+    reads otherwise) and augments them with a generator seeded by (seed, epoch, step). So every
+    batch is a pure function of (seed, epoch, step): a run resumed at `start_step` sees exactly the
     batches an uninterrupted run would, whatever the number of Grain workers. Batch-level elements
     also keep the per-example Python cost out of the hot loop (see the throughput test).
   * Multi-host: every process computes the same global permutation and takes its contiguous
     slice `[i*B/P, (i+1)*B/P)` of each global batch; eval batches are padded the same way so all
-    processes run the same number of eval steps.
+    processes run the same number of eval steps. Augmentation does not depend on the process
+    count P: each process draws the random numbers of the whole global batch from the same
+    (seed, epoch, step) generator and applies those of its own rows (`Compose.apply(rows=...)`),
+    and mixup/cutmix pair rows 2k and 2k+1, which a process always holds together when B/P is
+    even (checked). So P processes produce, row for row, the batches one process would.
   * Augmentation: `augment.build_augment(config.data.augment)` gives one `Compose`;
     `Compose.apply(batch, rng)` runs its image ops (geometry, flips, colour, cutout) and then
     mixup/cutmix, which replace the one-hot labels by mixed targets: with either on, every
@@ -36,9 +40,9 @@ Design:
     ids is mapped record by record through `transforms.PhotoTransform` (PIL decode to RGB, then
     the random resized crop for training, resize-256-center-crop-224 for evaluation), batched,
     then given the batch ops of `data.augment` (the flip). A record's crop is drawn from a
-    generator seeded by (seed, epoch, record id), the batch ops by (seed, epoch, step, process),
-    so these batches too are pure functions of (seed, epoch, step). Grain runs the map in
-    `data.num_workers` worker processes, or with 0 in a pool of threads (PIL releases the GIL
+    generator seeded by (seed, epoch, record id), the batch ops by (seed, epoch, step), so these
+    batches too are pure functions of (seed, epoch, step), whatever the process count. Grain runs
+    the map in `data.num_workers` worker processes, or with 0 in a pool of threads (PIL releases the GIL
     while it decodes and resizes; on this project's 2-core machine threads were as fast as
     processes and gave the first batch in 0.1-0.3 s instead of 2.5-3 s, a start-up paid by every
     epoch and every evaluation; see experiments/bench_input_pipeline.py). Grain's threads and
@@ -77,6 +81,10 @@ log = logging.getLogger(__name__)
 
 # Independent random streams derived from one seed (numpy SeedSequence entropy = [stream, ...]).
 _STREAM_SPLIT, _STREAM_SHUFFLE, _STREAM_AUGMENT, _STREAM_CROP = 1, 2, 3, 4
+# The augmentation stream of batch `step` is _rng(_STREAM_AUGMENT, seed, epoch, step, 0) in every
+# process. (The last key was the process index before augmentation became independent of the
+# process count; it stays 0 so that single-process runs keep the batches they had.)
+_AUGMENT_KEY = 0
 _CACHE_FOLDER = "cnn_jax_cache"
 
 
@@ -337,16 +345,17 @@ class _PhotoEvalRecord:
 @dataclasses.dataclass(frozen=True)
 class _AugmentBatch:
     """Grain map_with_index: batch `step` -> the batch ops of data.augment (flips, colour,
-    cutout, mixing), seeded exactly as on the fixed-size path."""
+    cutout, mixing), seeded exactly as on the fixed-size path; `rows` = (first row of this
+    process's slice, global batch size)."""
 
     augment: Compose
     seed: int
     epoch: int
-    process_index: int
+    rows: tuple[int, int]
 
     def __call__(self, step: int, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rng = _rng(_STREAM_AUGMENT, self.seed, self.epoch, step, self.process_index)
-        return self.augment.apply(batch, rng)
+        rng = _rng(_STREAM_AUGMENT, self.seed, self.epoch, step, _AUGMENT_KEY)
+        return self.augment.apply(batch, rng, rows=self.rows)
 
 
 Source = ArraySource | RecordSource | PhotoSource
@@ -491,8 +500,9 @@ class _TrainBatches:
         images, labels = self.source.gather(self.order[start:start + self.local_batch])
         batch = {"image": images, "label": labels.astype(np.int32)}
         if self.augment:
-            batch = self.augment.apply(batch, _rng(_STREAM_AUGMENT, self.seed, self.epoch, step,
-                                                   self.process_index))
+            rng = _rng(_STREAM_AUGMENT, self.seed, self.epoch, step, _AUGMENT_KEY)
+            rows = (self.process_index * self.local_batch, self.global_batch)
+            batch = self.augment.apply(batch, rng, rows=rows)
         return batch
 
 
@@ -544,6 +554,10 @@ class InputPipeline:
                                  f"{process_count} processes")
         if not 0 <= process_index < process_count:
             raise ValueError(f"process_index={process_index} is not in [0, {process_count})")
+        if augment.mix is not None and process_count > 1 and (batch_size // process_count) % 2:
+            raise ValueError(f"mixup/cutmix pair neighbouring examples, so each of the "
+                             f"{process_count} processes needs an even share of the batch: make "
+                             f"batch_size={batch_size} a multiple of {2 * process_count}")
         self.spec = spec
         self._train, self._val, self._test = train, val, test
         self.seed = int(seed)
@@ -604,7 +618,8 @@ class InputPipeline:
         ds = ds.map(_PhotoTrainRecord(self._train.records, self.transform, self.seed, epoch))
         ds = ds.batch(b, drop_remainder=True)
         if self.augment:
-            ds = ds.map_with_index(_AugmentBatch(self.augment, self.seed, epoch, self.process_index))
+            ds = ds.map_with_index(_AugmentBatch(self.augment, self.seed, epoch,
+                                                 (self.process_index * b, g)))
         return ds
 
     def _train_dataset(self, epoch: int) -> grain.MapDataset:

@@ -7,6 +7,10 @@
 Orbax writes each checkpoint to a temporary directory and renames it into place when complete,
 so a run killed at any moment leaves only whole checkpoints. If the newest one still fails to
 restore (a damaged disk, a truncated file) we fall back to the one before it, with a warning.
+
+In a multi-process run every process calls the same saves and restores: Orbax writes each
+checkpoint collectively (each process its shards, process 0 the metadata and the final rename),
+so the workdir must be one directory every host sees (NFS, a Filestore or gcsfuse mount).
 """
 
 from __future__ import annotations
@@ -24,6 +28,13 @@ def _abstract(tree):
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
+def _barrier_prefix(name: str) -> ocp.options.MultiprocessingOptions:
+    # In a multi-process run every process takes part in each save, meeting at barriers named
+    # after the step; the two managers save the same step at an epoch's end, so their barriers
+    # need different names.
+    return ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name)
+
+
 class RunCheckpoints:
     """The two checkpoint managers of one workdir."""
 
@@ -31,12 +42,14 @@ class RunCheckpoints:
         workdir = Path(workdir).absolute()
         self.latest = ocp.CheckpointManager(
             workdir / "checkpoints",
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                                 multiprocessing_options=_barrier_prefix("latest")),
         )
         self.best = ocp.CheckpointManager(
             workdir / "best",
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=1, create=True, best_fn=lambda m: m["val_accuracy"], best_mode="max"
+                max_to_keep=1, create=True, best_fn=lambda m: m["val_accuracy"], best_mode="max",
+                multiprocessing_options=_barrier_prefix("best"),
             ),
         )
 

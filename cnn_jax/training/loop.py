@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -88,13 +89,15 @@ class _TqdmHandler(logging.StreamHandler):
 
 
 def _setup_logging(workdir: Path) -> logging.Handler:
+    """Console + workdir/log.txt (log.process<i>.txt for the other processes of a multi-host run)."""
     log.setLevel(logging.INFO)
     log.propagate = False  # absl installs a root handler; print each line once
     if not any(isinstance(h, _TqdmHandler) for h in log.handlers):
         console = _TqdmHandler()
         console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         log.addHandler(console)
-    file_handler = logging.FileHandler(workdir / "log.txt")
+    name = "log.txt" if jax.process_index() == 0 else f"log.process{jax.process_index()}.txt"
+    file_handler = logging.FileHandler(workdir / name)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(file_handler)
     return file_handler
@@ -114,7 +117,8 @@ def _save_or_check_config(config: ml_collections.ConfigDict, workdir: Path) -> N
                 )
         if saved.to_dict() != config.to_dict():
             log.warning("resuming with a config that differs from %s; saving the new one", path)
-    path.write_text(json.dumps(to_dict(config), indent=2, sort_keys=True))
+    if jax.process_index() == 0:  # one writer in a multi-host run (the workdir is shared)
+        path.write_text(json.dumps(to_dict(config), indent=2, sort_keys=True))
 
 
 def _get(config, dotted: str):
@@ -123,12 +127,45 @@ def _get(config, dotted: str):
     return config
 
 
+class _StopRequest:
+    """Whether to checkpoint and stop after `step`: a SIGTERM/SIGINT flag in a single process.
+
+    In a multi-process run every process must stop after the same step (the checkpoint is
+    written collectively), whichever process got the signal: JAX's preemption service catches
+    SIGTERM and `reached_preemption_sync_point` names the same step on every process. SIGINT
+    (Ctrl-C) is turned into a SIGTERM of this process so that it takes the same path.
+    """
+
+    def __init__(self, flag: threading.Event, multi_process: bool):
+        self.flag = flag
+        self.multi_process = multi_process
+
+    def reached(self, step: int) -> bool:
+        if self.multi_process:
+            from jax.experimental import multihost_utils
+
+            return multihost_utils.reached_preemption_sync_point(step)
+        return self.flag.is_set()
+
+
 @contextlib.contextmanager
 def _stop_on_signals():
-    """SIGTERM/SIGINT set a flag the loop checks after each step (then it checkpoints and exits)."""
+    """SIGTERM/SIGINT make `reached(step)` true after a step (then the loop checkpoints and exits)."""
     flag = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield flag
+        yield _StopRequest(flag, False)
+        return
+    if jax.process_count() > 1:
+        def forward(signum, _frame):
+            log.warning("received SIGINT: stopping every process at the same step, as for SIGTERM")
+            signal.signal(signal.SIGINT, previous_int)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        previous_int = signal.signal(signal.SIGINT, forward)
+        try:
+            yield _StopRequest(flag, True)
+        finally:
+            signal.signal(signal.SIGINT, previous_int)
         return
 
     def handler(signum, _frame):
@@ -138,7 +175,7 @@ def _stop_on_signals():
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield flag
+        yield _StopRequest(flag, False)
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -164,8 +201,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     """
     start_time = time.time()
     # ---- workdir and logging ----------------------------------------------------------------
-    mesh = sharding.create_mesh()
-    validate_config(config, num_devices=mesh.size)
+    validate_config(config, num_devices=jax.device_count())
+    mesh = sharding.create_mesh(model_axis=config.sharding.model_axis)
     workdir = Path(workdir)
     if not any(p.name.isdigit() for p in (workdir / "checkpoints").glob("*")):
         # A new run: initialiser names and init.checkpoint fail here, before data is read. (A
@@ -186,7 +223,8 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
     _save_or_check_config(config, workdir)
     is_main = jax.process_index() == 0
     writer = MetricWriter(workdir, enabled=is_main)
-    log.info("devices: %d x %s, mesh %s", mesh.size, mesh.devices.flat[0].platform, dict(mesh.shape))
+    log.info("devices: %d x %s in %d process(es), mesh %s", mesh.size, mesh.devices.flat[0].platform,
+             jax.process_count(), dict(mesh.shape))
 
     # ---- input --------------------------------------------------------------------------------
     data = _input_pipeline(config)
@@ -202,14 +240,20 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
              data.num_val, data.num_test, steps_per_epoch)
 
     # ---- model, optimizer, initial state -----------------------------------------------------
-    # Parameters and optimizer state are replicated; batches are split over the `data` axis.
+    # Parameters and optimizer state are replicated, or sharded over the `model` axis by
+    # config.sharding.rules (training/sharding.py); batches are split over the `data` axis.
     replicated = sharding.replicated(mesh)
     ckpt = RunCheckpoints(workdir, keep=config.keep_checkpoints)
     resuming = ckpt.latest.latest_step() is not None
     state, schedule, dropout_key = build_train_state(
         config, spec, steps_per_epoch, mesh, initialize=not resuming)
-    state_sharding = jax.tree.map(lambda _: replicated, state)
+    state_sharding = jax.tree.map(lambda x: x.sharding, state)
     log.info("model %s: %s parameters", config.model.name, f"{count_params(state.params):,}")
+    if split := sharding.sharded_paths(state_sharding.params):
+        log.info("sharded over 'model' (%d devices): %s; parameters per device %.1f MB of %.1f MB",
+                 mesh.shape[sharding.MODEL_AXIS], ", ".join(split),
+                 sharding.bytes_per_device(state.params) / 1e6,
+                 sum(x.nbytes for x in jax.tree.leaves(state.params)) / 1e6)
 
     # ---- steps --------------------------------------------------------------------------------
     train_step, eval_step = make_steps(
@@ -277,7 +321,7 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
                     sums = jax.device_put(zero_metrics(), replicated)
                 if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
                     ckpt.save_latest(step, checkpoint_items(state))
-                if stop.is_set():
+                if stop.reached(step):
                     _check_finite(sums, step, ckpt)
                     ckpt.save_latest(step, checkpoint_items(state), force=True)
                     ckpt.wait()
@@ -330,6 +374,9 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
     writer.write(step, "test", results["test"])
     results["wall_seconds"] = round(time.time() - start_time, 1)
     results["compile_seconds"] = round(compile_seconds, 1) if compile_seconds else None
+    # What one device holds of the train state (less than the whole with sharding rules).
+    results["bytes_per_device"] = {"params": sharding.bytes_per_device(state.params),
+                                   "opt_state": sharding.bytes_per_device(state.opt_state)}
     log.info("test (%s): %s", results["checkpoint"], _fmt(results["test"], "test"))
     if is_main:
         (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -340,7 +387,8 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
 
 def build_train_state(config: ml_collections.ConfigDict, spec, steps_per_epoch: int, mesh, *,
                       initialize: bool = True):
-    """The model's initial train state (replicated over `mesh`), its schedule and dropout key.
+    """The model's initial train state on `mesh` (parameters replicated, or sharded by
+    `config.sharding.rules`; optimizer state like its parameters), its schedule and dropout key.
 
     One PRNG key from `config.seed` gives the initial parameters and the dropout stream. With
     `initialize`, `config.init` then applies (per-layer-type initialisers, weights of another
@@ -350,8 +398,19 @@ def build_train_state(config: ml_collections.ConfigDict, spec, steps_per_epoch: 
                          dtype=DTYPES[config.model.dtype], **config.model.kwargs.to_dict())
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
     replicated = sharding.replicated(mesh)
-    variables = jax.jit(lambda key: init_variables(model, key, spec.image_shape),
-                        out_shardings=replicated)(init_key)
+
+    def init(key):
+        return init_variables(model, key, spec.image_shape)
+
+    # Each parameter is created where the rules place it: a model too large for one device is
+    # never assembled on one.
+    shapes = jax.eval_shape(init, init_key)
+    try:
+        variable_sharding = {"params": sharding.param_shardings(shapes["params"], mesh, config.sharding.rules),
+                             "batch_stats": jax.tree.map(lambda _: replicated, shapes["batch_stats"])}
+    except ValueError as e:
+        raise ConfigError(_one_line(e)) from None
+    variables = jax.jit(init, out_shardings=variable_sharding)(init_key)
     if initialize and _init_requested(config.init):
         from cnn_jax.training.init import initialize_from_config
 
@@ -362,14 +421,19 @@ def build_train_state(config: ml_collections.ConfigDict, spec, steps_per_epoch: 
                 model_kwargs=config.model.kwargs.to_dict())
         except ValueError as e:
             raise ConfigError(_one_line(e)) from None
-        variables = jax.device_put(variables, replicated)
+        variables = jax.device_put(variables, variable_sharding)
     try:
         tx, schedule = create_optimizer(config.optimizer, steps_per_epoch, config.num_epochs,
-                                        params=variables["params"])
+                                        params=variables["params"], batch_size=config.batch_size)
     except ValueError as e:
         raise ConfigError(_one_line(e)) from None
-    state = jax.jit(lambda v: create_train_state(model, tx, v, ema_decay=config.optimizer.ema_decay),
-                    out_shardings=replicated)(variables)
+
+    def new_state(v):
+        return create_train_state(model, tx, v, ema_decay=config.optimizer.ema_decay)
+
+    state_sharding = sharding.state_shardings(jax.eval_shape(new_state, variables), mesh,
+                                              config.sharding.rules)
+    state = jax.jit(new_state, out_shardings=state_sharding)(variables)
     return state, schedule, dropout_key
 
 
@@ -428,8 +492,8 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", checkpoint: str =
     if not path.exists():
         raise ConfigError(f"{workdir} holds no run (no config.json): pass the --workdir of a `cnn-jax train`")
     config = from_dict(json.loads(path.read_text()))
-    mesh = sharding.create_mesh()
-    validate_config(config, num_devices=mesh.size)
+    validate_config(config, num_devices=jax.device_count())
+    mesh = sharding.create_mesh(model_axis=config.sharding.model_axis)
     data = _input_pipeline(config)
     if split == "val" and not data.num_val:
         raise ConfigError("this run has no validation split (data.val_size=0): use --split test")
@@ -450,7 +514,7 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", checkpoint: str =
         raise ConfigError(f"{workdir} has no checkpoint yet: train first")
     items.pop("monitor")
     state = state.restore_items(items)
-    _, eval_step = make_steps(mesh, jax.tree.map(lambda _: replicated, state), sharding.batch_sharding(mesh),
+    _, eval_step = make_steps(mesh, jax.tree.map(lambda x: x.sharding, state), sharding.batch_sharding(mesh),
                               dropout_key=jax.random.key(0), mean=data.spec.mean, std=data.spec.std,
                               label_smoothing=0.0)
     sums = jax.device_put(zero_metrics(), replicated)

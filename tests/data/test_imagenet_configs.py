@@ -19,6 +19,10 @@ PAPER_RECIPES = {
     "imagenet_alexnet": ("alexnet_lrn", 90, 128, "sgd", 0.01, 5e-4, "step", (30, 60, 80), 227),
     "imagenet_googlenet": ("googlenet", 90, 256, "sgd", 0.1, 1e-4, "step", (30, 60, 80), 224),
     "imagenet_densenet121": ("densenet121", 90, 256, "sgd", 0.1, 1e-4, "step", (30, 60), 224),
+    # Large batches (Goyal et al. 2017): lr is the rate per 256 images, scaled linearly
+    # (tests/training/test_large_batch.py checks the scaled schedule).
+    "imagenet_resnet50_b1024": ("resnet50", 90, 1024, "sgd", 0.1, 1e-4, "step", (30, 60, 80), 224),
+    "imagenet_resnet50_b4096": ("resnet50", 90, 4096, "sgd", 0.1, 1e-4, "step", (30, 60, 80), 224),
 }
 
 

@@ -36,7 +36,9 @@ def test_batchnorm_step_on_eight_devices_equals_step_on_one_in_float64(sharded_v
     # the sharded and single-device steps of a ResNet agree to rounding.
     r = sharded_vs_single["resnet20_float64"]
     assert r["param_dtype"] == "float64"
-    assert abs(r["loss_8"] - r["loss_1"]) < 1e-12
+    # The loss is read from the metric sums, which are float32 by design (cnn_jax.losses): their
+    # order of summation over devices shows at float32 rounding. The update itself is float64.
+    assert abs(r["loss_8"] - r["loss_1"]) < 1e-6
     assert r["param_diff"] < 1e-10
     assert r["batch_stats_diff"] < 1e-10
 
