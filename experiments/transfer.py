@@ -1,27 +1,51 @@
 """Transfer learning: LeNet-5 trained on MNIST, fine-tuned on 100, 1,000 and 10,000 Fashion-MNIST labels.
 
-    python experiments/transfer.py [--data-dir DIR] [--sizes 100 1000 10000] [--source-run DIR] [--out t.json]
+    python experiments/transfer.py [--data-dir DIR] [--sizes 100 1000 10000] [--source-run DIR] [--seeds 0 1 2] [--out t.json]
 
-For each number N of labelled Fashion-MNIST images (the first N of the training split), three
-runs of the real trainer, all with the same data, batches and total number of steps:
+For each number N of labelled Fashion-MNIST images (the first N of the training split: the same
+images for every run), three runs of the real trainer, all with the same batch size and the same
+total number of steps (about 400), weight decay 5e-4, no early stopping and no validation split
+(each run is scored by its final parameters on the 10,000 test images):
 
-  * from scratch — configs/fashion_mnist_lenet5_scratch.py;
-  * transferred, stage 1 — configs/fashion_mnist_lenet5_transfer_head.py: every layer loaded
-    from LeNet-5 trained on MNIST (`init.checkpoint`), a fresh classifier (`init.exclude_regex`
-    '^output/'), and only that classifier trained (`optimizer.freeze_regex` '^(?!output/)'),
-    for half the steps;
-  * transferred, stage 2 — configs/fashion_mnist_lenet5_transfer_finetune.py: starts from stage
-    1 (`init.checkpoint` = its workdir), every layer trained with a tenth of the learning rate,
-    for the other half.
+  * from scratch — configs/fashion_mnist_lenet5_scratch.py, SGD + Nesterov at lr 0.05, cosine;
+  * transferred, stage 1 ("head only") — configs/fashion_mnist_lenet5_transfer_head.py: every
+    layer loaded from LeNet-5 trained on MNIST (`init.checkpoint`), a fresh classifier
+    (`init.exclude_regex` '^output/'), and only that classifier trained (`optimizer.freeze_regex`
+    '^(?!output/)') at lr 0.05, for the first quarter of the steps: a linear read-out of the
+    frozen digit features;
+  * transferred, stage 2 ("fine-tuned") — configs/fashion_mnist_lenet5_transfer_finetune.py:
+    starts from stage 1 (`init.checkpoint` = its workdir), every layer trained at the scratch
+    run's learning rate (0.05, cosine) for the other three quarters.
+
+Why this recipe (measured here, 12-epoch MNIST source, seed 0 unless said): the textbook stage 2
+— a tenth of the learning rate after a head trained on frozen features, half the steps each —
+gave 65.8% (N=100) and 75.0% (N=1,000) against 70.3% and 81.2% from scratch: at lr 0.005 the
+digit features barely move, and frozen they are poor for clothing (head only: 60.4% and 67.3%).
+Every recipe that lets all layers train at the scratch rate lands next to scratch instead. At
+N=100 (seeds 0/1/2): all layers fine-tuned in one stage 69.5/70.3/71.3%; only C1 frozen 68.9%
+(seed 0); C1 and C3 loaded, C5/F6/head re-initialised and all trained (Yosinski et al. 2014's
+"transfer the first n layers") 70.7/70.9/70.7%; head then all at lr 0.05 split 1/2+1/2
+68.7/69.1%, split 1/4+3/4 68.8/70.5%; from scratch 70.3/70.6/70.1%. Body at lr 0.01 with the head
+at 10x (`optimizer.lr_multipliers`): 68.2% (N=100), 80.2% (N=1,000). The two-stage recipe kept is
+the 1/4+3/4 one: the head converges on frozen features in a quarter of the steps, then the whole
+net adapts at a rate that can move the features as far as clothing needs (1/4+3/4 and 1/2+1/2
+are not told apart by two seeds; the longer stage 2 spends the steps where the accuracy is made).
+
+Measured with this recipe (`python experiments/transfer.py`, 3-epoch MNIST source at 98.80%,
+seed 0, 5.0 min at load average ~6 on 2 cores): scratch / head only / fine-tuned 70.25 / 61.41 /
+68.54% (N=100), 81.22 / 66.79 / 81.62% (N=1,000), 85.00 / 66.58 / 84.40% (N=10,000); at N=100
+with seeds 0/1/2: scratch 70.2/70.6/70.1%, fine-tuned 68.5/69.1/69.6% — every transferred run
+below every scratch run, by 1.2 points on average. So transfer from MNIST does not help here at
+any size: frozen, the digit features lose 9 to 18 points; fine-tuned, they end within about a
+point of scratch, slightly below it where labels are fewest — the opposite of the textbook
+expectation, which holds for related tasks (MNIST strokes are not clothing textures).
 
 The MNIST source is configs/mnist_lenet5.py trained here for --source-epochs epochs (3 by default,
 to fit the budget of about 5 minutes on a 2-core CPU), or an existing run given by --source-run
-(e.g. runs/mnist_lenet5 from the README command). No validation split is held out of the N images,
-so each run's test accuracy (the 10,000 Fashion-MNIST test images) is that of its final parameters.
-
-Batch size and epochs per N (about 400 steps per run): N <= 200: batches of 20; N <= 2,000: 50;
-larger: 100. `--smoke` trains the source on 512 digits and each run on at most 128 images for
-one or two epochs, to check the script end to end.
+(e.g. runs/mnist_lenet5 from the README command). `--seeds` repeats every run with other seeds
+(initialisation of the new layers and batch order; the subset stays the first N) and prints the
+mean: at N=100 one seed's accuracy moves by up to about 2 points. `--smoke` trains the source on
+512 digits and each run on at most 128 images for a few epochs, to check the script end to end.
 """
 
 from __future__ import annotations
@@ -48,43 +72,84 @@ from _common import (  # noqa: E402  (the script's own folder first, then the sh
 
 SIZES = (100, 1_000, 10_000)
 STEPS_PER_RUN = 400  # scratch = stage 1 + stage 2
+HEAD_SHARE = 4  # stage 1 gets 1/HEAD_SHARE of the epochs, stage 2 the rest
 SCRATCH = "configs/fashion_mnist_lenet5_scratch.py"
 HEAD = "configs/fashion_mnist_lenet5_transfer_head.py"
 FINETUNE = "configs/fashion_mnist_lenet5_transfer_finetune.py"
 SOURCE = "configs/mnist_lenet5.py"
+NOISE_POINTS = 2.0  # seed-to-seed spread of one run's accuracy at N=100: up to 1.8 points measured
 
 SMOKE_SOURCE = ("data.val_size=512", "data.train_subset=512", "num_epochs=1",
                 "eval_batch_size=500")
 SMOKE_MAX_EXAMPLES = 128
+KINDS = ("scratch", "head", "finetune")
 
 
 def schedule(n: int) -> tuple[int, int]:
-    """(batch size, epochs) for N labelled images: about STEPS_PER_RUN steps, an even number of
-    epochs so that the two transfer stages split them in halves."""
+    """(batch size, epochs) for N labelled images: about STEPS_PER_RUN steps, a multiple of
+    HEAD_SHARE epochs so that the two transfer stages split them 1/4 + 3/4."""
     batch = 20 if n <= 200 else 50 if n <= 2_000 else 100
     batch = min(batch, n)
     steps_per_epoch = n // batch
-    epochs = max(2, math.ceil(STEPS_PER_RUN / steps_per_epoch))
-    return batch, epochs + epochs % 2
+    epochs = max(HEAD_SHARE, math.ceil(STEPS_PER_RUN / steps_per_epoch))
+    return batch, HEAD_SHARE * math.ceil(epochs / HEAD_SHARE)
 
 
-def runs_for(n: int, source: Path, root: Path, smoke: bool,
-             finetune_lr: float = 0.0) -> tuple[Run, Run, Run]:
-    """The scratch, stage-1 and stage-2 runs for N labelled images."""
+def runs_for(n: int, source: Path, root: Path, smoke: bool, finetune_lr: float = 0.0,
+             seed: int = 0) -> tuple[Run, Run, Run]:
+    """The scratch, stage-1 and stage-2 runs for N labelled images (and a seed)."""
     used = min(n, SMOKE_MAX_EXAMPLES) if smoke else n
-    batch, epochs = (32, 2) if smoke else schedule(used)
-    data = (f"data.train_subset={used}", f"batch_size={batch}")
-    head = Run(f"transfer_head_{n}", HEAD, (*data, f"num_epochs={epochs // 2}",
-                                           f"init.checkpoint={source}"))
-    finetune = Run(f"transfer_finetune_{n}", FINETUNE,
-                   (*data, f"num_epochs={epochs // 2}", f"init.checkpoint={root / head.name}"))
+    batch, epochs = (32, HEAD_SHARE) if smoke else schedule(used)
+    head_epochs = epochs // HEAD_SHARE
+    suffix = f"_seed{seed}" if seed else ""
+    data = (f"data.train_subset={used}", f"batch_size={batch}", *((f"seed={seed}",) if seed else ()))
+    head = Run(f"transfer_head_{n}{suffix}", HEAD,
+               (*data, f"num_epochs={head_epochs}", f"init.checkpoint={source}"))
+    finetune = Run(f"transfer_finetune_{n}{suffix}", FINETUNE,
+                   (*data, f"num_epochs={epochs - head_epochs}",
+                    f"init.checkpoint={root / head.name}"))
     if finetune_lr:
         finetune = finetune.with_overrides(f"optimizer.lr={finetune_lr}")
-    return Run(f"scratch_{n}", SCRATCH, (*data, f"num_epochs={epochs}")), head, finetune
+    return Run(f"scratch_{n}{suffix}", SCRATCH, (*data, f"num_epochs={epochs}")), head, finetune
 
 
 def accuracy(summary: dict) -> float:
     return 100.0 * summary["results"]["test"]["accuracy"]
+
+
+def mean_accuracy(row: dict, kind: str) -> float:
+    """Mean test accuracy (%) of a row's runs of one kind over its seeds."""
+    values = [accuracy(s) for s in row["seeds"][kind]]
+    return sum(values) / len(values)
+
+
+def verdict(rows: list[dict]) -> list[str]:
+    """Plain sentences on what the measured numbers say about transfer at each size. With several
+    seeds, a side wins when every one of its runs beats every run of the other; with one seed,
+    when it is ahead by more than NOISE_POINTS."""
+    lines = []
+    for r in rows:
+        n, gain = r["labelled"], r["gain_points"]
+        head = r["mean"]["head"] - r["mean"]["scratch"]
+        where = (f"N={n:,}: fine-tuned {r['mean']['finetune']:.2f}% vs scratch "
+                 f"{r['mean']['scratch']:.2f}% ({gain:+.2f} points); head only on frozen MNIST "
+                 f"features {r['mean']['head']:.2f}% ({head:+.2f})")
+        tuned = [accuracy(s) for s in r["seeds"]["finetune"]]
+        scratch = [accuracy(s) for s in r["seeds"]["scratch"]]
+        if len(tuned) > 1:
+            wins, loses = min(tuned) > max(scratch), max(tuned) < min(scratch)
+            spread = f"over {len(tuned)} seeds"
+        else:
+            wins, loses = gain >= NOISE_POINTS, gain <= -NOISE_POINTS
+            spread = ("one seed; one run's accuracy moves by up to 1.8 points from seed to seed at "
+                      "N=100: --seeds 0 1 2 tells more")
+        if wins:
+            lines.append(f"{where}: transfer helps ({spread}).")
+        elif loses:
+            lines.append(f"{where}: transfer LOSES to training from scratch ({spread}).")
+        else:
+            lines.append(f"{where}: no difference beyond the seed-to-seed spread ({spread}).")
+    return lines
 
 
 def main(argv=None) -> dict:
@@ -97,7 +162,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--source-epochs", type=int, default=3,
                         help="epochs of the MNIST source run trained here (default 3)")
     parser.add_argument("--finetune-lr", type=float, default=0.0,
-                        help="learning rate of stage 2 (default: the config's, a tenth of stage 1's)")
+                        help="learning rate of stage 2 (default: the config's, the scratch run's)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="seeds of every run; the table shows the mean (default: 0)")
     args = parser.parse_args(argv)
 
     env = print_header("Transfer MNIST -> Fashion-MNIST with LeNet-5: from scratch vs "
@@ -119,43 +186,68 @@ def main(argv=None) -> dict:
         source_summary = train_run(source_run, root, args.data_dir)
         source = Path(source_summary["workdir"])
         print(f"MNIST source: {accuracy(source_summary):.2f}% test accuracy", flush=True)
+    source_wall = time.perf_counter() - start
 
     rows = []
     for n in args.sizes:
-        scratch, head, finetune = runs_for(n, source, root, args.smoke, args.finetune_lr)
-        row = {"labelled": n}
-        for key, run in (("scratch", scratch), ("head", head), ("finetune", finetune)):
-            row[key] = train_run(run, root, args.data_dir)
-        row["examples_used"] = min(n, SMOKE_MAX_EXAMPLES) if args.smoke else n
-        row["wall_seconds"] = round(sum(row[k]["wall_seconds"] for k in
-                                        ("scratch", "head", "finetune")), 1)
+        row = {"labelled": n, "examples_used": min(n, SMOKE_MAX_EXAMPLES) if args.smoke else n,
+               "seeds": {kind: [] for kind in KINDS}}
+        for seed in args.seeds:
+            for kind, run in zip(KINDS, runs_for(n, source, root, args.smoke, args.finetune_lr,
+                                                 seed), strict=True):
+                row["seeds"][kind].append(train_run(run, root, args.data_dir))
+        # The first seed's summaries under their own keys (commands, workdirs, results).
+        row.update({kind: row["seeds"][kind][0] for kind in KINDS})
+        row["mean"] = {kind: round(mean_accuracy(row, kind), 2) for kind in KINDS}
+        row["gain_points"] = round(row["mean"]["finetune"] - row["mean"]["scratch"], 2)
+        row["wall_seconds"] = {kind: round(sum(s["wall_seconds"] for s in row["seeds"][kind]), 1)
+                               for kind in KINDS}
         rows.append(row)
-        print(f"N={n}: scratch {accuracy(row['scratch']):.2f}%, transferred head only "
-              f"{accuracy(row['head']):.2f}%, fine-tuned {accuracy(row['finetune']):.2f}%",
-              flush=True)
+        print(f"N={n}: scratch {row['mean']['scratch']:.2f}%, transferred head only "
+              f"{row['mean']['head']:.2f}%, fine-tuned {row['mean']['finetune']:.2f}%", flush=True)
     total = time.perf_counter() - start
 
+    def cell(r, kind):
+        text = f"{r['mean'][kind]:.2f}"
+        if len(args.seeds) > 1:
+            text += " (" + " / ".join(f"{accuracy(s):.1f}" for s in r["seeds"][kind]) + ")"
+        return f"{text}, {format_seconds(r['wall_seconds'][kind])}"
+
     table = markdown_table(
-        ["labelled images", "from scratch %", "transferred, head only %",
-         "transferred + fine-tuned %", "gain (points)", "wall (3 runs)"],
+        ["labelled images", "from scratch %, wall", "transferred, head only %, wall",
+         "transferred + fine-tuned %, wall", "gain (points)"],
         [[f"{r['labelled']:,}" + (f" (smoke: {r['examples_used']})" if args.smoke else ""),
-          f"{accuracy(r['scratch']):.2f}", f"{accuracy(r['head']):.2f}",
-          f"{accuracy(r['finetune']):.2f}",
-          f"{accuracy(r['finetune']) - accuracy(r['scratch']):+.2f}",
-          format_seconds(r["wall_seconds"])] for r in rows])
+          cell(r, "scratch"), cell(r, "head"), cell(r, "finetune"), f"{r['gain_points']:+.2f}"]
+         for r in rows])
     print("\n" + table)
-    print(f"\nsource: {source}" + (f" ({accuracy(source_summary):.2f}% MNIST test accuracy)"
-                                   if "results" in source_summary else ""))
+    print(f"\nsource: {source}" + (f" ({accuracy(source_summary):.2f}% MNIST test accuracy, "
+                                    f"{format_seconds(source_wall)})"
+                                    if "results" in source_summary else " (reused)"))
+    print(f"seeds {' '.join(map(str, args.seeds))}" + (" (accuracy: their mean; per seed in "
+                                                         "brackets)" if len(args.seeds) > 1 else ""))
     print(f"total wall time {format_seconds(total)}; load average at the end "
           f"{os.getloadavg()[0]:.2f}")
     print("test accuracy on the 10,000 Fashion-MNIST test images, final parameters of each run; "
-          "the three runs of a row see the same images for the same number of steps")
-    if not args.smoke and any(accuracy(r["finetune"]) < accuracy(r["scratch"]) for r in rows):
-        print("a negative gain means the digit features hurt more than they help at that size: "
-              "features transfer worse the less alike the two tasks are (Yosinski et al. 2014)")
+          "the runs of a row see the same first-N images in batches of the same size for the same "
+          "number of steps (fine-tuned = head-only stage (1/4 of the steps) + all layers at the "
+          "scratch learning rate (3/4); its wall time is that of stage 2 alone)")
+    lines = [] if args.smoke else verdict(rows)
+    if lines:
+        print("\n" + "\n".join(lines))
+        if not all(": transfer helps (" in line for line in lines):
+            print("Transfer does not win everywhere: the textbook expectation, that pretrained "
+                  "features help most when labels are fewest, is not borne out by these numbers. "
+                  "The likely reason is the distance between the "
+                  "tasks: MNIST features are tuned to thin strokes of digits, clothing needs "
+                  "textures, silhouettes and shading. Frozen, those features are clearly worse "
+                  "than features learned from the clothing itself (the head-only column), and "
+                  "once every layer is fine-tuned at a learning rate large enough to fix that, "
+                  "the starting point no longer matters much: features transfer worse the less "
+                  "alike the two tasks are (Yosinski et al. 2014).")
 
     payload = {"experiment": "transfer", "smoke": args.smoke, **env, "data": notes,
-               "source": source_summary, "rows": rows, "total_wall_seconds": round(total, 1)}
+               "source": source_summary, "seeds": args.seeds, "rows": rows,
+               "verdict": lines, "total_wall_seconds": round(total, 1)}
     if args.out:
         write_json(args.out, payload)
     return payload
