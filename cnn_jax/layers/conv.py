@@ -19,10 +19,23 @@ Padding (``Conv``, ``DepthwiseConv``, ``ConvBNAct``):
 Output size (Dumoulin & Visin 2016, "A guide to convolution arithmetic", relationship 15):
 ``W_o = floor((W_i + 2P - d (F - 1) - 1) / S) + 1``, i.e. ``floor((W_i - F + 2P) / S) + 1`` when d = 1;
 see :func:`conv_output_size`.
+
+Depthwise convolutions (``groups == C_in``: :class:`DepthwiseConv`, and :class:`Conv` /
+:class:`ConvBNAct` with ``groups`` equal to the input channels, as MobileNet uses them) go through
+:func:`depthwise_conv`. XLA:CPU runs a grouped convolution with one channel per group as a slow
+generic loop; written as ``k * k`` shifted multiply-adds (one strided slice of the padded input per
+kernel tap) the same layer runs forward and backward 10-30x faster on a CPU and gives the same
+output to float rounding. With ``depthwise_impl='auto'`` (the default) the forward pass is XLA's
+grouped convolution, and under differentiation (training) the CPU computes forward and backward
+with the shifted multiply-adds while GPUs and TPUs keep the grouped convolution (their libraries
+have fast depthwise kernels); ``'xla'`` and ``'shifted'`` force one implementation. Measured in
+experiments/bench_train_step.py and README "Performance".
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -197,6 +210,154 @@ def _flax_conv(
     return conv(x)
 
 
+DEPTHWISE_IMPLS = ("auto", "xla", "shifted")
+
+
+def _is_depthwise(in_features: int, groups: int, n_spatial: int, padding: str | PadPairs) -> bool:
+    """A grouped conv with one input channel per group that :func:`depthwise_conv` can take."""
+    return groups > 1 and groups == in_features and padding != "CIRCULAR" and n_spatial >= 1
+
+
+def _grouped_depthwise(x, kernel, strides, padding, dilation, precision):
+    """XLA's grouped convolution (``feature_group_count = C_in``); kernel ``(k..., 1, C_in * m)``."""
+    spatial = _SPATIAL_LETTERS[x.ndim - 2]
+    return lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=strides,
+        padding=padding,
+        rhs_dilation=dilation,
+        dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
+        feature_group_count=x.shape[-1],
+        precision=precision,
+    )
+
+
+def _shifted_depthwise(x, kernel, strides, padding, dilation, precision):
+    """The depthwise convolution as ``prod(k)`` shifted multiply-adds: for each kernel tap, a strided
+    slice of the zero-padded input times that tap's per-channel weights. Elementwise work that XLA
+    fuses into a few loops, forward and backward (its gradient is pads and reductions)."""
+    del precision  # elementwise products in the input dtype
+    kernel_shape = kernel.shape[:-2]
+    multiplier = kernel.shape[-1] // x.shape[-1]
+    if multiplier > 1:  # output channel c * m + j is kernel j of input channel c (torch's order)
+        x = jnp.repeat(x, multiplier, axis=-1)
+    x = jnp.pad(x, [(0, 0), *padding, (0, 0)])
+    out_shape = [
+        (size - d * (k - 1) - 1) // s + 1
+        for size, k, s, d in zip(x.shape[1:-1], kernel_shape, strides, dilation, strict=True)
+    ]
+    out = None
+    for tap in itertools.product(*(range(k) for k in kernel_shape)):
+        start = [t * d for t, d in zip(tap, dilation, strict=True)]
+        limit = [b + (o - 1) * s + 1 for b, o, s in zip(start, out_shape, strides, strict=True)]
+        window = lax.slice(x, (0, *start, 0), (x.shape[0], *limit, x.shape[-1]), (1, *strides, 1))
+        term = window * kernel[tap][0]
+        out = term if out is None else out + term
+    return out
+
+
+def _platform_depthwise(x, kernel, strides, padding, dilation, precision):
+    """Shifted multiply-adds when compiled for the CPU, XLA's grouped convolution elsewhere
+    (decided when the computation is lowered for its device)."""
+    args = (strides, padding, dilation, precision)
+    return lax.platform_dependent(
+        x,
+        kernel,
+        cpu=lambda x, k: _shifted_depthwise(x, k, *args),
+        default=lambda x, k: _grouped_depthwise(x, k, *args),
+    )
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
+def _auto_depthwise(x, kernel, strides, padding, dilation, precision):
+    # Undifferentiated (evaluation, and what `cnn-jax summary` traces): the grouped convolution.
+    return _grouped_depthwise(x, kernel, strides, padding, dilation, precision)
+
+
+@_auto_depthwise.defjvp
+def _auto_depthwise_jvp(strides, padding, dilation, precision, primals, tangents):
+    # Differentiated (training): forward and backward by the platform's fast implementation.
+    fn = functools.partial(_platform_depthwise, strides=strides, padding=padding,
+                           dilation=dilation, precision=precision)
+    return jax.jvp(lambda x, k: fn(x, k), primals, tangents)
+
+
+def depthwise_conv(
+    x: jax.Array,
+    kernel: jax.Array,
+    *,
+    strides: Sequence[int],
+    padding: str | PadPairs,
+    dilation: Sequence[int],
+    precision: Any = None,
+    impl: str = "auto",
+) -> jax.Array:
+    """Depthwise convolution of channels-last ``x`` with ``kernel`` ``(k..., 1, C_in * m)``.
+
+    Output channel ``c * m + j`` is kernel ``j`` of input channel ``c``; ``padding`` is ``'SAME'``,
+    ``'VALID'`` or ``(lo, hi)`` pairs. ``impl``: ``'xla'`` (grouped convolution), ``'shifted'``
+    (``prod(k)`` shifted multiply-adds) or ``'auto'`` (module doc: the grouped convolution forward,
+    shifted multiply-adds for training on a CPU). All three agree to float rounding.
+    """
+    if impl not in DEPTHWISE_IMPLS:
+        raise ValueError(f"depthwise impl {impl!r} is not one of {', '.join(DEPTHWISE_IMPLS)}")
+    strides, dilation = tuple(strides), tuple(dilation)
+    kernel_shape = kernel.shape[:-2]
+    if isinstance(padding, str):
+        effective = [d * (k - 1) + 1 for k, d in zip(kernel_shape, dilation, strict=True)]
+        padding = lax.padtype_to_pads(x.shape[1:-1], effective, strides, padding)
+    padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+    fn = {"auto": _auto_depthwise, "xla": _grouped_depthwise, "shifted": _shifted_depthwise}[impl]
+    return fn(x, kernel, strides, padding, dilation, precision)
+
+
+def _depthwise_layer(
+    module: nn.Module,
+    x: jax.Array,
+    *,
+    features: int,
+    kernel_size: tuple[int, ...],
+    strides: tuple[int, ...],
+    padding: str | PadPairs,
+    dilation: tuple[int, ...],
+    use_bias: bool,
+    kernel_init: str | Initializer,
+    bias_init: str | Initializer,
+    dtype: Any,
+    param_dtype: Any,
+    precision: Any,
+    impl: str,
+) -> jax.Array:
+    """The parameters ``nn.Conv`` would create in ``module`` (same names, shapes, initialisers and
+    random streams), applied by :func:`depthwise_conv`."""
+    kernel = module.param(
+        "kernel", get_initializer(kernel_init), (*kernel_size, 1, features), param_dtype
+    )
+    bias = (
+        module.param("bias", get_initializer(bias_init), (features,), param_dtype)
+        if use_bias
+        else None
+    )
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=dtype)
+    y = depthwise_conv(
+        x, kernel, strides=strides, padding=padding, dilation=dilation, precision=precision, impl=impl
+    )
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def _conv_layer(module: nn.Module, x: jax.Array, *, groups: int, depthwise_impl: str, **kwargs) -> jax.Array:
+    """A depthwise convolution by :func:`depthwise_conv`, any other by ``nn.Conv``."""
+    padding = kwargs["padding"]
+    if depthwise_impl != "xla" and _is_depthwise(x.shape[-1], groups, x.ndim - 2, padding):
+        return _depthwise_layer(module, x, impl=depthwise_impl, **kwargs)
+    if depthwise_impl not in DEPTHWISE_IMPLS:
+        raise ValueError(f"depthwise_impl={depthwise_impl!r} is not one of {', '.join(DEPTHWISE_IMPLS)}")
+    return _flax_conv(module, x, groups=groups, **kwargs)
+
+
 class Conv(nn.Module):
     """N-D convolution (cross-correlation) with any padding mode, dilation and groups.
 
@@ -204,7 +365,8 @@ class Conv(nn.Module):
     AlexNet's two GPU halves this way), dividing the parameters by ``g``; ``groups=C_in`` with
     ``features = m * C_in`` is a depthwise convolution. ``dilation=d`` spreads the taps ``d`` apart,
     an effective kernel of ``d (F - 1) + 1`` (Yu & Koltun 2016). Parameters: ``'kernel'`` of shape
-    ``(spatial..., C_in / groups, features)`` and ``'bias'`` ``(features,)``.
+    ``(spatial..., C_in / groups, features)`` and ``'bias'`` ``(features,)``. A depthwise
+    convolution runs as ``depthwise_impl`` says (:func:`depthwise_conv`; same parameters either way).
     """
 
     features: int
@@ -219,6 +381,7 @@ class Conv(nn.Module):
     dtype: Any = None
     param_dtype: Any = jnp.float32
     precision: Any = None
+    depthwise_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -227,7 +390,7 @@ class Conv(nn.Module):
         _check_input(x, n, "Conv", kernel)
         _check_groups(x.shape[-1], self.features, self.groups, "Conv")
         dilation = ntuple(self.dilation, n, "dilation")
-        return _flax_conv(
+        return _conv_layer(
             self,
             x,
             features=self.features,
@@ -236,6 +399,7 @@ class Conv(nn.Module):
             padding=resolve_padding(self.padding, kernel, dilation),
             dilation=dilation,
             groups=self.groups,
+            depthwise_impl=self.depthwise_impl,
             use_bias=self.use_bias,
             kernel_init=self.kernel_init,
             bias_init=self.bias_init,
@@ -293,6 +457,7 @@ class DepthwiseConv(nn.Module):
     ``k * k * C_in * depth_multiplier`` weights instead of ``k * k * C_in * C_out``. Output channel
     ``c * depth_multiplier + j`` is kernel ``j`` of input channel ``c`` (torch's ordering). Parameters
     ``'kernel'`` ``(k, k, 1, C_in * depth_multiplier)`` and, if ``use_bias``, ``'bias'``.
+    ``depthwise_impl`` picks the implementation (:func:`depthwise_conv`).
     """
 
     kernel_size: int | Sequence[int] = 3
@@ -306,6 +471,7 @@ class DepthwiseConv(nn.Module):
     dtype: Any = None
     param_dtype: Any = jnp.float32
     precision: Any = None
+    depthwise_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -314,7 +480,7 @@ class DepthwiseConv(nn.Module):
         _check_input(x, n, "DepthwiseConv", kernel)
         channels = x.shape[-1]
         dilation = ntuple(self.dilation, n, "dilation")
-        return _flax_conv(
+        return _conv_layer(
             self,
             x,
             features=channels * self.depth_multiplier,
@@ -323,6 +489,7 @@ class DepthwiseConv(nn.Module):
             padding=resolve_padding(self.padding, kernel, dilation),
             dilation=dilation,
             groups=channels,
+            depthwise_impl=self.depthwise_impl,
             use_bias=self.use_bias,
             kernel_init=self.kernel_init,
             bias_init=self.bias_init,
@@ -353,6 +520,7 @@ class DepthwiseSeparableConv(nn.Module):
     bias_init: str | Initializer = "zeros"
     dtype: Any = None
     param_dtype: Any = jnp.float32
+    depthwise_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -369,6 +537,7 @@ class DepthwiseSeparableConv(nn.Module):
             padding=self.padding,
             depth_multiplier=self.depth_multiplier,
             dilation=self.dilation,
+            depthwise_impl=self.depthwise_impl,
             name="depthwise",
             **common,
         )(x)
@@ -515,6 +684,7 @@ class ConvBNAct(nn.Module):
     bias_init: str | Initializer = "zeros"
     dtype: Any = None
     param_dtype: Any = jnp.float32
+    depthwise_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -525,6 +695,7 @@ class ConvBNAct(nn.Module):
             padding=self.padding,
             dilation=self.dilation,
             groups=self.groups,
+            depthwise_impl=self.depthwise_impl,
             use_bias=self.use_bias,
             kernel_init=self.kernel_init,
             bias_init=self.bias_init,
@@ -554,7 +725,9 @@ __all__ = [
     "DepthwiseConv",
     "DepthwiseSeparableConv",
     "Padding",
+    "DEPTHWISE_IMPLS",
     "conv_output_size",
+    "depthwise_conv",
     "kernel_tuple",
     "ntuple",
     "resolve_padding",

@@ -163,3 +163,55 @@ def make_steps(mesh, state_sharding, batch_sharding, *, dropout_key, mean, std, 
         donate_argnums=(1,),
     )
     return train, evaluate
+
+
+# --------------------------------------------------------------------------------------------
+# Several optimizer steps per jitted call
+# --------------------------------------------------------------------------------------------
+def train_steps(state: TrainState, sums: dict, batches: Sequence[dict], **step_kwargs) -> tuple[TrainState, dict]:
+    """`train_step` applied to the K batches of `batches` (a tuple of batch dicts), in order.
+
+    The same math as K calls of `train_step` (the dropout key is still folded with `state.step`,
+    which each step advances) in one jitted call: one dispatch and one host round trip for K
+    steps. The steps are written out one after the other, each on its own batch argument, with
+    an optimization barrier between them, so that every step compiles exactly as the single step
+    does and the result is the same bit for bit (tests/training/test_multi_step.py). Two
+    alternatives are worse on XLA:CPU: a `lax.scan` over stacked batches compiles its body's
+    convolutions without the CPU backend's layout canonicalisation (LeNet-5 ran 3.5x slower),
+    and an unrolled scan slices each batch out of the stack, which changes the fusions and the
+    last bits of BatchNorm models. The cost: compilation grows with K.
+    """
+    for batch in batches:
+        state, sums = jax.lax.optimization_barrier(train_step(state, sums, batch, **step_kwargs))
+    return state, sums
+
+
+def shard_chunk(batches: Sequence[dict], mesh) -> tuple[dict, ...]:
+    """This process's K host batches as K global arrays sharded over `data` (`shard_batch` each),
+    the chunk a `make_multi_step` step takes."""
+    from cnn_jax.training.sharding import shard_batch
+
+    return tuple(shard_batch(batch, mesh) for batch in batches)
+
+
+def make_multi_step(mesh, state_sharding, batch_sharding, *, dropout_key, mean, std, label_smoothing,
+                    grad_accum_steps: int = 1):
+    """jit-compiled `train_steps`: `(state, sums, chunk) -> (state, sums)` for a tuple of K batches
+    (`shard_chunk`). Each distinct K compiles once. The train state and the metric sums are
+    donated, as in `make_steps`; `batch_sharding` is that of one batch."""
+    from cnn_jax.training.sharding import replicated
+
+    rep = replicated(mesh)
+    metric_sharding = {k: rep for k in METRIC_KEYS}
+    step = functools.partial(train_steps, dropout_key=dropout_key, mean=tuple(mean), std=tuple(std),
+                             label_smoothing=label_smoothing, grad_accum_steps=grad_accum_steps)
+
+    @functools.cache
+    def compiled(k: int):
+        return jax.jit(step, in_shardings=(state_sharding, metric_sharding, (batch_sharding,) * k),
+                       out_shardings=(state_sharding, metric_sharding), donate_argnums=(0, 1))
+
+    def multi_step(state, sums, chunk):
+        return compiled(len(chunk))(state, sums, tuple(chunk))
+
+    return multi_step

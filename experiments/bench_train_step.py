@@ -1,0 +1,337 @@
+"""Training-step throughput on the CPU: cnn_jax's real train step against PyTorch eager, A/B.
+
+    .venv-bench/bin/python experiments/bench_train_step.py                       # the README table
+    .venv-bench/bin/python experiments/bench_train_step.py --models lenet5 --chunk 8 --json out.json
+    .venv-bench/bin/python experiments/bench_train_step.py --depthwise-impl xla  # the lever, off
+    XLA_FLAGS=--xla_cpu_use_thunk_runtime=false .venv-bench/bin/python experiments/bench_train_step.py
+    python experiments/bench_train_step.py --smoke     # tiny sizes, seconds (what the test runs)
+
+(`.venv-bench` holds torch==2.13.0, the CPU build the issue names: README "Performance".)
+
+cnn_jax side: the step the trainer runs, `make_steps` (jit, shardings, donated state and metric
+sums, loss + top-1 + top-5 sums on device), with the optimizer `create_optimizer` builds from the
+shipped config of each model, fed a numpy uint8 batch each step through `shard_batch` as the
+loop does. `--chunk K` adds the same step run K at a time (`make_multi_step`, one `lax.scan` over a
+chunk of K stacked batches). PyTorch side: the twin network of experiments/_torch_models.py (same
+layers and parameter count) in eager mode, NCHW, float32, `torch.optim.SGD` with the same
+momentum, Nesterov flag and kernel-only weight decay, the LR scheduler stepped every iteration,
+and the same metric sums kept on the tensor side (no `.item()` per step); its batch is a numpy
+uint8 NCHW array converted with `torch.from_numpy` and normalised inside the step.
+
+Both run in this one process with the same number of threads (`torch.set_num_threads` = the
+cores XLA's CPU client uses, `len(os.sched_getaffinity(0))`). Each variant is warmed up (compile,
+first steps), then the variants alternate — A, B, A, B, ... in a rotating order — for `--repeats`
+rounds of `--steps` steps each; the table reports the median images/s of each and their ratio.
+The load average before and after is printed with the results: on a shared machine, compare
+ratios measured in the same run rather than images/s across runs.
+
+Models and recipes: LeNet-5 on 28x28x1 (configs/mnist_lenet5.py), ResNet-20 on 32x32x3
+(configs/cifar10_resnet20.py), MobileNet v1 alpha 0.5 on 32x32x3 (configs/cifar10_mobilenet_v1.py
+with model mobilenet_v1_050); batch 128 each, random images and labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# model -> (shipped config, image shape, config overrides)
+MODELS = {
+    "lenet5": ("configs/mnist_lenet5.py", (28, 28, 1), ()),
+    "resnet20": ("configs/cifar10_resnet20.py", (32, 32, 3), ()),
+    "mobilenet_v1_050": ("configs/cifar10_mobilenet_v1.py", (32, 32, 3), ("model.name=mobilenet_v1_050",)),
+}
+STEPS_PER_EPOCH = 351  # only sets the schedule's length; it does not change the cost of a step
+
+
+def machine_info() -> dict:
+    """CPU model, cores, versions, date and load: the header of every table."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import jax
+    import jaxlib
+
+    info = {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+            "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+            "xla_flags": os.environ.get("XLA_FLAGS", ""), "date": datetime.date.today().isoformat(),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+def random_batches(shape, batch: int, count: int, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [{"image": rng.integers(0, 256, (batch, *shape), dtype=np.uint8),
+             "label": rng.integers(0, 10, batch).astype(np.int32)} for _ in range(count)]
+
+
+def load_recipe(model: str):
+    from cnn_jax.config import load_config
+
+    path, _, overrides = MODELS[model]
+    return load_config(REPO_ROOT / path, overrides)
+
+
+# --------------------------------------------------------------------------------------------
+# The two sides
+# --------------------------------------------------------------------------------------------
+class JaxTrainStep:
+    """The trainer's train step (`make_steps`, or `make_multi_step` with `chunk` > 1)."""
+
+    def __init__(self, model_name: str, batches: list[dict], chunk: int = 1):
+        import jax
+
+        from cnn_jax.data import catalog
+        from cnn_jax.models import create_model
+        from cnn_jax.optim import create_optimizer
+        from cnn_jax.training import sharding
+        from cnn_jax.training.state import create_train_state, init_variables
+        from cnn_jax.training.steps import make_multi_step, make_steps, shard_chunk, zero_metrics
+
+        config = load_recipe(model_name)
+        spec = catalog.DATASETS[config.data.name]
+        self.mesh = sharding.create_mesh()
+        rep = sharding.replicated(self.mesh)
+        model = create_model(config.model.name, num_classes=spec.num_classes)
+        variables = jax.jit(lambda k: init_variables(model, k, MODELS[model_name][1]), out_shardings=rep)(
+            jax.random.key(config.seed))
+        tx, _ = create_optimizer(config.optimizer, STEPS_PER_EPOCH, config.num_epochs,
+                                 params=variables["params"])
+        self.state = jax.jit(lambda v: create_train_state(model, tx, v), out_shardings=rep)(variables)
+        state_sharding = jax.tree.map(lambda _: rep, self.state)
+        kwargs = dict(dropout_key=jax.random.key(1), mean=spec.mean, std=spec.std,
+                      label_smoothing=config.loss.label_smoothing)
+        if chunk > 1:
+            self.step = make_multi_step(self.mesh, state_sharding, sharding.batch_sharding(self.mesh), **kwargs)
+            self.groups = [batches[i:i + chunk] for i in range(0, len(batches) - chunk + 1, chunk)]
+            self.shard = functools.partial(shard_chunk, mesh=self.mesh)
+        else:
+            self.step, _ = make_steps(self.mesh, state_sharding, sharding.batch_sharding(self.mesh), **kwargs)
+            self.groups = batches
+            self.shard = functools.partial(sharding.shard_batch, mesh=self.mesh)
+        self.chunk = chunk
+        self.sums = jax.device_put(zero_metrics(), rep)
+        self._zero = zero_metrics
+        self._i = 0
+
+    def run(self, steps: int) -> float:
+        """Seconds for `steps` training steps (a multiple of the chunk), results on the host."""
+        import jax
+
+        start = time.perf_counter()
+        for _ in range(steps // self.chunk):
+            group = self.groups[self._i % len(self.groups)]
+            self._i += 1
+            self.state, self.sums = self.step(self.state, self.sums, self.shard(group))
+        float(self.sums["loss"])  # wait for the result, as a log point does
+        elapsed = time.perf_counter() - start
+        self.sums = jax.device_put(self._zero(), self.sums["loss"].sharding)
+        return elapsed
+
+
+class TorchTrainStep:
+    """PyTorch eager: the twin model, torch.optim.SGD + scheduler, metric sums on the tensor side."""
+
+    def __init__(self, model_name: str, batches: list[dict]):
+        import torch
+        import torch.nn.functional as F
+        from _torch_models import create_torch_model, torch_optimizer
+
+        from cnn_jax.data import catalog
+
+        config = load_recipe(model_name)
+        spec = catalog.DATASETS[config.data.name]
+        torch.manual_seed(config.seed)
+        self.model = create_torch_model(config.model.name).train()
+        self.opt, self.sched = torch_optimizer(self.model, config.optimizer, STEPS_PER_EPOCH, config.num_epochs)
+        channels = len(spec.mean)
+        self.mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, channels, 1, 1) * 255
+        self.inv_std = 1.0 / (torch.tensor(spec.std, dtype=torch.float32).view(1, channels, 1, 1) * 255)
+        # The layout torch's DataLoader gives: NCHW uint8, labels int64.
+        self.batches = [(np.ascontiguousarray(b["image"].transpose(0, 3, 1, 2)), b["label"].astype(np.int64))
+                        for b in batches]
+        self.torch, self.F = torch, F
+        self.sums = None
+        self._i = 0
+
+    def _step(self, images: np.ndarray, labels: np.ndarray) -> None:
+        torch, F = self.torch, self.F
+        x = (torch.from_numpy(images).float() - self.mean) * self.inv_std
+        y = torch.from_numpy(labels)
+        logits = self.model(x)
+        per_example = F.cross_entropy(logits, y, reduction="none")
+        loss = per_example.mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        with torch.no_grad():
+            top5 = logits.topk(5, dim=1).indices
+            hits = top5 == y[:, None]
+            sums = torch.stack([per_example.sum(), hits[:, 0].sum().float(), hits.any(1).sum().float(),
+                                torch.tensor(float(len(y)))])
+            self.sums = sums if self.sums is None else self.sums + sums
+
+    def run(self, steps: int) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            images, labels = self.batches[self._i % len(self.batches)]
+            self._i += 1
+            self._step(images, labels)
+        float(self.sums[0])
+        elapsed = time.perf_counter() - start
+        self.sums = None
+        return elapsed
+
+
+# --------------------------------------------------------------------------------------------
+# A/B
+# --------------------------------------------------------------------------------------------
+def alternate(runners: dict, steps: int, warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Warm each runner up, then time `repeats` rounds of `steps` steps, the order rotating each round."""
+    for runner in runners.values():
+        runner.run(warmup)
+    times = {name: [] for name in runners}
+    names = list(runners)
+    for r in range(repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            times[name].append(runners[name].run(steps))
+    return times
+
+
+def bench_model(model: str, *, batch: int, steps: int, warmup: int, repeats: int, chunk: int,
+                torch_side: bool) -> dict:
+    import jax
+
+    shape = MODELS[model][1]
+    chunk = max(1, chunk)
+    pool = max(4, chunk)
+    batches = random_batches(shape, batch, pool)
+    steps = max(chunk, steps // chunk * chunk)
+    warmup = max(chunk, -(-warmup // chunk) * chunk)
+    runners = {}
+    t0 = time.perf_counter()
+    runners["cnn_jax"] = JaxTrainStep(model, batches)
+    if chunk > 1:
+        runners[f"cnn_jax_chunk{chunk}"] = JaxTrainStep(model, batches, chunk=chunk)
+    if torch_side:
+        runners["torch"] = TorchTrainStep(model, batches)
+    setup_s = time.perf_counter() - t0
+    load_before = os.getloadavg()[0]
+    times = alternate(runners, steps, warmup, repeats)
+    result = {"model": model, "config": MODELS[model][0], "batch": batch, "steps_per_repeat": steps,
+              "repeats": repeats, "warmup_steps": warmup, "setup_s": round(setup_s, 2),
+              "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
+              "images_per_s": {}, "seconds": {}}
+    for name, ts in times.items():
+        result["images_per_s"][name] = round(steps * batch / statistics.median(ts), 1)
+        result["seconds"][name] = [round(t, 4) for t in ts]
+    if torch_side:
+        t = result["images_per_s"]["torch"]
+        result["ratio_vs_torch"] = {n: round(v / t, 3) for n, v in result["images_per_s"].items() if n != "torch"}
+    del jax
+    return result
+
+
+def markdown_table(results: list[dict]) -> str:
+    variants = [v for v in results[0]["images_per_s"] if v != "torch"] if results else []
+    head = ["model", "batch"] + [f"{v} img/s" for v in variants] + ["torch img/s"] + [
+        f"{v} / torch" for v in variants] + ["load"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in results:
+        ips, ratio = r["images_per_s"], r.get("ratio_vs_torch", {})
+        cells = [r["model"], str(r["batch"])] + [f"{ips[v]:,.0f}" for v in variants]
+        cells.append(f"{ips['torch']:,.0f}" if "torch" in ips else "-")
+        cells += [f"**{ratio[v]:.2f}x**" if v in ratio else "-" for v in variants]
+        cells.append(f"{r['load_before']:.1f}-{r['load_after']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _force_depthwise_impl(impl: str) -> None:
+    """Benchmark knob: every depthwise convolution uses `impl` (to measure that lever)."""
+    from cnn_jax.layers import conv
+
+    original = conv._conv_layer
+
+    def forced(module, x, *, groups, depthwise_impl, **kwargs):
+        return original(module, x, groups=groups, depthwise_impl=impl, **kwargs)
+
+    conv._conv_layer = forced
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, from " + ", ".join(MODELS))
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps per variant first")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--chunk", type=int, default=0,
+                        help="also time make_multi_step over chunks of K batches (0: no)")
+    parser.add_argument("--no-torch", action="store_true", help="cnn_jax only")
+    parser.add_argument("--depthwise-impl", choices=("auto", "xla", "shifted"), default="auto",
+                        help="force this depthwise convolution implementation (a lever; default: auto)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (default: the cores XLA uses)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: a check that the script runs")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.batch, args.steps, args.warmup, args.repeats = 8, 2, 1, 1
+        args.chunk = args.chunk or 2
+        if args.models == parser.get_default("models"):
+            args.models = "lenet5"  # the others compile for a minute on 2 cores
+    if args.depthwise_impl != "auto":
+        _force_depthwise_impl(args.depthwise_impl)
+    threads = args.threads or len(os.sched_getaffinity(0))
+    torch_side = not args.no_torch
+    if torch_side:
+        import torch
+
+        torch.set_num_threads(threads)
+    info = machine_info() | {"threads": threads, "depthwise_impl": args.depthwise_impl}
+    results = []
+    for model in args.models.split(","):
+        r = bench_model(model, batch=args.batch, steps=args.steps, warmup=args.warmup,
+                        repeats=args.repeats, chunk=args.chunk, torch_side=torch_side)
+        results.append(r)
+        print(json.dumps(r), flush=True)
+    out = {"machine": info, "results": results, "command": " ".join(sys.argv)}
+    print(f"\ntrain step, images/s (median of {args.repeats} repeats of {args.steps} steps, A/B alternated); "
+          f"{info['cpu']}, {info['cores']} cores, {threads} threads; jax {info['jax']}, torch {info['torch']}; "
+          f"XLA_FLAGS={info['xla_flags']!r}; depthwise {args.depthwise_impl}; {info['date']}\n")
+    print(markdown_table(results))
+    print(json.dumps(out, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The speed benchmarks of experiments/ keep running: each one end to end at toy sizes (--smoke),
+checking the shape of what it reports, never a time (README "Performance" holds the numbers)."""
+
+import importlib.util
+import json
+import sys
+
+import pytest
+from conftest import CONFIGS, REPO_ROOT
+
+from cnn_jax.config import load_config, validate_config
+
+EXPERIMENTS = REPO_ROOT / "experiments"
+
+
+def _script(name: str):
+    sys.path.insert(0, str(EXPERIMENTS))
+    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name,shape", [("lenet5", (28, 28, 1)), ("lenet5_modern", (28, 28, 1)), ("resnet20", (32, 32, 3)),
+                                        ("mobilenet_v1_050", (32, 32, 3))])
+def test_each_pytorch_twin_has_exactly_the_parameters_of_its_cnn_jax_model(name, shape):
+    pytest.importorskip("torch")
+    import jax
+
+    from cnn_jax.models import create_model
+    from cnn_jax.training.state import count_params, init_variables
+
+    twins = _script("_torch_models")
+    variables = jax.eval_shape(lambda: init_variables(create_model(name, num_classes=10), jax.random.key(0), shape))
+    assert twins.count_parameters(twins.create_torch_model(name)) == count_params(variables["params"])
+
+
+def test_train_step_benchmark_reports_both_sides_and_their_ratio(tmp_path):
+    pytest.importorskip("torch")
+    bench = _script("bench_train_step")
+    out = bench.main(["--smoke", "--json", str(tmp_path / "out.json")])
+    (row,) = out["results"]
+    assert row["model"] == "lenet5" and row["batch"] == 8
+    assert set(row["images_per_s"]) == {"cnn_jax", "cnn_jax_chunk2", "torch"}
+    assert all(v > 0 for v in row["images_per_s"].values())
+    assert row["ratio_vs_torch"]["cnn_jax"] == pytest.approx(
+        row["images_per_s"]["cnn_jax"] / row["images_per_s"]["torch"], rel=1e-2)
+    assert out["machine"]["threads"] >= 1 and len(out["machine"]["load_average"]) == 3
+    assert json.loads((tmp_path / "out.json").read_text())["results"][0]["model"] == "lenet5"
+    table = bench.markdown_table(out["results"])
+    assert table.splitlines()[2].startswith("| lenet5 | 8 |")
+
+
+def test_time_to_accuracy_benchmark_trains_both_sides_from_a_cold_start(shared_data, tmp_path):
+    pytest.importorskip("torch")
+    bench = _script("bench_time_to_accuracy")
+    out = bench.main(["--smoke", "--shared-data", str(shared_data), "--workdir", str(tmp_path / "runs"),
+                      "--data-dir", str(tmp_path / "tfds")])
+    (jax_run,), (torch_run,) = out["runs"]["cnn_jax"], out["runs"]["torch"]
+    assert 0.0 <= jax_run["accuracy"] <= 1.0 and 0.0 <= torch_run["accuracy"] <= 1.0
+    assert jax_run["compile_s"] > 0 and jax_run["wall_s"] >= jax_run["trainer_wall_s"]
+    assert jax_run["epochs"] == 1 and torch_run["epochs"] == 1
+    assert out["import_s"] > 0 and out["summary"]["speedup_vs_torch"] > 0
+
+
+def test_fast_mnist_config_is_valid_and_trains_without_a_validation_split():
+    config = load_config(CONFIGS / "mnist_lenet5_fast.py")
+    validate_config(config, num_devices=1)
+    assert config.data.val_size == 0 and config.optimizer.schedule == "onecycle"
+
+
+def test_gpu_benchmark_runs_every_part_on_the_cpu_at_toy_sizes(shared_data, tmp_path):
+    bench = _script("bench_gpu")
+    out = bench.main(["--smoke", "--cifar", str(shared_data / "cifar10_jpeg.npz"), "--json", str(tmp_path / "g.json")])
+    assert out["machine"]["platform"] == "cpu"
+    assert out["resnet50_train"]["images_per_s"] > 0 and 0 < out["resnet50_train"]["mfu"] < 1
+    assert out["resnet50_infer"]["images_per_s"] > 0
+    (run,) = out["airbench"]["runs"]
+    assert run["train_images"] == 256 and run["tta"] == "flip" and 0.0 <= run["accuracy"] <= 1.0
+    assert json.loads((tmp_path / "g.json").read_text())["airbench"]["runs"][0]["steps"] == 4
+
+
+def test_airbench_whitening_kernel_whitens_the_training_patches():
+    import numpy as np
+
+    bench = _script("bench_gpu")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    kernel = bench.whitening_kernel(images, eps=0.0)
+    assert kernel.shape == (2, 2, 3, 24)
+    x = (images / 255.0 - np.asarray(bench.CIFAR_MEAN)) / np.asarray(bench.CIFAR_STD)
+    patches = np.lib.stride_tricks.sliding_window_view(x, (2, 2), axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3)
+    patches = patches.reshape(-1, 12)
+    out = (patches - patches.mean(0)) @ kernel[..., :12].reshape(12, 12)
+    np.testing.assert_allclose(np.cov(out.T, bias=True), np.eye(12), atol=1e-3)
