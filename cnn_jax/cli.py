@@ -124,13 +124,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = _run_command(args, overrides)
     except BaseException as e:  # a bug, or a collective that failed because a peer died
-        import traceback
-
         import jax
 
+        where = f"process {jax.process_index()} of {jax.process_count()}"
+        if distributed.is_peer_failure(e):  # expected when a peer dies: one line, no traceback
+            distributed.die(f"{where} lost a peer in a collective ({distributed.one_line(e)}); "
+                            f"another process died, was killed or lost its network")
+        import traceback
+
         traceback.print_exc()
-        distributed.die(f"process {jax.process_index()} of {jax.process_count()} failed: "
-                        f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+        distributed.die(f"{where} failed: {distributed.one_line(e)}")
     if code:  # the error is printed; the other processes must not wait for this one
         distributed.exit_now(code)
     watchdog.finish()

@@ -36,6 +36,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -140,7 +141,7 @@ def initialize(options: DistributedOptions) -> bool:
         where = options.coordinator_address or "the address JAX detected"
         raise DistributedError(
             f"could not join the multi-process run through the coordinator at {where}: "
-            f"{_one_line(e)} (is process 0 running, and its address and port reachable?)") from None
+            f"{one_line(e)} (is process 0 running, and its address and port reachable?)") from None
     return jax.process_count() > 1
 
 
@@ -193,7 +194,7 @@ class PeerWatchdog:
                 if self._stop.is_set():
                     return
                 die(f"process {self.me} of {self.count} lost {self.coordinator} (process 0): "
-                    f"{_one_line(e)}")
+                    f"{one_line(e)}")
             now = time.monotonic()
             for p in range(self.count):
                 if p == self.me or p in done:
@@ -238,6 +239,20 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name when the message is empty)."""
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
+
+
+# How a collective reports that the other end went away (Gloo on CPU, NCCL/grpc elsewhere).
+_PEER_FAILURE = re.compile(
+    r"connection reset|connection refused|broken pipe|connection closed|socket closed|"
+    r"peer|unavailable|timed out|gloo .* failed|nccl", re.IGNORECASE)
+
+
+def is_peer_failure(e: BaseException) -> bool:
+    """Whether `e` is a JAX runtime error of a collective whose other side disappeared, which is
+    what a process sees when a peer dies mid-step (before the heartbeat watchdog notices)."""
+    return type(e).__name__ in ("JaxRuntimeError", "XlaRuntimeError") and bool(
+        _PEER_FAILURE.search(str(e)))
