@@ -11,8 +11,9 @@
 cnn_jax side: the step the trainer runs, `make_steps` (jit, shardings, donated state and metric
 sums, loss + top-1 + top-5 sums on device), with the optimizer `create_optimizer` builds from the
 shipped config of each model, fed a numpy uint8 batch each step through `shard_batch` as the
-loop does. `--chunk K` adds the same step run K at a time (`make_multi_step`, one `lax.scan` over a
-chunk of K stacked batches). PyTorch side: the twin network of experiments/_torch_models.py (same
+loop does, one step per jitted call; and the same step run K at a time (`make_multi_step`: K
+steps written out in one jitted call, what the trainer runs with `steps_per_call = K`, by
+default 4; `--chunk K` picks K, `--chunk 1` leaves this variant out). PyTorch side: the twin network of experiments/_torch_models.py (same
 layers and parameter count) in eager mode, NCHW, float32, `torch.optim.SGD` with the same
 momentum, Nesterov flag and kernel-only weight decay, the LR scheduler stepped every iteration,
 and the same metric sums kept on the tensor side (no `.item()` per step); its batch is a numpy
@@ -292,8 +293,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per variant first")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--chunk", type=int, default=0,
-                        help="also time make_multi_step over chunks of K batches (0: no)")
+    parser.add_argument("--chunk", type=int, default=None,
+                        help="also time make_multi_step over chunks of K batches (default: the "
+                             "trainer's steps_per_call; 1: no)")
     parser.add_argument("--no-torch", action="store_true", help="cnn_jax only")
     parser.add_argument("--depthwise-impl", choices=("auto", "xla", "shifted"), default="auto",
                         help="force this depthwise convolution implementation (a lever; default: auto)")
@@ -307,6 +309,10 @@ def main(argv=None) -> dict:
         args.chunk = args.chunk or 2
         if args.models == parser.get_default("models"):
             args.models = "lenet5"  # the others compile for a minute on 2 cores
+    if args.chunk is None:
+        from cnn_jax.config import base_config
+
+        args.chunk = base_config().steps_per_call
     if args.depthwise_impl != "auto":
         _force_depthwise_impl(args.depthwise_impl)
     threads = args.threads or len(os.sched_getaffinity(0))

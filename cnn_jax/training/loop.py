@@ -35,7 +35,7 @@ from cnn_jax.training import sharding
 from cnn_jax.training.checkpoint import RunCheckpoints
 from cnn_jax.training.monitor import Monitor
 from cnn_jax.training.state import count_params, create_train_state, init_variables
-from cnn_jax.training.steps import make_steps, zero_metrics
+from cnn_jax.training.steps import make_multi_step, make_steps, shard_chunk, zero_metrics
 
 log = logging.getLogger("cnn_jax")
 
@@ -140,11 +140,12 @@ class _StopRequest:
         self.flag = flag
         self.multi_process = multi_process
 
-    def reached(self, step: int) -> bool:
+    def reached(self, call: int) -> bool:
+        """Asked after every train call; `call` counts them (+1 each, the same on every process)."""
         if self.multi_process:
             from jax.experimental import multihost_utils
 
-            return multihost_utils.reached_preemption_sync_point(step)
+            return multihost_utils.reached_preemption_sync_point(call)
         return self.flag.is_set()
 
 
@@ -256,11 +257,13 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
                  sum(x.nbytes for x in jax.tree.leaves(state.params)) / 1e6)
 
     # ---- steps --------------------------------------------------------------------------------
-    train_step, eval_step = make_steps(
-        mesh, state_sharding, sharding.batch_sharding(mesh), dropout_key=dropout_key,
-        mean=spec.mean, std=spec.std, label_smoothing=config.loss.label_smoothing,
-        grad_accum_steps=config.optimizer.grad_accum_steps,
-    )
+    step_options = dict(dropout_key=dropout_key, mean=spec.mean, std=spec.std,
+                        label_smoothing=config.loss.label_smoothing,
+                        grad_accum_steps=config.optimizer.grad_accum_steps)
+    train_step, eval_step = make_steps(mesh, state_sharding, sharding.batch_sharding(mesh), **step_options)
+    steps_per_call = config.steps_per_call
+    multi_step = (make_multi_step(mesh, state_sharding, sharding.batch_sharding(mesh), **step_options)
+                  if steps_per_call > 1 else None)
 
     def evaluate(split: str, state) -> dict:
         sums = jax.device_put(zero_metrics(), replicated)
@@ -287,8 +290,20 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
     step = int(state.step)
 
     # ---- the loop -----------------------------------------------------------------------------------
+    # Steps run `steps_per_call` at a time (one jitted call, steps.make_multi_step). A call ends
+    # after every step the loop acts on: multiples of steps_per_call, log, checkpoint and epoch
+    # steps, and the first step (alone, so that its time is the compilation's). The calls are
+    # therefore the same in a resumed run as in an uninterrupted one. A stretch shorter than
+    # steps_per_call between two such steps runs one step per call (only two programs compile).
+    def ends_a_call(s: int) -> bool:
+        return (s % steps_per_call == 0 or s % steps_per_epoch == 0 or s % config.log_every_steps == 0
+                or bool(config.checkpoint_every_steps and s % config.checkpoint_every_steps == 0)
+                or s == first_step + 1)
+
     sums = jax.device_put(zero_metrics(), replicated)
     images_per_step = config.batch_size
+    first_step = step
+    calls = 0  # train calls so far: the counter that multi-process stop requests agree on
     last_log_step, last_log_time = step, time.time()
     compile_seconds = None
     preempted = False
@@ -297,13 +312,25 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
             epoch = step // steps_per_epoch
             bar = _progress(steps_per_epoch, step % steps_per_epoch,
                             f"epoch {epoch + 1}/{config.num_epochs}", config.progress_bar and is_main)
+            pending = []
             for batch in data.train_batches(epoch, start_step=step % steps_per_epoch):
+                pending.append(batch)
+                if not ends_a_call(step + len(pending)):
+                    continue
                 t0 = time.time()
-                state, sums = train_step(state, sums, sharding.shard_batch(batch, mesh))
-                step += 1
-                bar.update(1)
+                if len(pending) == steps_per_call > 1:
+                    state, sums = multi_step(state, sums, shard_chunk(pending, mesh))
+                else:
+                    for one in pending:
+                        state, sums = train_step(state, sums, sharding.shard_batch(one, mesh))
+                step += len(pending)
+                bar.update(len(pending))
+                pending = []
+                calls += 1
                 if compile_seconds is None:
                     jax.block_until_ready(sums)
+                    if multi_step is not None:  # compile the K-step call now, not in a timed step
+                        multi_step.compile_for(state, sums, shard_chunk([batch] * steps_per_call, mesh))
                     compile_seconds = time.time() - t0
                     log.info("first train step (compilation included) took %.1f s", compile_seconds)
                     last_log_step, last_log_time = step, time.time()
@@ -321,7 +348,7 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
                     sums = jax.device_put(zero_metrics(), replicated)
                 if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
                     ckpt.save_latest(step, checkpoint_items(state))
-                if stop.reached(step):
+                if stop.reached(calls):
                     _check_finite(sums, step, ckpt)
                     ckpt.save_latest(step, checkpoint_items(state), force=True)
                     ckpt.wait()

@@ -206,12 +206,20 @@ def make_multi_step(mesh, state_sharding, batch_sharding, *, dropout_key, mean, 
     step = functools.partial(train_steps, dropout_key=dropout_key, mean=tuple(mean), std=tuple(std),
                              label_smoothing=label_smoothing, grad_accum_steps=grad_accum_steps)
 
-    @functools.cache
-    def compiled(k: int):
-        return jax.jit(step, in_shardings=(state_sharding, metric_sharding, (batch_sharding,) * k),
-                       out_shardings=(state_sharding, metric_sharding), donate_argnums=(0, 1))
+    executables = {}
+
+    def compile_for(state, sums, chunk):
+        """Compiles the K-step call for this chunk's length (once per K) without running it,
+        so that a trainer can count the compilation before its first timed step."""
+        k = len(chunk)
+        if k not in executables:
+            jitted = jax.jit(step, in_shardings=(state_sharding, metric_sharding, (batch_sharding,) * k),
+                             out_shardings=(state_sharding, metric_sharding), donate_argnums=(0, 1))
+            executables[k] = jitted.lower(state, sums, tuple(chunk)).compile()
+        return executables[k]
 
     def multi_step(state, sums, chunk):
-        return compiled(len(chunk))(state, sums, tuple(chunk))
+        return compile_for(state, sums, chunk)(state, sums, tuple(chunk))
 
+    multi_step.compile_for = compile_for
     return multi_step

@@ -58,16 +58,17 @@ def test_k_steps_in_one_call_equal_k_single_steps_bit_for_bit():
 
 
 def test_a_chunk_of_one_is_the_single_step_bit_for_bit_and_longer_chunks_agree_to_rounding():
-    # BatchNorm + depthwise convolutions. Between two steps of one call XLA may lay out the
-    # intermediate parameters differently from a fresh call's, so MobileNet's later steps can
-    # differ in the last bits (measured: about 1e-7); a chunk of one step is exact.
+    # BatchNorm + depthwise convolutions. Between two steps of one call XLA may fuse and lay out
+    # the intermediate values differently from a fresh call's, so MobileNet's later steps differ
+    # in the last bits, which BatchNorm over 16 images amplifies in three steps (measured: up to
+    # 3e-5 on values of 0.02-0.9); a chunk of one step is exact. (LeNet-5 above: exact.)
     (one, one_sums), (chunked, chunk_sums), _ = _single_and_chunked("mobilenet_v1_025", (32, 32, 3), 1)
     for a, b in zip(_leaves(one, one_sums), _leaves(chunked, chunk_sums), strict=True):
         assert jnp.array_equal(a, b)
     (one, one_sums), (chunked, chunk_sums), _ = _single_and_chunked("mobilenet_v1_025", (32, 32, 3), 3)
     assert int(chunked.step) == 3 and float(chunk_sums["count"]) == float(one_sums["count"]) == 48
     for a, b in zip(_leaves(one, one_sums), _leaves(chunked, chunk_sums), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
 
 
 def test_a_chunk_is_k_batches_each_sharded_over_the_data_axis():
@@ -75,3 +76,42 @@ def test_a_chunk_is_k_batches_each_sharded_over_the_data_axis():
     chunk = shard_chunk(_batches(2, (28, 28, 1), n=8), mesh)
     assert len(chunk) == 2 and chunk[1]["image"].shape == (8, 28, 28, 1) and chunk[1]["label"].shape == (8,)
     assert chunk[0]["image"].sharding.spec == jax.sharding.PartitionSpec(sharding.DATA_AXIS)
+
+
+def test_the_trainer_runs_several_steps_per_call_with_the_results_of_one_step_per_call(mnist_data_dir, tmp_path):
+    import json
+
+    import orbax.checkpoint as ocp
+    from trainer_utils import small_config
+
+    from cnn_jax.training.loop import train_and_evaluate
+
+    # 24 steps per epoch, a log point every 8 steps: with 3 steps per call the calls are
+    # [1] [2 3] [4-6] [7 8] [9] [10-12] [13-15] [16] ..., full chunks and single steps mixed.
+    runs = {k: tmp_path / f"k{k}" for k in (1, 3)}
+    for k, workdir in runs.items():
+        train_and_evaluate(small_config(mnist_data_dir, num_epochs=1, steps_per_call=k), workdir)
+
+    def records(workdir):
+        lines = (workdir / "metrics.jsonl").read_text().splitlines()
+        return [(r["step"], r["split"], r["loss"], r["accuracy"]) for r in map(json.loads, lines)]
+
+    def params(workdir):
+        path = (workdir / "checkpoints" / "24" / "default").absolute()
+        return jax.tree.leaves(ocp.StandardCheckpointer().restore(path)["params"])
+
+    assert [r[:2] for r in records(runs[3])] == [(8, "train"), (16, "train"), (24, "train"),
+                                                 (24, "val"), (24, "test")]
+    assert records(runs[3]) == records(runs[1])  # LeNet-5: the same bits either way
+    for a, b in zip(params(runs[1]), params(runs[3]), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_steps_per_call_below_one_is_refused(mnist_data_dir):
+    import pytest
+    from trainer_utils import small_config
+
+    from cnn_jax.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError, match="steps_per_call"):
+        validate_config(small_config(mnist_data_dir, steps_per_call=0), num_devices=1)
