@@ -94,3 +94,37 @@ def test_airbench_whitening_kernel_whitens_the_training_patches():
     patches = patches.reshape(-1, 12)
     out = (patches - patches.mean(0)) @ kernel[..., :12].reshape(12, 12)
     np.testing.assert_allclose(np.cov(out.T, bias=True), np.eye(12), atol=1e-3)
+
+
+def test_train_step_profile_times_and_sums_the_trace_by_kind_of_operation(capsys):
+    script = _script("profile_train_step")
+    out = script.main(["--smoke"])
+    assert out["ms_per_step"] > 0 and out["model"] == "lenet5"
+    assert out["ms_per_step_by_kind"] and all(v >= 0 for v in out["ms_per_step_by_kind"].values())
+    assert not any(k[-1].isdigit() for k in out["ms_per_step_by_kind"])  # numbers folded into kinds
+
+
+def test_each_convolution_lever_of_the_profile_computes_the_same_convolution_and_gradients():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    script = _script("profile_train_step")
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, 9, 8, 3)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 3, 4)), jnp.float32)
+    args = ((2, 1), ((1, 1), (0, 1)), (1, 2))  # strides, padding, dilation
+
+    def loss(fn):
+        return jax.value_and_grad(lambda x, w: jnp.sum(jnp.tanh(fn(x, w, *args))), argnums=(0, 1))(x, w)
+
+    want = loss(script._xla_conv)
+    for fn in (script.im2col_conv, script.tap_dw_conv, script.barrier_conv):
+        for a, b in zip(jax.tree.leaves(loss(fn)), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_layer_benchmark_reports_each_side_per_shape():
+    rows = _script("bench_conv_layer").main(["--smoke"])
+    assert len(rows) == 1 and rows[0]["jax_fwd_bwd_ms"] > 0 and rows[0]["jax_transpose_chwn_ms"] > 0
+    assert "torch_fwd_bwd_ms" in rows[0]  # CI installs torch (the parity tests need it)

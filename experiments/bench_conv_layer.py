@@ -1,0 +1,110 @@
+"""One 3x3 convolution layer of ResNet-20, forward + both gradients, jitted JAX against PyTorch
+eager, and the plain NHWC -> CHWN transpose its weight gradient needs: README "Performance"
+(the evidence that the ResNet-20 step's gap is fusion, not the convolution kernels).
+
+    .venv-bench/bin/python experiments/bench_conv_layer.py          # torch side if torch imports
+    python experiments/bench_conv_layer.py --smoke                  # tiny sizes (what the test runs)
+
+For each (size, channels) of ResNet-20's three stages at batch 128: JAX `grad` of
+sum(relu(conv(x, w))) with respect to x and w (`lax.conv_general_dilated`, NHWC/HWIO, padding 1),
+the same with torch (`nn.Conv2d`, NCHW, `backward` into x and the weight), and in JAX the
+transpose of x to CHWN alone. Median of 5 repeats of `--steps` calls, in ms per call; threads:
+the cores XLA uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+
+SHAPES = ((32, 16), (16, 32), (8, 64))  # ResNet-20's stages: spatial size, channels
+
+
+def _median_ms(fn, steps: int, repeats: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        times.append((time.perf_counter() - start) / steps * 1e3)
+    return statistics.median(times)
+
+
+def jax_side(batch: int, size: int, channels: int, steps: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((batch, size, size, channels)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, channels, channels)) * 0.1, jnp.float32)
+
+    def loss(x, w):
+        y = lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jnp.sum(jax.nn.relu(y))
+
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    transpose = jax.jit(lambda x: jnp.transpose(x, (3, 1, 2, 0)))
+    return {"jax_fwd_bwd_ms": round(_median_ms(lambda: jax.block_until_ready(grads(x, w)), steps), 2),
+            "jax_transpose_chwn_ms": round(_median_ms(lambda: jax.block_until_ready(transpose(x)), steps), 2)}
+
+
+def torch_side(batch: int, size: int, channels: int, steps: int) -> dict:
+    import torch
+
+    torch.manual_seed(0)
+    x = torch.randn(batch, channels, size, size, requires_grad=True)
+    conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+
+    def step():
+        x.grad = None
+        conv.weight.grad = None
+        torch.relu(conv(x)).sum().backward()
+
+    return {"torch_fwd_bwd_ms": round(_median_ms(step, steps), 2)}
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args(argv)
+    shapes = SHAPES
+    if args.smoke:
+        args.batch, args.steps, shapes = 2, 2, SHAPES[-1:]
+    threads = len(os.sched_getaffinity(0))
+    use_torch = not args.no_torch
+    if use_torch:
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:
+            use_torch = False
+    rows = []
+    for size, channels in shapes:
+        row = {"batch": args.batch, "size": size, "channels": channels}
+        row |= jax_side(args.batch, size, channels, args.steps)
+        if use_torch:
+            row |= torch_side(args.batch, size, channels, args.steps)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print(f"\n3x3 convolution, forward + both gradients, ms per call (batch {args.batch}, {threads} threads, "
+          f"load {os.getloadavg()[0]:.2f})")
+    print("| input | JAX | PyTorch | JAX transpose to CHWN alone |\n| --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['size']}x{r['size']}x{r['channels']} | {r['jax_fwd_bwd_ms']} | "
+              f"{r.get('torch_fwd_bwd_ms', 'n/a')} | {r['jax_transpose_chwn_ms']} |")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
