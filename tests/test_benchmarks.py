@@ -70,6 +70,7 @@ def test_fast_mnist_config_is_valid_and_trains_without_a_validation_split():
     assert config.data.val_size == 0 and config.optimizer.schedule == "onecycle"
 
 
+@pytest.mark.slow  # about 20-100 s on 2 cores: CI runs it with -m slow
 def test_gpu_benchmark_runs_every_part_on_the_cpu_at_toy_sizes(shared_data, tmp_path):
     bench = _script("bench_gpu")
     out = bench.main(["--smoke", "--cifar", str(shared_data / "cifar10_jpeg.npz"), "--json", str(tmp_path / "g.json")])

@@ -81,6 +81,7 @@ def _smoke(name, data_dir, tmp_path, *extra):
     return payload
 
 
+@pytest.mark.slow  # about 20-100 s on 2 cores: CI runs it with -m slow
 def test_lenet_table_smoke_reports_every_row_of_the_lectures_table(small_data_dir, tmp_path, capsys):
     module = _script("lenet_table")
     payload = _smoke("lenet_table", small_data_dir, tmp_path)
@@ -129,6 +130,7 @@ def test_transfer_stage_one_loads_all_but_the_head_and_trains_only_the_head():
         assert (re.search(config.optimizer.freeze_regex, path) is None) == trained
 
 
+@pytest.mark.slow  # about 20-100 s on 2 cores: CI runs it with -m slow
 def test_activations_smoke_gives_a_curve_and_epochs_to_25_percent_per_activation(
         small_data_dir, tmp_path, capsys):
     module = _script("activations")
@@ -188,6 +190,7 @@ def test_training_error_per_epoch_weights_the_records_of_an_epoch_by_their_count
     assert errors == pytest.approx([1 - (50 + 240) / 400, 0.1])
 
 
+@pytest.mark.slow  # about 20-100 s on 2 cores: CI runs it with -m slow
 def test_transfer_smoke_compares_scratch_and_transferred_for_each_size(small_data_dir, tmp_path, capsys):
     payload = _smoke("transfer", small_data_dir, tmp_path)
     rows = payload["rows"]
@@ -223,6 +226,7 @@ def test_transfer_runs_of_one_size_share_data_and_total_steps():
         assert 400 <= steps < 500
 
 
+@pytest.mark.slow  # about 20-100 s on 2 cores: CI runs it with -m slow
 def test_transfer_seeds_give_one_run_per_seed_and_a_mean(small_data_dir, tmp_path):
     payload = _smoke("transfer", small_data_dir, tmp_path, "--sizes", "100", "--seeds", "0", "1")
     (row,) = payload["rows"]

@@ -120,6 +120,7 @@ def test_depthwise_conv_function_takes_string_padding_and_rejects_unknown_impls(
         DepthwiseConv(depthwise_impl="fast").init(jax.random.key(0), X)
 
 
+@pytest.mark.slow  # about 20-100 s on 2 cores: CI runs it with -m slow
 def test_mobilenet_trains_with_the_same_loss_and_gradients_as_with_grouped_convolutions():
     from cnn_jax.models import create_model
 

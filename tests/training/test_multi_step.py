@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from cnn_jax.models import create_model
 from cnn_jax.training import sharding
@@ -57,6 +58,7 @@ def test_k_steps_in_one_call_equal_k_single_steps_bit_for_bit():
                zip(jax.tree.leaves(one.params), jax.tree.leaves(start.params), strict=True)) > 1e-3
 
 
+@pytest.mark.slow  # about 20-100 s on 2 cores: CI runs it with -m slow
 def test_a_chunk_of_one_is_the_single_step_bit_for_bit_and_longer_chunks_agree_to_rounding():
     # BatchNorm + depthwise convolutions. Between two steps of one call XLA may fuse and lay out
     # the intermediate values differently from a fresh call's, so MobileNet's later steps differ
@@ -108,7 +110,6 @@ def test_the_trainer_runs_several_steps_per_call_with_the_results_of_one_step_pe
 
 
 def test_steps_per_call_below_one_is_refused(mnist_data_dir):
-    import pytest
     from trainer_utils import small_config
 
     from cnn_jax.config import ConfigError, validate_config
