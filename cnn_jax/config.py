@@ -159,8 +159,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.sharding.rules = ()
 
     # Train steps per jitted call: K consecutive steps run as one call (steps.make_multi_step),
-    # the same math with one dispatch and host round trip per K steps (+5% LeNet-5, +17%
-    # ResNet-20, +15% MobileNet on 2 CPU cores: experiments/bench_train_step.py --chunk). Calls
+    # the same math with one dispatch and host round trip per K steps (LeNet-5 even, ResNet-20
+    # +15%, MobileNet +45% on 2 CPU cores: experiments/bench_train_step.py --chunk 4). Calls
     # end where the loop logs, checkpoints or evaluates, and the stop signal is checked per call.
     c.steps_per_call = 4
     c.log_every_steps = 100
