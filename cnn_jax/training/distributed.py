@@ -142,7 +142,30 @@ def initialize(options: DistributedOptions) -> bool:
         raise DistributedError(
             f"could not join the multi-process run through the coordinator at {where}: "
             f"{one_line(e)} (is process 0 running, and its address and port reachable?)") from None
+    if jax.process_count() > 1:
+        _checkpoint_barriers_through_the_coordinator()
     return jax.process_count() > 1
+
+
+def _checkpoint_barriers_through_the_coordinator() -> None:
+    """Orbax's barriers go through the coordination service, not through device collectives.
+
+    By default Orbax meets the other processes with `sync_global_devices`, a collective on the
+    devices. Its asynchronous saves do that from a background thread while the training thread
+    runs the train step's own collectives, and on CPU (gloo) two threads' collectives can pair
+    up in a different order in two processes: one process waits in the barrier's 4-byte
+    all-gather while its peer sends the train step's, and gloo aborts ("Received data size
+    doesn't match expected size"). The coordination service's barriers are keyed by name and
+    safe from any thread. Orbax reads this from an absl flag; nothing in cnn-jax parses absl
+    flags, so they are marked parsed (every other flag keeps its default).
+    """
+    from absl import flags
+    from orbax.checkpoint._src.multihost import multihost as orbax_multihost
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+    flags.FLAGS[orbax_multihost.EXPERIMENTAL_ORBAX_USE_DISTRIBUTED_BARRIER.name].value = True
+    assert orbax_multihost.EXPERIMENTAL_ORBAX_USE_DISTRIBUTED_BARRIER.value
 
 
 class PeerWatchdog:

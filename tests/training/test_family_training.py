@@ -53,7 +53,9 @@ RUNS = {
     "resnet18": ShortRun(epochs=3),
     "densenet121": ShortRun(epochs=3),
     # At 32x32 the ImageNet strides leave MobileNet a 1x1 map; it fits more slowly than the others.
-    "mobilenet_v1_025": ShortRun(epochs=16, lr=3e-3),
+    # (16 epochs left the last loss at 0.54 of the first once its depthwise convolutions trained as
+    # shifted multiply-adds, a different rounding and so a different trajectory.)
+    "mobilenet_v1_025": ShortRun(epochs=24, lr=3e-3),
 }
 
 

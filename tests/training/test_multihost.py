@@ -243,6 +243,16 @@ def test_process_group_comes_from_flags_then_environment_then_cluster_detection(
     assert not DistributedOptions.from_args(environ={}).enabled  # one process, nothing initialised
 
 
+def test_checkpoint_barriers_of_a_multi_process_run_go_through_the_coordinator():
+    # Orbax's default barrier is a device collective, which its background saving thread would
+    # run beside the train step's collectives (gloo aborts when two threads' collectives cross).
+    code = ("from cnn_jax.training.distributed import _checkpoint_barriers_through_the_coordinator as f\n"
+            "from orbax.checkpoint._src.multihost import multihost as m\n"
+            "f()\nprint(m.EXPERIMENTAL_ORBAX_USE_DISTRIBUTED_BARRIER.value)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr[-2000:]
+
+
 def test_a_collective_cut_by_a_dead_peer_is_told_apart_from_a_bug():
     from jax.errors import JaxRuntimeError
 
