@@ -243,9 +243,18 @@ def _coordination_client():
         return None
 
 
+_DYING = threading.Lock()
+
+
 def die(message: str) -> None:
     """Prints `error: message` plus how to resume, flushes the logs and exits with status 1 at
-    once (no atexit handlers: JAX's shutdown barrier would wait for the dead process)."""
+    once (no atexit handlers: JAX's shutdown barrier would wait for the dead process).
+
+    Once: when the watchdog thread and the training thread both see a peer die, the second
+    waits for the first to end the process, so the error is one line."""
+    if not _DYING.acquire(blocking=False):
+        while True:
+            time.sleep(1)
     print(f"error: {message}. Restart every process with the same command to resume from the "
           f"newest checkpoint.", file=sys.stderr, flush=True)
     exit_now(1)

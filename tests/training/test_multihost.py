@@ -193,7 +193,11 @@ def test_both_processes_restarted_after_a_kill_resume_to_the_same_parameters(
 
 @pytest.mark.slow
 def test_sigterm_to_one_process_checkpoints_both_at_the_same_step(mnist_data_dir, tmp_path, two_processes):
-    procs = _start_two(mnist_data_dir, tmp_path)
+    # One step per call: 20 calls remain after the checkpoint of step 4, so the processes agree
+    # on a stop step before the run ends (with 4 steps per call only 5 calls remain, and a run
+    # that ends first simply finishes).
+    one_per_call = "--config.steps_per_call=1"
+    procs = _start_two(mnist_data_dir, tmp_path, one_per_call)
     _wait_for_checkpoint(procs, tmp_path, 4)
     procs[1].send_signal(signal.SIGTERM)
     results = _finish(procs)
@@ -202,9 +206,10 @@ def test_sigterm_to_one_process_checkpoints_both_at_the_same_step(mnist_data_dir
     stopped = statuses[0]["step"]
     assert statuses[0]["status"] == "preempted" and stopped < STEPS
     assert all(f"stopped at step {stopped}" in err for _, _, err in results)
-    restarted = _finish(_start_two(mnist_data_dir, tmp_path))
+    restarted = _finish(_start_two(mnist_data_dir, tmp_path, one_per_call))
     assert [code for code, _, _ in restarted] == [0, 0], restarted[0][2][-2000:]
     assert f"resumed from step {stopped}" in restarted[0][2]
+    # The uninterrupted run took 4 steps per call: the same steps, the same bits.
     assert _max_diff(_checkpoint(tmp_path)["params"], _checkpoint(two_processes[0])["params"]) == 0
 
 
