@@ -163,6 +163,11 @@ def base_config() -> ml_collections.ConfigDict:
     # +15%, MobileNet +45% on 2 CPU cores: experiments/bench_train_step.py --chunk 4). Calls
     # end where the loop logs, checkpoints or evaluates, and the stop signal is checked per call.
     c.steps_per_call = 4
+    # How convolutions run (cnn_jax.layers.conv.set_conv_impl): 'auto' = oneDNN on a CPU backend
+    # (2-3x faster than XLA's own there: README "Performance"), XLA's on GPUs/TPUs or when oneDNN
+    # cannot be built; 'xla' = XLA's everywhere (needed for forward-mode autodiff, jax.jvp);
+    # 'onednn' = oneDNN on the CPU or an error.
+    c.conv_impl = "auto"
     c.log_every_steps = 100
     c.checkpoint_every_steps = 0  # 0 = at the end of every epoch only
     c.keep_checkpoints = 3  # latest N; the best (by validation accuracy) is kept apart
@@ -278,6 +283,16 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int) -> N
                 "steps_per_call"):
         if config[key] < 1:
             raise ConfigError(f"config key {key!r} must be at least 1, got {config[key]}")
+    from cnn_jax.layers.conv import CONV_IMPLS
+    from cnn_jax.layers.onednn import OneDNNUnavailableError, require
+
+    if config.conv_impl not in CONV_IMPLS:
+        raise ConfigError(f"conv_impl={config.conv_impl!r} is not one of {', '.join(CONV_IMPLS)}")
+    if config.conv_impl == "onednn":
+        try:
+            require()
+        except OneDNNUnavailableError as e:
+            raise ConfigError(str(e)) from None
     if config.optimizer.lr <= 0:
         raise ConfigError(f"optimizer.lr must be positive, got {config.optimizer.lr}")
     model_axis = config.sharding.model_axis

@@ -6,8 +6,10 @@ eager, and the plain NHWC -> CHWN transpose its weight gradient needs: README "P
     python experiments/bench_conv_layer.py --smoke                  # tiny sizes (what the test runs)
 
 For each (size, channels) of ResNet-20's three stages at batch 128: JAX `grad` of
-sum(relu(conv(x, w))) with respect to x and w (`lax.conv_general_dilated`, NHWC/HWIO, padding 1),
-the same with torch (`nn.Conv2d`, NCHW, `backward` into x and the weight), and in JAX the
+sum(relu(conv(x, w))) with respect to x and w (`lax.conv_general_dilated`, NHWC/HWIO, padding 1;
+and the same by oneDNN, `cnn_jax.layers.onednn.conv2d`, what cnn_jax's layers run on a CPU),
+the same with torch (`nn.Conv2d`, NCHW, `backward` into x and the weight; in a child process, so
+that it does not share the process with the oneDNN library cnn_jax loads), and in JAX the
 transpose of x to CHWN alone. Median of 5 repeats of `--steps` calls, in ms per call; threads:
 the cores XLA uses.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import time
@@ -49,15 +52,25 @@ def jax_side(batch: int, size: int, channels: int, steps: int) -> dict:
         y = lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return jnp.sum(jax.nn.relu(y))
 
+    def onednn_loss(x, w):
+        return jnp.sum(jax.nn.relu(onednn.conv2d(x, w, strides=(1, 1), padding=((1, 1), (1, 1)))))
+
     grads = jax.jit(jax.grad(loss, argnums=(0, 1)))
     transpose = jax.jit(lambda x: jnp.transpose(x, (3, 1, 2, 0)))
-    return {"jax_fwd_bwd_ms": round(_median_ms(lambda: jax.block_until_ready(grads(x, w)), steps), 2),
-            "jax_transpose_chwn_ms": round(_median_ms(lambda: jax.block_until_ready(transpose(x)), steps), 2)}
+    row = {"jax_fwd_bwd_ms": round(_median_ms(lambda: jax.block_until_ready(grads(x, w)), steps), 2),
+           "jax_transpose_chwn_ms": round(_median_ms(lambda: jax.block_until_ready(transpose(x)), steps), 2)}
+    from cnn_jax.layers import onednn
+
+    if onednn.available():
+        fast = jax.jit(jax.grad(onednn_loss, argnums=(0, 1)))
+        row["jax_onednn_fwd_bwd_ms"] = round(_median_ms(lambda: jax.block_until_ready(fast(x, w)), steps), 2)
+    return row
 
 
 def torch_side(batch: int, size: int, channels: int, steps: int) -> dict:
     import torch
 
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
     torch.manual_seed(0)
     x = torch.randn(batch, channels, size, size, requires_grad=True)
     conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
@@ -83,26 +96,26 @@ def main(argv=None) -> list[dict]:
     threads = len(os.sched_getaffinity(0))
     use_torch = not args.no_torch
     if use_torch:
-        try:
-            import torch
+        import importlib.util
 
-            torch.set_num_threads(threads)
-        except ImportError:
-            use_torch = False
+        use_torch = importlib.util.find_spec("torch") is not None
     rows = []
     for size, channels in shapes:
         row = {"batch": args.batch, "size": size, "channels": channels}
         row |= jax_side(args.batch, size, channels, args.steps)
-        if use_torch:
-            row |= torch_side(args.batch, size, channels, args.steps)
+        if use_torch:  # in its own process: the oneDNN cnn_jax loads must not share it with torch's
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                row |= pool.apply(torch_side, (args.batch, size, channels, args.steps))
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(f"\n3x3 convolution, forward + both gradients, ms per call (batch {args.batch}, {threads} threads, "
           f"load {os.getloadavg()[0]:.2f})")
-    print("| input | JAX | PyTorch | JAX transpose to CHWN alone |\n| --- | --- | --- | --- |")
+    print("| input | JAX, XLA's convolution | JAX, oneDNN (cnn_jax's default on CPU) | PyTorch | "
+          "JAX transpose to CHWN alone |\n| --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['size']}x{r['size']}x{r['channels']} | {r['jax_fwd_bwd_ms']} | "
-              f"{r.get('torch_fwd_bwd_ms', 'n/a')} | {r['jax_transpose_chwn_ms']} |")
+              f"{r.get('jax_onednn_fwd_bwd_ms', 'n/a')} | {r.get('torch_fwd_bwd_ms', 'n/a')} | "
+              f"{r['jax_transpose_chwn_ms']} |")
     return rows
 
 

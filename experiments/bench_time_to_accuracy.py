@@ -195,6 +195,13 @@ def main(argv=None) -> dict:
     if not (data_dir / "mnist").exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         import_s = round(import_mnist(shared, data_dir, subset), 2)
+    # cnn_jax's oneDNN convolutions compile once per installation (cnn_jax/layers/onednn.py), like
+    # the data import: done here and timed apart, so every race starts from an installed package.
+    start = time.perf_counter()
+    built = subprocess.run([sys.executable, "-c", "from cnn_jax.layers import onednn; "
+                            "print(onednn.available() or onednn.unavailable_reason())"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    info["onednn_build"] = {"s": round(time.perf_counter() - start, 2), "available": built}
     runs = {"cnn_jax": [], "torch": []}
     jax_overrides = [f"--config.{o}" for o in overrides]
     for r in range(args.repeats):
@@ -223,7 +230,7 @@ def main(argv=None) -> dict:
            "command": " ".join(sys.argv)}
     print(f"\nMNIST LeNet-5 to >= {TARGET_ACCURACY:.1%} test accuracy, cold start, median of {args.repeats} "
           f"(A/B alternated); {info['cpu']}, {info['cores']} cores; jax {info['jax']}, torch {info['torch']}; "
-          f"{info['date']}; data import {import_s} s (not in the times)\n")
+          f"{info['date']}; data import {import_s} s, oneDNN build {info['onednn_build']} (not in the times)\n")
     print("| side | wall s (median) | compile s | test accuracy (each run) | load |")
     print("| --- | --- | --- | --- | --- |")
     for side, rs in runs.items():

@@ -225,26 +225,83 @@ def alternate(runners: dict, steps: int, warmup: int, repeats: int) -> dict[str,
     return times
 
 
-def bench_model(model: str, *, batch: int, steps: int, warmup: int, repeats: int, chunk: int,
-                torch_side: bool) -> dict:
-    import jax
+def _worker(conn, kind: str, model: str, batch: int, pool: int, chunk: int, threads: int,
+            depthwise_impl: str, conv_impl: str) -> None:
+    """One variant in its own process: builds it, then answers ("run", steps) with the seconds."""
+    try:
+        from cnn_jax.layers import conv
 
-    shape = MODELS[model][1]
+        conv.set_conv_impl(conv_impl)
+        if depthwise_impl != "auto":
+            _force_depthwise_impl(depthwise_impl)
+        batches = random_batches(MODELS[model][1], batch, pool)
+        start = time.perf_counter()
+        if kind == "torch":
+            import torch
+
+            torch.set_num_threads(threads)
+            runner = TorchTrainStep(model, batches)
+        else:
+            runner = JaxTrainStep(model, batches, chunk=chunk)
+        conn.send(("ready", time.perf_counter() - start))
+        while True:
+            message = conn.recv()
+            if message[0] == "stop":
+                return
+            conn.send(("done", runner.run(message[1])))
+    except BaseException as e:  # reported by the parent, which stops the benchmark
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+
+
+class Variant:
+    """A variant running in a child process (so neither side's libraries, thread pools or
+    allocator state touch the other's), timed one at a time by `alternate`."""
+
+    def __init__(self, kind: str, model: str, **kwargs):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker, args=(child, kind, model), kwargs=kwargs, daemon=True)
+        self.process.start()
+        self.setup_s = self._reply("ready")
+
+    def _reply(self, expected: str):
+        tag, value = self.conn.recv()
+        if tag != expected:
+            raise RuntimeError(f"benchmark worker failed: {value}")
+        return value
+
+    def run(self, steps: int) -> float:
+        self.conn.send(("run", steps))
+        return self._reply("done")
+
+    def close(self) -> None:
+        self.conn.send(("stop",))
+        self.process.join(timeout=60)
+
+
+def bench_model(model: str, *, batch: int, steps: int, warmup: int, repeats: int, chunk: int,
+                torch_side: bool, threads: int, depthwise_impl: str = "auto", conv_impl: str = "auto") -> dict:
     chunk = max(1, chunk)
-    pool = max(4, chunk)
-    batches = random_batches(shape, batch, pool)
     steps = max(chunk, steps // chunk * chunk)
     warmup = max(chunk, -(-warmup // chunk) * chunk)
+    common = dict(batch=batch, pool=max(4, chunk), threads=threads, depthwise_impl=depthwise_impl,
+                  conv_impl=conv_impl)
     runners = {}
     t0 = time.perf_counter()
-    runners["cnn_jax"] = JaxTrainStep(model, batches)
-    if chunk > 1:
-        runners[f"cnn_jax_chunk{chunk}"] = JaxTrainStep(model, batches, chunk=chunk)
-    if torch_side:
-        runners["torch"] = TorchTrainStep(model, batches)
-    setup_s = time.perf_counter() - t0
-    load_before = os.getloadavg()[0]
-    times = alternate(runners, steps, warmup, repeats)
+    try:
+        runners["cnn_jax"] = Variant("jax", model, chunk=1, **common)
+        if chunk > 1:
+            runners[f"cnn_jax_chunk{chunk}"] = Variant("jax", model, chunk=chunk, **common)
+        if torch_side:
+            runners["torch"] = Variant("torch", model, chunk=1, **common)
+        setup_s = time.perf_counter() - t0
+        load_before = os.getloadavg()[0]
+        times = alternate(runners, steps, warmup, repeats)
+    finally:
+        for runner in runners.values():
+            runner.close()
     result = {"model": model, "config": MODELS[model][0], "batch": batch, "steps_per_repeat": steps,
               "repeats": repeats, "warmup_steps": warmup, "setup_s": round(setup_s, 2),
               "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
@@ -255,7 +312,6 @@ def bench_model(model: str, *, batch: int, steps: int, warmup: int, repeats: int
     if torch_side:
         t = result["images_per_s"]["torch"]
         result["ratio_vs_torch"] = {n: round(v / t, 3) for n, v in result["images_per_s"].items() if n != "torch"}
-    del jax
     return result
 
 
@@ -299,6 +355,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-torch", action="store_true", help="cnn_jax only")
     parser.add_argument("--depthwise-impl", choices=("auto", "xla", "shifted"), default="auto",
                         help="force this depthwise convolution implementation (a lever; default: auto)")
+    parser.add_argument("--conv-impl", choices=("auto", "xla", "onednn"), default="auto",
+                        help="cnn_jax.layers.conv.set_conv_impl for the cnn_jax side (a lever; default: auto)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (default: the cores XLA uses)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: a check that the script runs")
@@ -313,25 +371,22 @@ def main(argv=None) -> dict:
         from cnn_jax.config import base_config
 
         args.chunk = base_config().steps_per_call
-    if args.depthwise_impl != "auto":
-        _force_depthwise_impl(args.depthwise_impl)
     threads = args.threads or len(os.sched_getaffinity(0))
     torch_side = not args.no_torch
-    if torch_side:
-        import torch
-
-        torch.set_num_threads(threads)
-    info = machine_info() | {"threads": threads, "depthwise_impl": args.depthwise_impl}
+    info = machine_info() | {"threads": threads, "depthwise_impl": args.depthwise_impl,
+                             "conv_impl": args.conv_impl}
     results = []
     for model in args.models.split(","):
         r = bench_model(model, batch=args.batch, steps=args.steps, warmup=args.warmup,
-                        repeats=args.repeats, chunk=args.chunk, torch_side=torch_side)
+                        repeats=args.repeats, chunk=args.chunk, torch_side=torch_side, threads=threads,
+                        depthwise_impl=args.depthwise_impl, conv_impl=args.conv_impl)
         results.append(r)
         print(json.dumps(r), flush=True)
     out = {"machine": info, "results": results, "command": " ".join(sys.argv)}
     print(f"\ntrain step, images/s (median of {args.repeats} repeats of {args.steps} steps, A/B alternated); "
           f"{info['cpu']}, {info['cores']} cores, {threads} threads; jax {info['jax']}, torch {info['torch']}; "
-          f"XLA_FLAGS={info['xla_flags']!r}; depthwise {args.depthwise_impl}; {info['date']}\n")
+          f"XLA_FLAGS={info['xla_flags']!r}; conv {args.conv_impl}, depthwise {args.depthwise_impl}; "
+          f"{info['date']}\n")
     print(markdown_table(results))
     print(json.dumps(out, indent=2))
     if args.json:

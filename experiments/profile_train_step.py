@@ -2,6 +2,7 @@
 to it: README "Performance" (the profile of the ResNet-20 step and the convolution levers).
 
     python experiments/profile_train_step.py --model resnet20                    # time + profile
+    python experiments/profile_train_step.py --model resnet20 --conv xla         # XLA's convolutions
     python experiments/profile_train_step.py --model lenet5 --conv im2col        # a lever
     XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=individual_dot python experiments/profile_train_step.py
     python experiments/profile_train_step.py --smoke                             # what the test runs
@@ -14,7 +15,9 @@ name without its number: `transpose_copy_fusion`, `ynn_fusion`, ...), in ms per 
 
 `--conv` swaps how `cnn_jax.layers.Conv` computes an ordinary (ungrouped) convolution, for this
 process only; the parameters are the same:
-  xla        XLA's convolution (the default of cnn_jax.layers);
+  auto       what the trainer runs (`conv_impl='auto'`: oneDNN on the CPU, cnn_jax/layers/onednn.py);
+  onednn     oneDNN, or an error saying why it cannot be built;
+  xla        XLA's convolution (`conv_impl='xla'`);
   im2col     the k x k shifted slices concatenated on the channel axis, then one matrix product;
   tap-dw     XLA's convolution forward and input gradient, the weight gradient as k x k matrix
              products of a shifted slice with the output gradient (a custom VJP);
@@ -43,7 +46,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from jax import lax  # noqa: E402
 
-CONV_IMPLS = ("xla", "im2col", "tap-dw", "barrier")
+CONV_IMPLS = ("auto", "onednn", "xla", "im2col", "tap-dw", "barrier")
 
 
 def _xla_conv(x, w, strides, padding, dilation):
@@ -106,6 +109,12 @@ barrier_conv.defvjp(_tap_dw_fwd, _barrier_bwd)
 
 def use_conv(impl: str) -> None:
     """Routes cnn_jax.layers' ungrouped convolutions through `impl` (same parameters)."""
+    from cnn_jax.layers.conv import set_conv_impl
+
+    if impl in ("auto", "onednn"):
+        set_conv_impl(impl)
+        return
+    set_conv_impl("xla")  # the others replace XLA's convolution
     if impl == "xla":
         return
     import flax.linen as nn
@@ -166,7 +175,7 @@ def main(argv=None) -> dict:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet20", choices=sorted(MODELS))
-    parser.add_argument("--conv", default="xla", choices=CONV_IMPLS)
+    parser.add_argument("--conv", default="auto", choices=CONV_IMPLS)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)

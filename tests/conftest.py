@@ -1,6 +1,9 @@
 """Shared test fixtures: repository paths and the real data in ../shared/data."""
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +11,11 @@ import pytest
 
 # Tests run on the CPU; several use 8 fake devices through a subprocess (see tests/training).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The oneDNN convolutions (cnn_jax/layers/onednn.py) are compiled once per session into a temporary
+# directory that subprocesses inherit, not into ~/.cache.
+if "CNN_JAX_CACHE_DIR" not in os.environ:
+    os.environ["CNN_JAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnn_jax_cache_")
+    atexit.register(shutil.rmtree, os.environ["CNN_JAX_CACHE_DIR"], ignore_errors=True)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "configs"

@@ -45,6 +45,8 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
+from cnn_jax.layers.conv import using_conv_impl
+
 _MARKER = "cnn_jax_call"
 _MARKER_RE = re.compile(_MARKER + r"(\d+)")
 
@@ -248,7 +250,10 @@ def trace_forward(
         with nn.intercept_methods(interceptor):
             return model.apply(v, image, **mode)
 
-    closed = jax.make_jaxpr(forward)(variables, x)
+    # Layers, shapes and MACs are read from XLA's convolution primitives; oneDNN's custom calls
+    # (the CPU default, cnn_jax.layers.onednn) are opaque, so the analysis traces XLA's.
+    with using_conv_impl("xla"):
+        closed = jax.make_jaxpr(forward)(variables, x)
 
     leaves, _ = jax.tree_util.tree_flatten_with_path(variables)
     leaf_names, leaf_sizes, is_param = [], [], []

@@ -20,8 +20,18 @@ Output size (Dumoulin & Visin 2016, "A guide to convolution arithmetic", relatio
 ``W_o = floor((W_i + 2P - d (F - 1) - 1) / S) + 1``, i.e. ``floor((W_i - F + 2P) / S) + 1`` when d = 1;
 see :func:`conv_output_size`.
 
+Implementation (:func:`set_conv_impl`, the trainer's ``config.conv_impl``): with ``'auto'`` (the
+default), 1-D and 2-D float32 convolutions compiled for a single CPU device run on oneDNN through
+XLA FFI custom calls (:mod:`cnn_jax.layers.onednn`: forward and both gradients 2-3x faster than
+XLA:CPU's own convolutions, depthwise ones included); GPUs, TPUs, several devices, other dtypes,
+3-D and circular padding use XLA's convolution. ``'xla'`` uses XLA's everywhere (it supports
+forward-mode autodiff, which the oneDNN calls do not). Both create the same parameters, so
+checkpoints move between them. The model analysis (:mod:`cnn_jax.analysis`) always traces XLA's
+convolutions.
+
 Depthwise convolutions (``groups == C_in``: :class:`DepthwiseConv`, and :class:`Conv` /
-:class:`ConvBNAct` with ``groups`` equal to the input channels, as MobileNet uses them) go through
+:class:`ConvBNAct` with ``groups`` equal to the input channels, as MobileNet uses them) that oneDNN
+does not take (or with ``depthwise_impl`` ``'xla'``/``'shifted'``, which bypass it) go through
 :func:`depthwise_conv`. XLA:CPU runs a grouped convolution with one channel per group as a slow
 generic loop; written as ``k * k`` shifted multiply-adds (one strided slice of the padded input per
 kernel tap) the same layer runs forward and backward 10-30x faster on a CPU and gives the same
@@ -34,8 +44,11 @@ experiments/bench_train_step.py and README "Performance".
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
+import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +57,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from cnn_jax.layers import onednn
 from cnn_jax.layers.activations import (
     PARAMETRIC_ACTIVATIONS,
     Activation,
@@ -303,36 +317,30 @@ def depthwise_conv(
     if impl not in DEPTHWISE_IMPLS:
         raise ValueError(f"depthwise impl {impl!r} is not one of {', '.join(DEPTHWISE_IMPLS)}")
     strides, dilation = tuple(strides), tuple(dilation)
-    kernel_shape = kernel.shape[:-2]
-    if isinstance(padding, str):
-        effective = [d * (k - 1) + 1 for k, d in zip(kernel_shape, dilation, strict=True)]
-        padding = lax.padtype_to_pads(x.shape[1:-1], effective, strides, padding)
-    padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+    padding = _pad_pairs(x, kernel.shape[:-2], strides, padding, dilation)
     fn = {"auto": _auto_depthwise, "xla": _grouped_depthwise, "shifted": _shifted_depthwise}[impl]
     return fn(x, kernel, strides, padding, dilation, precision)
 
 
-def _depthwise_layer(
+def _direct_layer(
     module: nn.Module,
     x: jax.Array,
+    conv_fn,
     *,
     features: int,
     kernel_size: tuple[int, ...],
-    strides: tuple[int, ...],
-    padding: str | PadPairs,
-    dilation: tuple[int, ...],
+    groups: int,
     use_bias: bool,
     kernel_init: str | Initializer,
     bias_init: str | Initializer,
     dtype: Any,
     param_dtype: Any,
-    precision: Any,
-    impl: str,
+    **conv_kwargs,
 ) -> jax.Array:
     """The parameters ``nn.Conv`` would create in ``module`` (same names, shapes, initialisers and
-    random streams), applied by :func:`depthwise_conv`."""
+    random streams), applied by ``conv_fn(x, kernel, strides=, padding=, dilation=, precision=)``."""
     kernel = module.param(
-        "kernel", get_initializer(kernel_init), (*kernel_size, 1, features), param_dtype
+        "kernel", get_initializer(kernel_init), (*kernel_size, x.shape[-1] // groups, features), param_dtype
     )
     bias = (
         module.param("bias", get_initializer(bias_init), (features,), param_dtype)
@@ -340,21 +348,112 @@ def _depthwise_layer(
         else None
     )
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=dtype)
-    y = depthwise_conv(
-        x, kernel, strides=strides, padding=padding, dilation=dilation, precision=precision, impl=impl
-    )
+    y = conv_fn(x, kernel, **conv_kwargs)
     if bias is not None:
         y = y + bias
     return y
 
 
+# --------------------------------------------------------------------------------------------
+# Which implementation runs an ordinary (not depthwise) convolution
+# --------------------------------------------------------------------------------------------
+CONV_IMPLS = ("auto", "xla", "onednn")
+_conv_impl = {"name": os.environ.get("CNN_JAX_CONV_IMPL", "auto")}
+_warned: set[str] = set()
+
+
+def set_conv_impl(name: str) -> str:
+    """Chooses how 1-D and 2-D float32 convolutions run from now on (for everything traced later);
+    returns the previous choice. ``'auto'`` (the default, or ``$CNN_JAX_CONV_IMPL``): oneDNN when
+    the backend is one CPU device and oneDNN builds (:mod:`cnn_jax.layers.onednn`), else XLA's;
+    ``'xla'``: XLA's everywhere; ``'onednn'``: oneDNN on the CPU, with an error naming the fix if it
+    cannot be built (with several devices each computes the whole batch: XLA cannot split the calls).
+    Depthwise convolutions follow ``depthwise_impl`` instead."""
+    if name not in CONV_IMPLS:
+        raise ValueError(f"conv_impl {name!r} is not one of {', '.join(CONV_IMPLS)}")
+    if name == "onednn":
+        onednn.require()
+    previous, _conv_impl["name"] = _conv_impl["name"], name
+    return previous
+
+
+def get_conv_impl() -> str:
+    return _conv_impl["name"]
+
+
+@contextlib.contextmanager
+def using_conv_impl(name: str):
+    """:func:`set_conv_impl` for the ``with`` block (what is traced inside it)."""
+    previous = set_conv_impl(name)
+    try:
+        yield
+    finally:
+        _conv_impl["name"] = previous
+
+
+def _onednn_chosen() -> bool:
+    """Whether ``set_conv_impl``'s choice sends eligible convolutions to oneDNN."""
+    name = _conv_impl["name"]
+    if name not in CONV_IMPLS:
+        raise ValueError(f"CNN_JAX_CONV_IMPL={name!r} is not one of {', '.join(CONV_IMPLS)}")
+    if name == "xla" or (name == "auto" and (jax.default_backend() != "cpu" or jax.device_count() > 1)):
+        # XLA's SPMD partitioner cannot split a custom call over devices: it would gather the batch
+        # and compute it whole on every device. So 'auto' keeps oneDNN to single-device runs.
+        return False
+    if name == "onednn":
+        onednn.require()
+        return True
+    if onednn.available():
+        return True
+    if "onednn" not in _warned:
+        _warned.add("onednn")
+        logging.getLogger(__name__).warning(
+            "oneDNN convolutions unavailable (%s): using XLA's, 2-3x slower on CPUs; %s, or set "
+            "conv_impl='xla' to silence this", onednn.unavailable_reason(), onednn.INSTALL_HINT)
+    return False
+
+
+def _onednn_conv(x, kernel, *, strides, padding, dilation, precision, groups):
+    """:func:`cnn_jax.layers.onednn.conv2d` for 1-D (as height 1) and 2-D convolutions."""
+    del precision  # float32 arithmetic either way
+    if x.ndim == 3:
+        y = onednn.conv2d(x[:, None], kernel[None], strides=(1, *strides), padding=((0, 0), *padding),
+                          dilation=(1, *dilation), groups=groups)
+        return y[:, 0]
+    return onednn.conv2d(x, kernel, strides=strides, padding=padding, dilation=dilation, groups=groups)
+
+
+def _onednn_eligible(x, padding, dtype, param_dtype) -> bool:
+    """A 1-D or 2-D float32 convolution with non-negative zero padding."""
+    compute = jnp.dtype(dtype) if dtype is not None else jnp.result_type(x.dtype, param_dtype)
+    return (x.ndim in (3, 4) and padding != "CIRCULAR" and compute == jnp.float32
+            and (isinstance(padding, str) or all(p >= 0 for pair in padding for p in pair)))
+
+
+def _pad_pairs(x, kernel_size, strides, padding, dilation) -> tuple[tuple[int, int], ...]:
+    if isinstance(padding, str):
+        effective = [d * (k - 1) + 1 for k, d in zip(kernel_size, dilation, strict=True)]
+        padding = lax.padtype_to_pads(x.shape[1:-1], effective, strides, padding)
+    return tuple((int(lo), int(hi)) for lo, hi in padding)
+
+
 def _conv_layer(module: nn.Module, x: jax.Array, *, groups: int, depthwise_impl: str, **kwargs) -> jax.Array:
-    """A depthwise convolution by :func:`depthwise_conv`, any other by ``nn.Conv``."""
+    """A 1-D/2-D float32 convolution by oneDNN when :func:`set_conv_impl` says so (depthwise ones
+    too, unless ``depthwise_impl`` forces 'xla' or 'shifted'), any other depthwise one by
+    :func:`depthwise_conv`, the rest by ``nn.Conv``."""
     padding = kwargs["padding"]
-    if depthwise_impl != "xla" and _is_depthwise(x.shape[-1], groups, x.ndim - 2, padding):
-        return _depthwise_layer(module, x, impl=depthwise_impl, **kwargs)
     if depthwise_impl not in DEPTHWISE_IMPLS:
         raise ValueError(f"depthwise_impl={depthwise_impl!r} is not one of {', '.join(DEPTHWISE_IMPLS)}")
+    depthwise = _is_depthwise(x.shape[-1], groups, x.ndim - 2, padding)
+    if depthwise and depthwise_impl == "xla":
+        return _flax_conv(module, x, groups=groups, **kwargs)
+    if (not (depthwise and depthwise_impl == "shifted")
+            and _onednn_eligible(x, padding, kwargs["dtype"], kwargs["param_dtype"]) and _onednn_chosen()):
+        kwargs["padding"] = _pad_pairs(x, kwargs["kernel_size"], kwargs["strides"], padding, kwargs["dilation"])
+        return _direct_layer(module, x, functools.partial(_onednn_conv, groups=groups), groups=groups, **kwargs)
+    if depthwise:
+        return _direct_layer(module, x, functools.partial(depthwise_conv, impl=depthwise_impl),
+                             groups=groups, **kwargs)
     return _flax_conv(module, x, groups=groups, **kwargs)
 
 
@@ -432,7 +531,7 @@ class CausalConv1D(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = (self.kernel_size,)
         _check_input(x, 1, "CausalConv1D", kernel)
-        return _flax_conv(
+        return _conv_layer(
             self,
             x,
             features=self.features,
@@ -441,6 +540,7 @@ class CausalConv1D(nn.Module):
             padding=[((self.kernel_size - 1) * self.dilation, 0)],
             dilation=(self.dilation,),
             groups=1,
+            depthwise_impl="auto",
             use_bias=self.use_bias,
             kernel_init=self.kernel_init,
             bias_init=self.bias_init,
@@ -725,11 +825,15 @@ __all__ = [
     "DepthwiseConv",
     "DepthwiseSeparableConv",
     "Padding",
+    "CONV_IMPLS",
     "DEPTHWISE_IMPLS",
     "conv_output_size",
     "depthwise_conv",
+    "get_conv_impl",
     "kernel_tuple",
     "ntuple",
     "resolve_padding",
+    "set_conv_impl",
+    "using_conv_impl",
     "torch_same_padding",
 ]

@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from cnn_jax.config import ConfigError, from_dict, to_dict, validate_config
+from cnn_jax.layers.conv import set_conv_impl
 from cnn_jax.metrics import summarize
 from cnn_jax.models import create_model
 from cnn_jax.optim import create_optimizer
@@ -203,6 +204,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     start_time = time.time()
     # ---- workdir and logging ----------------------------------------------------------------
     validate_config(config, num_devices=jax.device_count())
+    set_conv_impl(config.conv_impl)
     mesh = sharding.create_mesh(model_axis=config.sharding.model_axis)
     workdir = Path(workdir)
     if not any(p.name.isdigit() for p in (workdir / "checkpoints").glob("*")):
@@ -520,6 +522,7 @@ def evaluate_workdir(workdir: str | Path, split: str = "test", checkpoint: str =
         raise ConfigError(f"{workdir} holds no run (no config.json): pass the --workdir of a `cnn-jax train`")
     config = from_dict(json.loads(path.read_text()))
     validate_config(config, num_devices=jax.device_count())
+    set_conv_impl(config.conv_impl)
     mesh = sharding.create_mesh(model_axis=config.sharding.model_axis)
     data = _input_pipeline(config)
     if split == "val" and not data.num_val:

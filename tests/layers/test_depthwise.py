@@ -10,9 +10,18 @@ import numpy as np
 import pytest
 
 from cnn_jax.layers import Conv, ConvBNAct, DepthwiseConv, DepthwiseSeparableConv
-from cnn_jax.layers.conv import depthwise_conv
+from cnn_jax.layers.conv import depthwise_conv, using_conv_impl
 
 X = jax.random.normal(jax.random.key(0), (3, 9, 10, 6))
+
+
+@pytest.fixture(autouse=True)
+def _xla_convolutions():
+    # These tests cover depthwise_conv: the path depthwise layers take where oneDNN does not
+    # (conv_impl='xla', GPUs, several devices, oneDNN not installed). On one CPU device with oneDNN,
+    # conv_impl='auto' hands them to oneDNN instead: tests/layers/test_onednn.py.
+    with using_conv_impl("xla"):
+        yield
 
 # (strides, padding, dilation): stride 1 and 2, torch-style int padding, 'SAME' (asymmetric at
 # stride 2), 'VALID', explicit uneven pairs, dilation.
