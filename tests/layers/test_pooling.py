@@ -194,3 +194,25 @@ def test_pooling_is_differentiable_under_jit(pool):
     expected = {"sum_pool": np.ones((4, 4)), "avg_pool": np.full((4, 4), 0.25),
                 "max_pool": np.kron(np.ones((2, 2)), np.array([[0, 0], [0, 1]]))}[pool.__name__]
     np.testing.assert_allclose(grad, expected)
+
+
+@pytest.mark.parametrize("shape,window", [((2, 8, 6, 3), (2, 2)), ((2, 9, 6, 3), (3, 3)),
+                                          ((2, 8, 3), (2,)), ((1, 4, 4, 4, 2), (2, 2, 2))])
+def test_tiling_max_pool_gradient_is_select_and_scatter_bit_for_bit_even_with_ties(shape, window):
+    # Non-overlapping windows that tile the input take max_pool's elementwise gradient; it must
+    # give each window's gradient to its first maximum, as lax.reduce_window's own gradient does.
+    from jax import lax
+
+    x = jnp.asarray(np.random.default_rng(0).integers(0, 3, shape), jnp.float32)  # many ties
+    g = jnp.asarray(np.random.default_rng(1).standard_normal(max_pool(x, window).shape), jnp.float32)
+    dims = (1, *window, 1)
+
+    def reference(x):
+        return lax.reduce_window(x, -jnp.inf, lax.max, dims, dims, "VALID")
+
+    ours = jax.jit(lambda x: jax.vjp(lambda x: max_pool(x, window), x)[1](g)[0])(x)
+    theirs = jax.jit(lambda x: jax.vjp(reference, x)[1](g)[0])(x)
+    assert jnp.array_equal(max_pool(x, window), reference(x))
+    assert jnp.array_equal(ours, theirs)
+    assert "select-and-scatter" not in jax.jit(jax.grad(lambda x: jnp.sum(max_pool(x, window) * g))).lower(
+        x).compile().as_text()
