@@ -45,3 +45,11 @@ def mnist_data_dir(shared_data, tmp_path_factory):
     counts = import_local("mnist", npz, root)
     assert counts == {"train": 4096, "test": 1000}
     return root
+
+
+def pytest_sessionstart(session):
+    # Build the oneDNN convolutions once, before any test or test subprocess needs them (several
+    # subprocesses starting at once would each compile them).
+    from cnn_jax.layers import onednn
+
+    onednn.available()
