@@ -6,7 +6,7 @@ the same recipe in PyTorch).
 
 Expected: >= 99.0% test accuracy after 4 epochs: 99.19%, 99.05%, 99.06% with --config.seed=0, 1, 2
 (wall times: README "Performance"). Three epochs were not enough to be sure: seeds 1-3 gave
-98.94%, 99.02%, 99.00%.
+98.94%, 99.02%, 99.00% (the same commands with --config.num_epochs=3).
 
 What makes it fast, against configs/mnist_lenet5.py (tanh, 12 epochs of batch 128, 219 s):
   * the modern LeNet-5 (ReLU, 2x2 max pooling, C1 padded; same 61,706 parameters), which
@@ -40,7 +40,7 @@ def get_config():
     c.optimizer.weight_decay = 5e-4
     c.log_every_steps = 100
     # One step per jitted call: for this small network at batch 256 four per call ran no faster
-    # (13-15 ms either way, experiments/bench_train_step.py), and the four-step program would add
-    # 2 s of compilation to a 20 s run.
+    # (one-off timings of experiments/bench_train_step.py's JaxTrainStep on this config), and the
+    # four-step program would add its compilation (about 2 s in a cProfile of one run).
     c.steps_per_call = 1
     return c

@@ -117,31 +117,19 @@ def use_conv(impl: str) -> None:
     set_conv_impl("xla")  # the others replace XLA's convolution
     if impl == "xla":
         return
-    import flax.linen as nn
-
     import cnn_jax.layers.conv as conv_module
-    from cnn_jax.layers.initializers import get_initializer
 
     fn = {"im2col": im2col_conv, "tap-dw": tap_dw_conv, "barrier": barrier_conv}[impl]
     original = conv_module._flax_conv
 
-    def conv(module, x, *, features, kernel_size, strides, padding, dilation, groups, use_bias,
-             kernel_init, bias_init, dtype, param_dtype, precision):
+    def apply(x, kernel, *, strides, padding, dilation, precision):
+        return fn(x, kernel, tuple(strides), padding, tuple(dilation))
+
+    def conv(module, x, *, groups, padding, **kwargs):
         if groups != 1 or padding == "CIRCULAR":
-            return original(module, x, features=features, kernel_size=kernel_size, strides=strides,
-                            padding=padding, dilation=dilation, groups=groups, use_bias=use_bias,
-                            kernel_init=kernel_init, bias_init=bias_init, dtype=dtype,
-                            param_dtype=param_dtype, precision=precision)
-        if isinstance(padding, str):
-            effective = [d * (k - 1) + 1 for k, d in zip(kernel_size, dilation, strict=True)]
-            padding = lax.padtype_to_pads(x.shape[1:-1], effective, strides, padding)
-        padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-        kernel = module.param("kernel", get_initializer(kernel_init),
-                              (*kernel_size, x.shape[-1], features), param_dtype)
-        bias = module.param("bias", get_initializer(bias_init), (features,), param_dtype) if use_bias else None
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=dtype)
-        y = fn(x, kernel, tuple(strides), padding, tuple(dilation))
-        return y if bias is None else y + bias
+            return original(module, x, groups=groups, padding=padding, **kwargs)
+        padding = conv_module._pad_pairs(x, kwargs["kernel_size"], kwargs["strides"], padding, kwargs["dilation"])
+        return conv_module._direct_layer(module, x, apply, groups=groups, padding=padding, **kwargs)
 
     conv_module._flax_conv = conv
 

@@ -454,30 +454,19 @@ def build_train_state(config: ml_collections.ConfigDict, spec, steps_per_epoch: 
                              "batch_stats": jax.tree.map(lambda _: replicated, shapes["batch_stats"])}
     except ValueError as e:
         raise ConfigError(_one_line(e)) from None
-    from_config = initialize and _init_requested(config.init)
-    if not from_config:  # one program creates the parameters and the optimizer state (one compile)
-        try:
-            tx, schedule = create_optimizer(config.optimizer, steps_per_epoch, config.num_epochs,
-                                            params=shapes["params"], batch_size=config.batch_size)
-        except ValueError as e:
-            raise ConfigError(_one_line(e)) from None
+    try:
+        tx, schedule = create_optimizer(config.optimizer, steps_per_epoch, config.num_epochs,
+                                        params=shapes["params"], batch_size=config.batch_size)
+    except ValueError as e:
+        raise ConfigError(_one_line(e)) from None
 
-        def new_state_from_key(key):
-            return create_train_state(model, tx, init(key), ema_decay=config.optimizer.ema_decay)
+    def new_state(v):
+        return create_train_state(model, tx, v, ema_decay=config.optimizer.ema_decay)
 
-        state_sharding = sharding.state_shardings(jax.eval_shape(new_state_from_key, init_key), mesh,
-                                                  config.sharding.rules)
-        # Compiled without XLA's backend optimisations: the program runs once, and optimising its
-        # random-number generation costs more than it saves (compile + run, LeNet-5 2.6 -> 0.6 s,
-        # ResNet-20 3.9 -> 1.0 s, ResNet-50 7.7 -> 4.6 s on 2 cores). The values differ from an
-        # optimised build's in the last bits (a different float contraction), the same every run.
-        state = jax.jit(new_state_from_key, out_shardings=state_sharding).lower(init_key).compile(
-            compiler_options={"xla_backend_optimization_level": 0})(init_key)
-        return state, schedule, dropout_key
-    variables = jax.jit(init, out_shardings=variable_sharding)(init_key)
-    if from_config:
+    if initialize and _init_requested(config.init):
         from cnn_jax.training.init import initialize_from_config
 
+        variables = jax.jit(init, out_shardings=variable_sharding)(init_key)
         try:
             variables = initialize_from_config(
                 config.init, variables, rng=jax.random.fold_in(init_key, 1), model_name=config.model.name,
@@ -486,18 +475,20 @@ def build_train_state(config: ml_collections.ConfigDict, spec, steps_per_epoch: 
         except ValueError as e:
             raise ConfigError(_one_line(e)) from None
         variables = jax.device_put(variables, variable_sharding)
-    try:
-        tx, schedule = create_optimizer(config.optimizer, steps_per_epoch, config.num_epochs,
-                                        params=variables["params"], batch_size=config.batch_size)
-    except ValueError as e:
-        raise ConfigError(_one_line(e)) from None
+        state_sharding = sharding.state_shardings(jax.eval_shape(new_state, variables), mesh,
+                                                  config.sharding.rules)
+        return jax.jit(new_state, out_shardings=state_sharding)(variables), schedule, dropout_key
 
-    def new_state(v):
-        return create_train_state(model, tx, v, ema_decay=config.optimizer.ema_decay)
+    def new_state_from_key(key):  # parameters and optimizer state in one program (one compile)
+        return new_state(init(key))
 
-    state_sharding = sharding.state_shardings(jax.eval_shape(new_state, variables), mesh,
+    state_sharding = sharding.state_shardings(jax.eval_shape(new_state_from_key, init_key), mesh,
                                               config.sharding.rules)
-    state = jax.jit(new_state, out_shardings=state_sharding)(variables)
+    # Compiled without XLA's backend optimisations: the program runs once, and optimising its
+    # random-number generation costs more compile time than it saves in running. The values differ
+    # from an optimised build's in the last bits (a different float contraction), the same every run.
+    state = jax.jit(new_state_from_key, out_shardings=state_sharding).lower(init_key).compile(
+        compiler_options={"xla_backend_optimization_level": 0})(init_key)
     return state, schedule, dropout_key
 
 

@@ -98,12 +98,9 @@ def test_vmap_runs_each_call_and_matches_xla():
 
 
 def _layer_outputs(module, x, impl):
-    previous = conv_module.set_conv_impl(impl)
-    try:
+    with conv_module.using_conv_impl(impl):
         variables = module.init(jax.random.key(0), x)
         return variables, jax.jit(module.apply)(variables, x), _hlo(module.apply, variables, x)
-    finally:
-        conv_module.set_conv_impl(previous)
 
 
 @pytest.mark.parametrize("module,shape", [
@@ -188,16 +185,11 @@ def test_lenet_training_gradients_match_xla():
     x = jnp.asarray(np.random.default_rng(2).standard_normal((8, 28, 28, 1)), jnp.float32)
     labels = jnp.arange(8) % 10
 
+    def loss(p):
+        return -jnp.mean(jax.nn.log_softmax(model.apply({"params": p}, x))[jnp.arange(8), labels])
+
     def grads(impl):
-        previous = conv_module.set_conv_impl(impl)
-        try:
-            params = model.init(jax.random.key(0), x)["params"]
-
-            def loss(p):
-                return -jnp.mean(jax.nn.log_softmax(model.apply({"params": p}, x))[jnp.arange(8), labels])
-
-            return jax.jit(jax.grad(loss))(params)
-        finally:
-            conv_module.set_conv_impl(previous)
+        with conv_module.using_conv_impl(impl):
+            return jax.jit(jax.grad(loss))(model.init(jax.random.key(0), x)["params"])
 
     _close(grads("auto"), grads("xla"), tol=1e-5)
