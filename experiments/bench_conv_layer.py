@@ -3,6 +3,7 @@ eager, and the plain NHWC -> CHWN transpose its weight gradient needs: README "P
 (the evidence that the ResNet-20 step's gap is fusion, not the convolution kernels).
 
     .venv-bench/bin/python experiments/bench_conv_layer.py          # torch side if torch imports
+    python experiments/bench_conv_layer.py --covering               # kernels that cover the input
     python experiments/bench_conv_layer.py --smoke                  # tiny sizes (what the test runs)
 
 For each (size, channels) of ResNet-20's three stages at batch 128: JAX `grad` of
@@ -12,6 +13,11 @@ the same with torch (`nn.Conv2d`, NCHW, `backward` into x and the weight; in a c
 that it does not share the process with the oneDNN library cnn_jax loads), and in JAX the
 transpose of x to CHWN alone. Median of 5 repeats of `--steps` calls, in ms per call; threads:
 the cores XLA uses.
+
+`--covering`: convolutions whose kernel covers the whole unpadded input (one output position,
+LeNet-5's C5 at the time-to-accuracy recipe's batch 256 first), forward + both gradients by
+XLA's convolution, by oneDNN's, and by what `cnn_jax.layers.Conv` runs for them on a CPU (the
+flattened input times the flattened kernel, XLA's dot).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import time
 import numpy as np
 
 SHAPES = ((32, 16), (16, 32), (8, 64))  # ResNet-20's stages: spatial size, channels
+# (batch, size, in channels, out channels) of convolutions whose kernel is size x size
+COVERING = ((256, 5, 16, 120), (128, 4, 64, 256), (128, 6, 256, 512), (32, 7, 512, 1024))
 
 
 def _median_ms(fn, steps: int, repeats: int = 5) -> float:
@@ -67,6 +75,48 @@ def jax_side(batch: int, size: int, channels: int, steps: int) -> dict:
     return row
 
 
+def covering_side(batch: int, size: int, cin: int, cout: int, steps: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    from cnn_jax.layers import onednn
+    from cnn_jax.layers.conv import _onednn_conv
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((batch, size, size, cin)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((size, size, cin, cout)) * 0.1, jnp.float32)
+    none = ((0, 0), (0, 0))
+    ways = {"xla_ms": lambda x, w: lax.conv_general_dilated(x, w, (1, 1), none,
+                                                            dimension_numbers=("NHWC", "HWIO", "NHWC")),
+            "onednn_conv_ms": lambda x, w: onednn.conv2d(x, w, strides=(1, 1), padding=none),
+            "cnn_jax_ms": lambda x, w: _onednn_conv(x, w, strides=(1, 1), padding=none, dilation=(1, 1),
+                                                    precision=None, groups=1)}
+    row = {"batch": batch, "size": size, "in": cin, "out": cout}
+    for name, conv in ways.items():
+        if name != "xla_ms" and not onednn.available():
+            continue
+        grads = jax.jit(jax.grad(lambda x, w, conv=conv: jnp.sum(jax.nn.relu(conv(x, w))), argnums=(0, 1)))
+        row[name] = round(_median_ms(lambda g=grads: jax.block_until_ready(g(x, w)), steps), 2)
+    return row
+
+
+def main_covering(args) -> list[dict]:
+    shapes = COVERING[:1] if args.smoke else COVERING
+    rows = []
+    for batch, size, cin, cout in shapes:
+        rows.append(covering_side(2 if args.smoke else batch, size, cin, cout, args.steps))
+        print(json.dumps(rows[-1]), flush=True)
+    print(f"\nKernel covering the input, forward + both gradients, ms per call "
+          f"({len(os.sched_getaffinity(0))} threads, load {os.getloadavg()[0]:.2f})")
+    print("| batch | input | output channels | XLA's convolution | oneDNN's convolution | "
+          "cnn_jax (dot) |\n| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['batch']} | {r['size']}x{r['size']}x{r['in']} | {r['out']} | {r['xla_ms']} | "
+              f"{r.get('onednn_conv_ms', 'n/a')} | {r.get('cnn_jax_ms', 'n/a')} |")
+    return rows
+
+
 def torch_side(batch: int, size: int, channels: int, steps: int) -> dict:
     import torch
 
@@ -88,8 +138,14 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--covering", action="store_true",
+                        help="kernels covering the whole input: XLA, oneDNN and cnn_jax's dot")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
+    if args.covering:
+        if args.smoke:
+            args.steps = 2
+        return main_covering(args)
     shapes = SHAPES
     if args.smoke:
         args.batch, args.steps, shapes = 2, 2, SHAPES[-1:]

@@ -129,3 +129,9 @@ def test_conv_layer_benchmark_reports_each_side_per_shape():
     rows = _script("bench_conv_layer").main(["--smoke"])
     assert len(rows) == 1 and rows[0]["jax_fwd_bwd_ms"] > 0 and rows[0]["jax_transpose_chwn_ms"] > 0
     assert "torch_fwd_bwd_ms" in rows[0]  # CI installs torch (the parity tests need it)
+
+
+def test_conv_layer_benchmark_times_covering_kernels_three_ways():
+    rows = _script("bench_conv_layer").main(["--covering", "--smoke"])
+    assert len(rows) == 1 and (rows[0]["size"], rows[0]["in"], rows[0]["out"]) == (5, 16, 120)
+    assert all(rows[0][k] > 0 for k in ("xla_ms", "onednn_conv_ms", "cnn_jax_ms"))

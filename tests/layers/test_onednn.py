@@ -118,6 +118,30 @@ def test_layers_use_onednn_on_auto_with_the_same_parameters(module, shape):
     _close(y_fast, y_xla)
 
 
+@pytest.mark.parametrize("shape,features", [((3, 5, 5, 16), 12), ((2, 4, 3), 5)], ids=["lenet_c5", "conv1d"])
+def test_a_kernel_covering_its_input_runs_as_a_dot_with_xla_gradients(shape, features):
+    module = Conv(features, shape[1:-1], padding="VALID")
+    x = jnp.asarray(np.random.default_rng(3).standard_normal(shape), jnp.float32)
+    v_fast, y_fast, hlo_fast = _layer_outputs(module, x, "auto")
+    v_xla, y_xla, _ = _layer_outputs(module, x, "xla")
+    assert "cnn_jax_onednn" not in hlo_fast and "dot_general" in hlo_fast
+    assert y_fast.shape == y_xla.shape == (shape[0], *(1,) * (len(shape) - 2), features)
+    _close(y_fast, y_xla)
+
+    def grads(impl):
+        def loss(v, x):
+            return jnp.sum(jnp.tanh(module.apply(v, x)))
+
+        with conv_module.using_conv_impl(impl):
+            return jax.jit(jax.grad(loss, argnums=(0, 1)))(v_xla, x)
+
+    _close(grads("auto"), grads("xla"))
+    # padding, dilation or a smaller kernel keep the convolution on oneDNN
+    for other in (Conv(features, shape[1:-1], padding=1), Conv(features, 2, padding="VALID")):
+        if len(shape) == 4:
+            assert "cnn_jax_onednn_conv_forward" in _layer_outputs(other, x, "auto")[2]
+
+
 def test_non_float32_and_circular_convolutions_stay_on_xla():
     x = jnp.ones((2, 8, 8, 3), jnp.bfloat16)
     _, _, text = _layer_outputs(Conv(4, 3, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16), x, "auto")
