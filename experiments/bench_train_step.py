@@ -19,16 +19,19 @@ momentum, Nesterov flag and kernel-only weight decay, the LR scheduler stepped e
 and the same metric sums kept on the tensor side (no `.item()` per step); its batch is a numpy
 uint8 NCHW array converted with `torch.from_numpy` and normalised inside the step.
 
-Both run in this one process with the same number of threads (`torch.set_num_threads` = the
-cores XLA's CPU client uses, `len(os.sched_getaffinity(0))`). Each variant is warmed up (compile,
-first steps), then the variants alternate — A, B, A, B, ... in a rotating order — for `--repeats`
+Each variant runs in its own spawned process (`Variant`), so that neither side's libraries, thread
+pools or allocator state touch the other's (torch's oneDNN and the one cnn_jax loads do not
+share a process), with the same number of threads (`torch.set_num_threads` = the cores XLA's CPU
+client uses, `len(os.sched_getaffinity(0))`); only the variant being timed runs, the others wait.
+Each variant is warmed up (compile, first steps), then the variants alternate — A, B, A, B, ... in a rotating order — for `--repeats`
 rounds of `--steps` steps each; the table reports the median images/s of each and their ratio.
 The load average before and after is printed with the results: on a shared machine, compare
 ratios measured in the same run rather than images/s across runs.
 
 Models and recipes: LeNet-5 on 28x28x1 (configs/mnist_lenet5.py), ResNet-20 on 32x32x3
 (configs/cifar10_resnet20.py), MobileNet v1 alpha 0.5 on 32x32x3 (configs/cifar10_mobilenet_v1.py
-with model mobilenet_v1_050); batch 128 each, random images and labels.
+with model mobilenet_v1_050); batch 128 each, random images and labels. `--models lenet5_fast`
+(with `--batch 256`) times the time-to-accuracy recipe's step (configs/mnist_lenet5_fast.py).
 """
 
 from __future__ import annotations

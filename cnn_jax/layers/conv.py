@@ -24,7 +24,9 @@ Implementation (:func:`set_conv_impl`, the trainer's ``config.conv_impl``): with
 default), 1-D and 2-D float32 convolutions compiled for a single CPU device run on oneDNN through
 XLA FFI custom calls (:mod:`cnn_jax.layers.onednn`: forward and both gradients 2-3x faster than
 XLA:CPU's own convolutions, depthwise ones included); GPUs, TPUs, several devices, other dtypes,
-3-D and circular padding use XLA's convolution. ``'xla'`` uses XLA's everywhere (it supports
+3-D and circular padding use XLA's convolution; on the oneDNN route a convolution whose kernel
+covers its whole unpadded input (LeNet-5's C5) runs as one matrix product instead (XLA's dot;
+see ``_onednn_conv`` for the measurements). ``'xla'`` uses XLA's everywhere (it supports
 forward-mode autodiff, which the oneDNN calls do not). Both create the same parameters, so
 checkpoints move between them. The model analysis (:mod:`cnn_jax.analysis`) always traces XLA's
 convolutions.
