@@ -50,6 +50,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -416,19 +417,24 @@ def _onednn_chosen() -> bool:
 
 
 def _covers_input(x, kernel, padding, dilation, groups) -> bool:
-    """Whether the kernel spans the whole unpadded input (one output position: a matrix product)."""
+    """Whether a kernel of more than one tap spans the whole unpadded input (one output position:
+    a matrix product). A 1x1 kernel on a 1x1 map stays a oneDNN pointwise convolution."""
     return (groups == 1 and all(p == (0, 0) for p in padding) and all(d == 1 for d in dilation)
-            and tuple(x.shape[1:-1]) == tuple(kernel.shape[:-2]))
+            and tuple(x.shape[1:-1]) == tuple(kernel.shape[:-2]) and math.prod(kernel.shape[:-2]) > 1)
 
 
 def _onednn_conv(x, kernel, *, strides, padding, dilation, precision, groups):
     """:func:`cnn_jax.layers.onednn.conv2d` for 1-D (as height 1) and 2-D convolutions.
 
-    A convolution whose kernel covers its whole input (LeNet-5's C5, a classifier written as a
-    convolution) is one matrix product of the flattened input and kernel, and runs as XLA's dot:
+    A convolution whose kernel (of more than one tap) covers its whole input (LeNet-5's C5, a
+    classifier written as a convolution) is one matrix product of the flattened input and kernel,
+    and runs as XLA's dot:
     ``python experiments/bench_conv_layer.py --covering`` (forward and both gradients) measured it
     2.2-2.8x faster than oneDNN's convolution for three of its four shapes, LeNet-5's C5 at batch
-    256 included, and 15% slower for the fourth (6x6x256 to 512 channels).
+    256 included, and 15% slower for the fourth (6x6x256 to 512 channels). A 1x1 kernel on a 1x1
+    map (MobileNet's last stages on 32x32 inputs) stays on oneDNN: XLA's dot there took different
+    roundings in a K-step program than in a single step, which BatchNorm over a one-pixel map
+    amplified past tests/training/test_multi_step.py's tolerance.
     """
     del precision  # float32 arithmetic either way
     if _covers_input(x, kernel, padding, dilation, groups):

@@ -142,6 +142,13 @@ def test_a_kernel_covering_its_input_runs_as_a_dot_with_xla_gradients(shape, fea
             assert "cnn_jax_onednn_conv_forward" in _layer_outputs(other, x, "auto")[2]
 
 
+def test_a_pointwise_convolution_on_a_one_pixel_map_stays_on_onednn():
+    # MobileNet's last stages on 32x32 inputs: oneDNN gives the same bits in every program, which
+    # keeps K steps per call within rounding of K single steps (tests/training/test_multi_step.py).
+    x = jnp.ones((2, 1, 1, 8))
+    assert "cnn_jax_onednn_conv_forward" in _layer_outputs(Conv(4, 1, padding="VALID"), x, "auto")[2]
+
+
 def test_non_float32_and_circular_convolutions_stay_on_xla():
     x = jnp.ones((2, 8, 8, 3), jnp.bfloat16)
     _, _, text = _layer_outputs(Conv(4, 3, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16), x, "auto")
