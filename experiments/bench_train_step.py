@@ -23,8 +23,9 @@ Each variant runs in its own spawned process (`Variant`), so that neither side's
 pools or allocator state touch the other's (torch's oneDNN and the one cnn_jax loads do not
 share a process), with the same number of threads (`torch.set_num_threads` = the cores XLA's CPU
 client uses, `len(os.sched_getaffinity(0))`); only the variant being timed runs, the others wait.
-Each variant is warmed up (compile, first steps), then the variants alternate — A, B, A, B, ... in a rotating order — for `--repeats`
-rounds of `--steps` steps each; the table reports the median images/s of each and their ratio.
+Each variant is warmed up (compile, first steps), then the variants alternate — A, B, A, B, ...
+in a rotating order — for `--repeats` rounds of `--steps` steps each; the table reports the
+median images/s of each and their ratio.
 The load average before and after is printed with the results: on a shared machine, compare
 ratios measured in the same run rather than images/s across runs.
 

@@ -416,10 +416,11 @@ def _onednn_chosen() -> bool:
     return False
 
 
-def _covers_input(x, kernel, padding, dilation, groups) -> bool:
+def _covers_input(x, kernel, padding, groups) -> bool:
     """Whether a kernel of more than one tap spans the whole unpadded input (one output position:
     a matrix product). A 1x1 kernel on a 1x1 map stays a oneDNN pointwise convolution."""
-    return (groups == 1 and all(p == (0, 0) for p in padding) and all(d == 1 for d in dilation)
+    # (With no padding, a kernel as large as the input can only be undilated.)
+    return (groups == 1 and all(p == (0, 0) for p in padding)
             and tuple(x.shape[1:-1]) == tuple(kernel.shape[:-2]) and math.prod(kernel.shape[:-2]) > 1)
 
 
@@ -437,7 +438,7 @@ def _onednn_conv(x, kernel, *, strides, padding, dilation, precision, groups):
     amplified past tests/training/test_multi_step.py's tolerance.
     """
     del precision  # float32 arithmetic either way
-    if _covers_input(x, kernel, padding, dilation, groups):
+    if _covers_input(x, kernel, padding, groups):
         y = x.reshape(x.shape[0], -1) @ kernel.reshape(-1, kernel.shape[-1])
         return y.reshape(x.shape[0], *(1,) * (x.ndim - 2), kernel.shape[-1])
     if x.ndim == 3:

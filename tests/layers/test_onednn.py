@@ -136,10 +136,11 @@ def test_a_kernel_covering_its_input_runs_as_a_dot_with_xla_gradients(shape, fea
             return jax.jit(jax.grad(loss, argnums=(0, 1)))(v_xla, x)
 
     _close(grads("auto"), grads("xla"))
-    # padding, dilation or a smaller kernel keep the convolution on oneDNN
-    for other in (Conv(features, shape[1:-1], padding=1), Conv(features, 2, padding="VALID")):
-        if len(shape) == 4:
-            assert "cnn_jax_onednn_conv_forward" in _layer_outputs(other, x, "auto")[2]
+    # padding or a kernel smaller than the input (dilated or not) keep the convolution on oneDNN
+    kernel = shape[1:-1]
+    for other in (Conv(features, kernel, padding=1), Conv(features, tuple((k + 1) // 2 for k in kernel), padding="VALID", dilation=2),
+                  Conv(features, tuple(k - 1 for k in kernel), padding="VALID")):
+        assert "cnn_jax_onednn_conv_forward" in _layer_outputs(other, x, "auto")[2]
 
 
 def test_a_pointwise_convolution_on_a_one_pixel_map_stays_on_onednn():
