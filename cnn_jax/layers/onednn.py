@@ -11,7 +11,11 @@ groups``), any strides, ``(lo, hi)`` zero padding, kernel dilation and groups, c
 oneDNN primitives (forward, backward data, backward weights) from ``csrc/onednn_conv.cc``. The three
 passes are each other's adjoints, so ``jax.grad`` works to any order; forward-mode (``jax.jvp``)
 does not (XLA's convolution does: ``conv_impl='xla'``). Under ``jax.vmap`` the calls run one after
-another. On other platforms (GPU, TPU) the same function lowers to XLA's convolution.
+another. Calls that XLA schedules concurrently also execute one at a time: each calling thread gets
+its own OpenMP team, and oneDNN's kernels, which synchronise their team's threads, could wait
+forever with several teams in flight (``tests/layers/test_onednn.py``,
+``test_independent_calls_in_one_program_finish_and_match_xla``). On other platforms (GPU, TPU)
+the same function lowers to XLA's convolution.
 
 How it is built: on first use the C++ source is compiled with the system C++ compiler against
 jaxlib's FFI headers and the oneDNN of the ``onednn-cpu-gomp`` / ``onednn-devel-cpu-gomp`` wheels

@@ -1,6 +1,9 @@
 """The oneDNN convolutions (cnn_jax/layers/onednn.py) against XLA's, and how layers pick them."""
 
 import logging
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -85,6 +88,43 @@ def test_gradients_of_gradients_match_xla(case):
     text = _hlo(jax.grad(lambda x, w: jnp.sum(fast(x, w) ** 3)), x, w)
     assert "cnn_jax_onednn_conv_backward_data" in text
     _close(penalty(fast)(x, w), penalty(ref)(x, w), tol=1e-4)
+
+
+# XLA runs independent custom calls concurrently. Before the bridge executed one oneDNN call at a
+# time, this program (a forward call, then five independent weight gradients in one jitted function)
+# never finished: each calling thread got its own OpenMP team and oneDNN's kernels, which
+# synchronise their team's threads, waited forever. A fresh process, so that a hang is a timeout.
+CONCURRENT_CALLS = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    from cnn_jax.layers import onednn
+    assert onednn.available(), onednn.unavailable_reason()
+    static = ((1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((128, 32, 32, 16)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 16, 16)), jnp.float32)
+    jax.block_until_ready(jax.jit(lambda x, w: onednn._forward(x, w, *static))(x, w))
+    fast_fn = jax.jit(lambda x: [onednn._backward_weights(x, x * (i + 1), w.shape, *static) for i in range(5)])
+    for _ in range(3):
+        fast = jax.block_until_ready(fast_fn(x))
+
+    def ref_fn(x):
+        conv = lambda w: onednn.xla_conv2d(x, w, *static)
+        return [jax.vjp(conv, w)[1](x * (i + 1))[0] for i in range(5)]
+
+    for a, b in zip(fast, jax.jit(ref_fn)(x)):
+        assert float(jnp.max(jnp.abs(a - b))) <= 1e-4 * float(jnp.max(jnp.abs(b))), "gradients differ"
+    print("finished")
+""")
+
+
+def test_independent_calls_in_one_program_finish_and_match_xla():
+    try:
+        done = subprocess.run([sys.executable, "-c", CONCURRENT_CALLS], capture_output=True, text=True,
+                              timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("five independent oneDNN calls in one jitted function did not finish in 120 s")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "finished" in done.stdout
 
 
 def test_vmap_runs_each_call_and_matches_xla():
