@@ -7,8 +7,9 @@ eager, and the plain NHWC -> CHWN transpose its weight gradient needs: README "P
     python experiments/bench_conv_layer.py --smoke                  # tiny sizes (what the test runs)
 
 For each (size, channels) of ResNet-20's three stages at batch 128: JAX `grad` of
-sum(relu(conv(x, w))) with respect to x and w (`lax.conv_general_dilated`, NHWC/HWIO, padding 1;
-and the same by oneDNN, `cnn_jax.layers.onednn.conv2d`, what cnn_jax's layers run on a CPU),
+sum(relu(conv(x, w))) with respect to x and w (XLA's convolution,
+`cnn_jax.layers.onednn.xla_conv2d`, NHWC/HWIO, padding 1; and the same by oneDNN,
+`cnn_jax.layers.onednn.conv2d`, what cnn_jax's layers run on a CPU),
 the same with torch (`nn.Conv2d`, NCHW, `backward` into x and the weight; in a child process, so
 that it does not share the process with the oneDNN library cnn_jax loads), and in JAX the
 transpose of x to CHWN alone. Median of 5 repeats of `--steps` calls, in ms per call; threads:
@@ -50,15 +51,15 @@ def _median_ms(fn, steps: int, repeats: int = 5) -> float:
 def jax_side(batch: int, size: int, channels: int, steps: int) -> dict:
     import jax
     import jax.numpy as jnp
-    from jax import lax
+
+    from cnn_jax.layers import onednn
 
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((batch, size, size, channels)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((3, 3, channels, channels)) * 0.1, jnp.float32)
 
     def loss(x, w):
-        y = lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return jnp.sum(jax.nn.relu(y))
+        return jnp.sum(jax.nn.relu(onednn.xla_conv2d(x, w, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)))
 
     def onednn_loss(x, w):
         return jnp.sum(jax.nn.relu(onednn.conv2d(x, w, strides=(1, 1), padding=((1, 1), (1, 1)))))
@@ -67,8 +68,6 @@ def jax_side(batch: int, size: int, channels: int, steps: int) -> dict:
     transpose = jax.jit(lambda x: jnp.transpose(x, (3, 1, 2, 0)))
     row = {"jax_fwd_bwd_ms": round(_median_ms(lambda: jax.block_until_ready(grads(x, w)), steps), 2),
            "jax_transpose_chwn_ms": round(_median_ms(lambda: jax.block_until_ready(transpose(x)), steps), 2)}
-    from cnn_jax.layers import onednn
-
     if onednn.available():
         fast = jax.jit(jax.grad(onednn_loss, argnums=(0, 1)))
         row["jax_onednn_fwd_bwd_ms"] = round(_median_ms(lambda: jax.block_until_ready(fast(x, w)), steps), 2)
@@ -78,7 +77,6 @@ def jax_side(batch: int, size: int, channels: int, steps: int) -> dict:
 def covering_side(batch: int, size: int, cin: int, cout: int, steps: int) -> dict:
     import jax
     import jax.numpy as jnp
-    from jax import lax
 
     from cnn_jax.layers import onednn
     from cnn_jax.layers.conv import _onednn_conv
@@ -87,8 +85,7 @@ def covering_side(batch: int, size: int, cin: int, cout: int, steps: int) -> dic
     x = jnp.asarray(rng.standard_normal((batch, size, size, cin)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((size, size, cin, cout)) * 0.1, jnp.float32)
     none = ((0, 0), (0, 0))
-    ways = {"xla_ms": lambda x, w: lax.conv_general_dilated(x, w, (1, 1), none,
-                                                            dimension_numbers=("NHWC", "HWIO", "NHWC")),
+    ways = {"xla_ms": lambda x, w: onednn.xla_conv2d(x, w, (1, 1), none, (1, 1), 1),
             "onednn_conv_ms": lambda x, w: onednn.conv2d(x, w, strides=(1, 1), padding=none),
             "cnn_jax_ms": lambda x, w: _onednn_conv(x, w, strides=(1, 1), padding=none, dilation=(1, 1),
                                                     precision=None, groups=1)}

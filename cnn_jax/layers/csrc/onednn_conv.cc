@@ -125,15 +125,11 @@ std::shared_ptr<Plan> GetPlan(Pass pass, const Attributes& a) {
 // one program, after a forward call, never finished (tests/layers/test_onednn.py,
 // test_independent_calls_in_one_program_finish_and_match_xla). One call executes at a time; the
 // others wait here, asleep.
-std::mutex& ExecutionMutex() {
-  static std::mutex mu;
-  return mu;
-}
-
 void Run(Pass pass, const Attributes& a, void* in0, void* in1, void* out) {
+  static std::mutex execution;
   auto& engine = Engine();
   const auto plan = GetPlan(pass, a);
-  std::lock_guard<std::mutex> one_at_a_time(ExecutionMutex());
+  std::lock_guard<std::mutex> one_at_a_time(execution);
   dnnl::stream stream(engine);
   const auto x_md = Activation(a.x_shape), y_md = Activation(a.y_shape);
   memory staged;
