@@ -192,16 +192,47 @@ def _dispatch(args, overrides: list[str]) -> int:
             print(f"{name:24s} {s.family:12s} {'x'.join(map(str, s.input_shape)):12s} {s.description}")
         return 0
     if args.command == "summary":
-        from cnn_jax.analysis import summary_command
-
         try:
-            text = summary_command(args.model, args.input, args.num_classes, args.json, args.receptive_field)
+            text = _summary(args.model, args.input, args.num_classes, args.json, args.receptive_field)
         except ValueError as e:  # unknown model, malformed --input
             print(f"error: {e}", file=sys.stderr)
             return 2
         print(text)
         return 0
     raise AssertionError(args.command)
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """``'224,224,3'`` or ``'224x224x3'`` -> (224, 224, 3)."""
+    parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"--input {text!r} is not a list of sizes like 224,224,3") from None
+    if not shape or any(d < 1 for d in shape):
+        raise ValueError(f"--input {text!r} is not a list of positive sizes like 224,224,3")
+    return shape
+
+
+def _summary(
+    model: str,
+    input_text: str | None = None,
+    num_classes: int | None = None,
+    as_json: bool = False,
+    receptive_field: bool = False,
+) -> str:
+    """What ``cnn-jax summary`` prints: the summary (or receptive-field) table, or its JSON."""
+    input_shape = parse_input_shape(input_text) if input_text else None
+    from cnn_jax.analysis import receptive_field as compute_fields
+    from cnn_jax.analysis import receptive_field_table, summarize_model
+
+    if receptive_field:
+        rows = compute_fields(model, input_shape, num_classes=num_classes)
+        if as_json:
+            return json.dumps([r.to_dict() for r in rows], indent=2)
+        return receptive_field_table(rows, title=model)
+    summary = summarize_model(model, input_shape, num_classes)
+    return json.dumps(summary.to_dict(), indent=2) if as_json else summary.table()
 
 
 def _is_main_process() -> bool:

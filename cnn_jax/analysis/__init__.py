@@ -10,7 +10,6 @@ from cnn_jax.analysis.summary import (
     LayerSummary,
     ModelSummary,
     summarize_model,
-    summary_command,
 )
 
 __all__ = [
@@ -20,5 +19,4 @@ __all__ = [
     "receptive_field",
     "receptive_field_table",
     "summarize_model",
-    "summary_command",
 ]

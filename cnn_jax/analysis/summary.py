@@ -31,7 +31,6 @@ summary of VGG16 costs a fraction of a second and no memory. What a row is, and 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -214,39 +213,6 @@ def summarize_model(
 def format_shape(shape: Sequence[int]) -> str:
     """``224x224x64`` like the lecture tables; a vector is just its length."""
     return "x".join(str(int(d)) for d in shape) if len(shape) else "scalar"
-
-
-def parse_input_shape(text: str) -> tuple[int, ...]:
-    """``'224,224,3'`` or ``'224x224x3'`` -> (224, 224, 3)."""
-    parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"--input {text!r} is not a list of sizes like 224,224,3") from None
-    if not shape or any(d < 1 for d in shape):
-        raise ValueError(f"--input {text!r} is not a list of positive sizes like 224,224,3")
-    return shape
-
-
-def summary_command(
-    model: str,
-    input_text: str | None = None,
-    num_classes: int | None = None,
-    as_json: bool = False,
-    receptive_field: bool = False,
-) -> str:
-    """What ``cnn-jax summary`` prints: the summary (or receptive-field) table, or its JSON."""
-    input_shape = parse_input_shape(input_text) if input_text else None
-    if receptive_field:
-        from cnn_jax.analysis.receptive_field import receptive_field as compute_fields
-        from cnn_jax.analysis.receptive_field import receptive_field_table
-
-        rows = compute_fields(model, input_shape, num_classes=num_classes)
-        if as_json:
-            return json.dumps([r.to_dict() for r in rows], indent=2)
-        return receptive_field_table(rows, title=model)
-    summary = summarize_model(model, input_shape, num_classes)
-    return json.dumps(summary.to_dict(), indent=2) if as_json else summary.table()
 
 
 def _si(n: float) -> str:

@@ -9,7 +9,8 @@ import pytest
 
 from cnn_jax import layers
 from cnn_jax.analysis import summarize_model
-from cnn_jax.analysis.summary import BYTES_PER_ACTIVATION, parse_input_shape
+from cnn_jax.analysis.summary import BYTES_PER_ACTIVATION
+from cnn_jax.cli import parse_input_shape
 
 
 @pytest.fixture(scope="module")
