@@ -1,34 +1,37 @@
 """Experiment configuration: one schema, loaded from `configs/*.py`, overridden from the command line.
 
-Every experiment file's `get_config()` starts from `base_config()` — a *locked* ConfigDict holding
-every key the trainer reads, with its default — and changes values. Because the dict is locked, a
-misspelt key in a config file or on the command line fails at once, and ConfigDict's own type
-checks reject a string where a number belongs. `validate_config` then checks what needs the
-registry, the catalogue and the devices (model and dataset names, batch divisibility, whether the
-model accepts the dataset's images) so that a bad run fails before any training starts, with one
-line that names the fix.
+Every experiment file's `get_config(arg=None)` starts from `base_config()` — a *locked* ConfigDict
+holding every key the trainer reads, with its default — and changes values; a file that describes a
+family of variants takes its variant as `arg` (`--config configs/cifar10_resnet.py:56`, as
+big_vision's configs do). Files are loaded and overridden (`--config.optimizer.lr=0.05`) by
+`ml_collections.config_flags`: a misspelt key fails at once, and values are parsed to the type of the
+key they replace. Only `model.kwargs` is open (its keys are the model's constructor arguments, checked
+against the model by `cnn_jax.training.validate`). This module imports nothing else of cnn_jax but
+its errors: what needs the registry, the catalogue or the devices is checked above it.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
-import importlib.util
+import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import jax.numpy as jnp
 import ml_collections
+from absl import flags
+from ml_collections import config_flags
+
+from cnn_jax.errors import ConfigError, one_line
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "lars")
 LR_SCALINGS = ("none", "linear")  # optimizer.lr_scaling
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "plateau")
 WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 MONITOR_METRICS = ("accuracy", "loss")  # validation metric watched by plateau / early stopping
-DTYPES = ("float32", "bfloat16", "float16")
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run; the message is one line that says what to change."""
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}  # model.dtype
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -49,7 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.eval_resize = 256  # evaluation: shorter side to this, then center crop image_size
     c.data.test_size = 0  # N > 0: hold N examples out of the train split as the test set
     # (instead of the dataset's test split), e.g. 60/20/20 of one split with val_size and test_size
-    # Augmentation (cnn_jax/data/augment.py), applied in this order; 0 / False switches an op off.
+    # Augmentation (cnn_jax/data/augment/), applied in this order; 0 / False switches an op off.
     # Identical across runs with the same seed: a batch is a pure function of (seed, epoch, step).
     c.data.augment = ml_collections.ConfigDict()
     c.data.augment.random_resized_crop = False  # Inception-style crop (ImageNet-style datasets)
@@ -158,15 +161,15 @@ def base_config() -> ml_collections.ConfigDict:
     # Unmatched parameters are replicated; optimizer state and EMA follow their parameter.
     c.sharding.rules = ()
 
-    # Train steps per jitted call: K consecutive steps run as one call (steps.make_multi_step),
-    # the same math with one dispatch and host round trip per K steps (LeNet-5 even, ResNet-20
-    # +15%, MobileNet +45% on 2 CPU cores: experiments/bench_train_step.py --chunk 4). Calls
-    # end where the loop logs, checkpoints or evaluates, and the stop signal is checked per call.
+    # Train steps per jitted call (training/steps.py, StepRunner): K consecutive steps run as one
+    # call, the same math with one dispatch and host round trip per K steps
+    # (experiments/bench_train_step.py --chunk K measures it). Calls end where the loop logs,
+    # checkpoints or evaluates, and the stop signal is checked per call.
     c.steps_per_call = 4
-    # How convolutions run (cnn_jax.layers.conv.set_conv_impl): 'auto' = oneDNN on a CPU backend
-    # (2-3x faster than XLA's own there: README "Performance"), XLA's on GPUs/TPUs or when oneDNN
-    # cannot be built; 'xla' = XLA's everywhere (needed for forward-mode autodiff, jax.jvp);
-    # 'onednn' = oneDNN on the CPU or an error.
+    # How convolutions run (passed to the model; cnn_jax/backends/onednn): 'auto' = oneDNN for a
+    # program compiled for one CPU device when it is installed, XLA's convolution otherwise;
+    # 'xla' = XLA's everywhere; 'onednn' = oneDNN on the CPU or an error naming the fix.
+    # Every JAX transform works under each; results agree to float32 rounding.
     c.conv_impl = "auto"
     c.log_every_steps = 100
     c.checkpoint_every_steps = 0  # 0 = at the end of every epoch only
@@ -177,186 +180,122 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
-    """Loads `get_config()` from a config file and applies `key=value` overrides."""
-    path = Path(path)
+def load_config(spec: str | Path, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """`get_config()` of the file `spec` (or `get_config(arg)` for `path:arg`), locked, with the
+    `key=value` overrides applied (`optimizer.lr=0.05`; a leading `--config.` is accepted)."""
+    spec = str(spec)
+    path = _config_path(spec)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist (configs/ holds the shipped ones)")
-    spec = importlib.util.spec_from_file_location(f"cnn_jax_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
+    pairs = [_split_override(item) for item in overrides]
+    model_kwargs = [(key, raw) for key, raw in pairs if key.startswith(KWARGS_PREFIX)]
+    typed = [(key, raw) for key, raw in pairs if not key.startswith(KWARGS_PREFIX)]
+    config = _parse(spec, typed)
+    for key, raw in model_kwargs:  # open keys: no type to parse by, so a Python literal or a string
+        name = key[len(KWARGS_PREFIX):]
+        if not name.isidentifier():
+            raise ConfigError(f"config key {key!r}: {name!r} is not a model argument name")
+        config.model.kwargs[name] = _literal(raw)
+    return config
+
+
+KWARGS_PREFIX = "model.kwargs."
+
+
+def _config_path(spec: str) -> Path:
+    path, sep, arg = spec.rpartition(":")
+    return Path(path if sep and "/" not in arg else spec)
+
+
+def _split_override(item: str) -> tuple[str, str]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key=value")
+    key, raw = item.split("=", 1)
+    return key.removeprefix("--").removeprefix("config."), raw
+
+
+def _parse(spec: str, overrides: Sequence[tuple[str, str]]) -> ml_collections.ConfigDict:
+    """The config file through `config_flags` (file, `:arg`, typed overrides, locking); its errors
+    become one line that names the key and the fix."""
+    argv = ["cnn-jax", f"--config={spec}", *(f"--config.{key}={raw}" for key, raw in overrides)]
+    values = flags.FlagValues()  # a private set of flags: absl's global FLAGS stay untouched
+    # config_flags loads every file as module 'config_config' with SourceFileLoader.load_module,
+    # which reuses a module already in sys.modules: a file without get_config() would otherwise
+    # run the previous file's.
+    sys.modules.pop("config_config", None)
+    config_flags.DEFINE_config_file("config", flag_values=values, lock_config=True, sys_argv=argv)
     try:
-        spec.loader.exec_module(module)
-        if not hasattr(module, "get_config"):
-            raise ConfigError(f"{path} defines no get_config() function")
-        config = module.get_config()
-    except (AttributeError, KeyError, TypeError) as e:
-        raise ConfigError(f"{path}: {_one_line(e)}") from None
+        values(argv)
+        config = values.config
+    except flags.IllegalFlagValueError as e:
+        if str(e).startswith("flag --config="):  # the file itself failed: its error is the last line
+            raise ConfigError(f"{_config_path(spec)}: {_config_file_error(str(e))}") from None
+        raise _override_error(spec, str(e), overrides) from None
+    except (AttributeError, KeyError, TypeError, ValueError, flags.Error) as e:
+        if overrides:
+            _check_keys(_parse(spec, ()), [key for key, _ in overrides])
+        raise ConfigError(f"{_config_path(spec)}: {_config_file_error(e)}") from None
     if not isinstance(config, ml_collections.ConfigDict):
-        raise ConfigError(f"{path}: get_config() must return an ml_collections.ConfigDict")
-    apply_overrides(config, overrides)
+        raise ConfigError(f"{_config_path(spec)}: get_config() must return an ml_collections.ConfigDict")
     return config
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
-    """Applies overrides such as `optimizer.lr=0.05` or `data.augment.horizontal_flip=true`.
-
-    Values are parsed as Python literals and must fit the type of the key they replace. Keys under
-    `model.kwargs` may be new (they are checked against the model when the config is validated).
-    """
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key=value")
-        key, raw = item.split("=", 1)
-        key = key.removeprefix("--").removeprefix("config.")
-        node, leaf = _walk(config, key)
-        if leaf in node:
-            current = node[leaf]
-            if isinstance(current, ml_collections.ConfigDict):
-                raise ConfigError(f"config key {key!r} is a section; set one of its keys ({', '.join(current)})")
-            value = _parse_like(raw, current, key)
-        elif _is_open(node):
-            value = _parse_literal(raw)
-        else:
-            raise ConfigError(f"unknown config key {key!r}{_did_you_mean(leaf, node, key)}")
-        try:
-            # Plain assignment: a locked dict accepts new values for its keys, and `unlocked()`
-            # would re-lock every sub-dict on exit, closing the open `model.kwargs`.
-            node[leaf] = value
-        except TypeError as e:
-            raise ConfigError(f"config key {key!r}: {_one_line(e)}") from None
+def _config_file_error(e: BaseException | str) -> str:
+    """One line for a config file that fails to load: the exception raised in `get_config`
+    (config_flags wraps it in a traceback), without its type name when it is ours."""
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    text = lines[-1] if lines else type(e).__name__
+    text = re.sub(r"^(cnn_jax\.errors\.ConfigError|ConfigError): ", "", text).strip("'\"")
+    if re.search(r"get_config\(\) takes 0 positional arguments", text):
+        return "its get_config() takes no argument: drop the ':...' after the file name"
+    if "has no attribute 'get_config" in text:
+        return "defines no get_config() function"
+    missing = re.match(r'Key "(\w+)" does not exist', text)
+    if missing:
+        return f"config key {missing.group(1)!r} does not exist (the schema is cnn_jax.config.base_config)"
+    return text
 
 
-def validate_config(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
-    """Checks everything that can be checked before loading data or compiling; `num_devices`
-    is the mesh's size (batches split over its `data` axis, num_devices / sharding.model_axis).
+def _check_keys(config: ml_collections.ConfigDict, keys: Sequence[str]) -> None:
+    """Raises the one-line error for the first override key that is not a value of `config`."""
+    for key in keys:
+        node, parts = config, key.split(".")
+        for i, part in enumerate(parts):
+            where = ".".join(parts[: i + 1])
+            if not isinstance(node, ml_collections.ConfigDict):
+                raise ConfigError(f"config key {'.'.join(parts[:i])!r} is a value, not a section")
+            if part not in node:
+                close = difflib.get_close_matches(part, list(node), n=1)
+                prefix = where.rsplit(".", 1)[0] + "." if "." in where else ""
+                hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+                raise ConfigError(f"unknown config key {where!r}{hint}")
+            node = node[part]
+        if isinstance(node, ml_collections.ConfigDict):
+            raise ConfigError(f"config key {key!r} is a section; set one of its keys ({', '.join(node)})")
 
-    Raises ConfigError with one line naming the fix.
-    """
-    from cnn_jax.data.pipeline import dataset_spec_from_config
-    from cnn_jax.models import create_model, get_model_spec
 
+def _override_error(spec: str, message: str, overrides: Sequence[tuple[str, str]]) -> ConfigError:
+    """`config key 'optimizer.lr' takes a number, got 'fast'` from config_flags' parse error."""
+    flag = re.match(r"flag --config\.([\w.]+)=", message)
+    key = flag.group(1) if flag else ""
+    raw = dict(overrides).get(key)
+    if raw is None:
+        return ConfigError(one_line(ValueError(message)))
+    current = _parse(spec, ())
+    _check_keys(current, [key])
+    for part in key.split("."):
+        current = current[part]
+    kind = {bool: "true or false", int: "an integer", float: "a number",
+            tuple: "a tuple such as (30, 60)", str: "a string"}.get(type(current), type(current).__name__)
+    return ConfigError(f"config key {key!r} takes {kind}, got {raw!r}")
+
+
+def _literal(raw: str):
     try:
-        # Catalogue names, `folder:ROOT` trees (classes listed from disk), crop sizes.
-        spec = dataset_spec_from_config(config.data)
-    except ValueError as e:
-        raise ConfigError(_one_line(e)) from None
-    try:
-        get_model_spec(config.model.name)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    _check_choice(config.model.dtype, DTYPES, "model.dtype")
-    _check_choice(config.optimizer.name, OPTIMIZERS, "optimizer.name")
-    _check_choice(config.optimizer.lr_scaling, LR_SCALINGS, "optimizer.lr_scaling")
-    if config.optimizer.base_batch_size < 1:
-        raise ConfigError(f"optimizer.base_batch_size must be at least 1, got {config.optimizer.base_batch_size}")
-    if config.optimizer.name == "lars":
-        if config.optimizer.lars_trust_coefficient <= 0:
-            raise ConfigError("optimizer.lars_trust_coefficient must be positive (You et al. 2017: 0.001)")
-        if config.optimizer.weight_decay_mode != "coupled":
-            raise ConfigError("optimizer.name='lars' takes weight decay inside its trust ratio: set "
-                              "optimizer.weight_decay_mode='coupled'")
-    _check_choice(config.optimizer.schedule, SCHEDULES, "optimizer.schedule")
-    _check_choice(config.optimizer.weight_decay_mode, WEIGHT_DECAY_MODES, "optimizer.weight_decay_mode")
-    _check_choice(config.optimizer.plateau_metric, MONITOR_METRICS, "optimizer.plateau_metric")
-    _check_choice(config.early_stopping.metric, MONITOR_METRICS, "early_stopping.metric")
-    for key in ("optimizer.decay_regex", "optimizer.freeze_regex", "init.exclude_regex"):
-        _check_regex(_lookup(config, key), key)
-    for item in config.optimizer.lr_multipliers:
-        if (not isinstance(item, (tuple, list)) or len(item) != 2 or not isinstance(item[0], str)
-                or not isinstance(item[1], (int, float))):
-            raise ConfigError(
-                f"optimizer.lr_multipliers holds {item!r}: give (regex, factor) pairs, "
-                "e.g. ((r'^head/', 10.0),)"
-            )
-        _check_regex(item[0], "optimizer.lr_multipliers")
-    if config.optimizer.grad_accum_steps < 1:
-        raise ConfigError(f"optimizer.grad_accum_steps must be at least 1, got {config.optimizer.grad_accum_steps}")
-    if config.optimizer.schedule == "plateau" or config.early_stopping.patience > 0:
-        if config.data.val_size == 0:
-            raise ConfigError(
-                "optimizer.schedule='plateau' and early_stopping watch the validation split, "
-                "but data.val_size=0: hold out a validation set"
-            )
-    if config.optimizer.ema_decay and not 0.0 < config.optimizer.ema_decay < 1.0:
-        raise ConfigError(f"optimizer.ema_decay must be in (0, 1), got {config.optimizer.ema_decay}")
-    for key in ("num_epochs", "batch_size", "eval_batch_size", "log_every_steps", "keep_checkpoints",
-                "steps_per_call"):
-        if config[key] < 1:
-            raise ConfigError(f"config key {key!r} must be at least 1, got {config[key]}")
-    from cnn_jax.layers.conv import CONV_IMPLS
-    from cnn_jax.layers.onednn import OneDNNUnavailableError, require
-
-    if config.conv_impl not in CONV_IMPLS:
-        raise ConfigError(f"conv_impl={config.conv_impl!r} is not one of {', '.join(CONV_IMPLS)}")
-    if config.conv_impl == "onednn":
-        try:
-            require()
-        except OneDNNUnavailableError as e:
-            raise ConfigError(str(e)) from None
-    if config.optimizer.lr <= 0:
-        raise ConfigError(f"optimizer.lr must be positive, got {config.optimizer.lr}")
-    model_axis = config.sharding.model_axis
-    if model_axis < 1 or num_devices % model_axis:
-        raise ConfigError(f"sharding.model_axis={model_axis} does not divide the {num_devices} devices: "
-                          f"use a divisor of {num_devices}")
-    from cnn_jax.training.sharding import parse_rules
-
-    try:
-        parse_rules(config.sharding.rules)
-    except ValueError as e:
-        raise ConfigError(_one_line(e)) from None
-    # Batches split over the mesh's `data` axis: the devices not on the `model` axis.
-    num_devices //= model_axis
-    for key in ("batch_size", "eval_batch_size"):
-        if config[key] % num_devices:
-            raise ConfigError(
-                f"{key}={config[key]} does not split over {num_devices} devices: "
-                f"use a multiple of {num_devices}"
-            )
-    micro = config.batch_size // config.optimizer.grad_accum_steps
-    if config.batch_size % config.optimizer.grad_accum_steps or micro % num_devices:
-        raise ConfigError(
-            f"batch_size={config.batch_size} does not split into {config.optimizer.grad_accum_steps} "
-            f"micro-batches of a multiple of {num_devices} devices: change optimizer.grad_accum_steps"
-        )
-    if config.data.val_size < 0 or config.data.train_subset < 0:
-        raise ConfigError("data.val_size and data.train_subset must not be negative")
-
-    try:
-        model = create_model(config.model.name, num_classes=spec.num_classes, **config.model.kwargs.to_dict())
-    except TypeError as e:
-        raise ConfigError(f"model.kwargs do not fit model {config.model.name!r}: {_one_line(e)}") from None
-    check_input_shape(model, config.model.name, spec.image_shape, spec.name)
-
-
-def _lookup(config, dotted: str):
-    for part in dotted.split("."):
-        config = config[part]
-    return config
-
-
-def _check_regex(pattern: str, key: str) -> None:
-    import re
-
-    try:
-        re.compile(pattern)
-    except re.error as e:
-        raise ConfigError(f"{key}={pattern!r} is not a valid regular expression ({e})") from None
-
-
-def check_input_shape(model, model_name: str, image_shape: Sequence[int], source: str) -> None:
-    """Traces the model on one image (no compute, no memory) to catch impossible shapes early."""
-    import jax
-    import jax.numpy as jnp
-
-    x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
-    try:
-        jax.eval_shape(lambda x: model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, x), x)
-    except Exception as e:  # any tracing failure here means the shapes cannot work
-        shape = "x".join(map(str, image_shape))
-        raise ConfigError(
-            f"model {model_name!r} cannot take {shape} images from {source}: {_one_line(e)}"
-        ) from None
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        low = raw.lower()
+        return low == "true" if low in ("true", "false") else raw
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict:
@@ -374,86 +313,9 @@ def from_dict(d: dict) -> ml_collections.ConfigDict:
 def _merge(node: ml_collections.ConfigDict, d: dict, prefix: str) -> None:
     for key, value in d.items():
         path = f"{prefix}{key}"
-        if key not in node and not _is_open(node):
+        if key not in node and node.is_locked:
             raise ConfigError(f"saved config has unknown key {path!r}: it was written by another version")
         if isinstance(value, dict) and key in node and isinstance(node[key], ml_collections.ConfigDict):
             _merge(node[key], value, prefix=f"{path}.")
         else:
-            if isinstance(value, list):
-                value = tuple(value)
-            node[key] = value
-
-
-def _walk(config: ml_collections.ConfigDict, key: str):
-    parts = key.split(".")
-    node = config
-    for i, part in enumerate(parts[:-1]):
-        if part not in node:
-            where = ".".join(parts[: i + 1])
-            raise ConfigError(f"unknown config key {where!r}{_did_you_mean(part, node, where)}")
-        node = node[part]
-        if not isinstance(node, ml_collections.ConfigDict):
-            raise ConfigError(f"config key {'.'.join(parts[: i + 1])!r} is a value, not a section")
-    return node, parts[-1]
-
-
-def _is_open(node: ml_collections.ConfigDict) -> bool:
-    return not node.is_locked
-
-
-def _parse_literal(raw: str):
-    try:
-        return ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        low = raw.lower()
-        if low in ("true", "false"):
-            return low == "true"
-        return raw
-
-
-def _parse_like(raw: str, current, key: str):
-    """Parses `raw` into the type of the value it replaces."""
-    if isinstance(current, bool):
-        low = raw.strip().lower()
-        if low in ("true", "1", "yes"):
-            return True
-        if low in ("false", "0", "no"):
-            return False
-        raise ConfigError(f"config key {key!r} takes true or false, got {raw!r}")
-    if isinstance(current, str):
-        return raw
-    value = _parse_literal(raw)
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(current, tuple) and isinstance(value, (int, float)):
-        return (value,)
-    if isinstance(current, tuple) and isinstance(value, list):
-        return tuple(value)
-    if current is not None and not isinstance(value, type(current)):
-        raise ConfigError(
-            f"config key {key!r} takes {_article(type(current).__name__)}, got {raw!r}"
-        )
-    return value
-
-
-def _article(type_name: str) -> str:
-    names = {"int": "an integer", "float": "a number", "tuple": "a tuple such as (30, 60)"}
-    return names.get(type_name, f"a {type_name}")
-
-
-def _check_choice(value: str, choices: Sequence[str], key: str) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
-
-
-def _did_you_mean(name: str, candidates, where: str) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=1)
-    if not close:
-        return ""
-    prefix = where.rsplit(".", 1)[0] + "." if "." in where else ""
-    return f"; did you mean '{prefix}{close[0]}'?"
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+            node[key] = tuple(value) if isinstance(value, list) else value

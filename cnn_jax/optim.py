@@ -35,14 +35,16 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 
-from cnn_jax.config import LR_SCALINGS, OPTIMIZERS, SCHEDULES, WEIGHT_DECAY_MODES, ConfigError
+from cnn_jax.config import LR_SCALINGS, MONITOR_METRICS, OPTIMIZERS, SCHEDULES, WEIGHT_DECAY_MODES
+from cnn_jax.errors import ConfigError, check_choice
+from cnn_jax.tree import matcher, param_paths, path_of, regex_mask
 
 log = logging.getLogger("cnn_jax")
 
@@ -56,45 +58,9 @@ DECAY_PARAM_REGEX = r"(^|/)kernel$"
 RMSPROP_DECAY = 0.9
 
 
-# ---- parameter paths ------------------------------------------------------------------------------
-
-
-def path_of(keypath) -> str:
-    """'a/b/kernel' for a JAX key path such as (DictKey('a'), DictKey('b'), DictKey('kernel'))."""
-    return "/".join(_key_name(k) for k in keypath)
-
-
-def param_paths(tree) -> list[str]:
-    """The path of every leaf of `tree`, in leaf order."""
-    return [path_of(p) for p, _ in jax.tree_util.tree_leaves_with_path(tree)]
-
-
-def regex_mask(tree, regex: str):
-    """A tree of bools like `tree`: True where the leaf's path matches `regex` (re.search).
-
-    An empty regex selects no parameter (it is the config's "off").
-    """
-    matches = _matcher(regex)
-    return jax.tree_util.tree_map_with_path(lambda p, _: matches(path_of(p)), tree)
-
-
 def decay_mask(params, regex: str = DECAY_PARAM_REGEX):
     """True for the parameters weight decay and L1 apply to (default: kernels only)."""
     return regex_mask(params, regex)
-
-
-def _matcher(regex: str) -> Callable[[str], bool]:
-    if not regex:
-        return lambda path: False
-    pattern = re.compile(regex)
-    return lambda path: pattern.search(path) is not None
-
-
-def _key_name(key) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(key, attr):
-            return str(getattr(key, attr))
-    return str(key)
 
 
 # ---- schedules ------------------------------------------------------------------------------------
@@ -106,7 +72,7 @@ def peak_learning_rate(cfg: ml_collections.ConfigDict, batch_size: int | None = 
     by k"), `lr * batch_size / base_batch_size`; e.g. ResNet-50's 0.1 per 256 images is 0.4 at
     batch 1024 and 1.6 at 4096."""
     scaling = cfg.get("lr_scaling", "none")
-    _check_choice(scaling, LR_SCALINGS, "optimizer.lr_scaling")
+    check_choice(scaling, LR_SCALINGS, "optimizer.lr_scaling")
     if scaling == "none":
         return float(cfg.lr)
     if batch_size is None:
@@ -138,7 +104,7 @@ def create_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_ep
     scaling the warm-up starts from the unscaled `optimizer.lr` instead, as Goyal et al.'s
     "gradual warmup" from eta to k * eta (§2.2).
     """
-    _check_choice(cfg.schedule, SCHEDULES, "optimizer.schedule")
+    check_choice(cfg.schedule, SCHEDULES, "optimizer.schedule")
     if cfg.warmup_epochs < 0:
         raise ConfigError(f"optimizer.warmup_epochs must not be negative, got {cfg.warmup_epochs}")
     if cfg.decay_factor <= 0:
@@ -216,7 +182,7 @@ def create_optimizer(
     calling the optimizer), as are the plateau reductions (see `create_schedule`). `batch_size`
     (the global batch) is needed by `lr_scaling='linear'`.
     """
-    _check_optimizer_config(cfg)
+    check_optimizer_config(cfg)
     multipliers = _lr_multipliers(cfg.lr_multipliers)
     schedule = create_schedule(cfg, steps_per_epoch, num_epochs, batch_size=batch_size)
     if params is not None:
@@ -295,7 +261,7 @@ def add_l1_subgradient(l1: float) -> optax.GradientTransformation:
 
 def scale_by_path(factors: Sequence[tuple[str, float]]) -> optax.GradientTransformation:
     """Multiplies each parameter's update by the factor of the first regex its path matches (else 1)."""
-    matchers = [(_matcher(regex), float(factor)) for regex, factor in factors]
+    matchers = [(matcher(regex), float(factor)) for regex, factor in factors]
 
     def factor_of(path: str) -> float:
         return next((f for matches, f in matchers if matches(path)), 1.0)
@@ -319,14 +285,18 @@ def scale_by_path(factors: Sequence[tuple[str, float]]) -> optax.GradientTransfo
 # ---- checks ---------------------------------------------------------------------------------------
 
 
-def _check_choice(value, choices: Sequence[str], key: str) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
-
-
-def _check_optimizer_config(cfg) -> None:
-    _check_choice(cfg.name, OPTIMIZERS, "optimizer.name")
-    _check_choice(cfg.weight_decay_mode, WEIGHT_DECAY_MODES, "optimizer.weight_decay_mode")
+def check_optimizer_config(cfg: ml_collections.ConfigDict) -> None:
+    """Everything about `config.optimizer` that can be checked without the model's parameters;
+    raises ConfigError with one line naming the fix."""
+    check_choice(cfg.name, OPTIMIZERS, "optimizer.name")
+    check_choice(cfg.lr_scaling, LR_SCALINGS, "optimizer.lr_scaling")
+    check_choice(cfg.schedule, SCHEDULES, "optimizer.schedule")
+    check_choice(cfg.weight_decay_mode, WEIGHT_DECAY_MODES, "optimizer.weight_decay_mode")
+    check_choice(cfg.plateau_metric, MONITOR_METRICS, "optimizer.plateau_metric")
+    if cfg.lr <= 0:
+        raise ConfigError(f"optimizer.lr must be positive, got {cfg.lr}")
+    if cfg.base_batch_size < 1:
+        raise ConfigError(f"optimizer.base_batch_size must be at least 1, got {cfg.base_batch_size}")
     for key in ("weight_decay", "l1", "grad_clip_norm"):
         if cfg[key] < 0:
             raise ConfigError(f"optimizer.{key} must not be negative, got {cfg[key]}")
@@ -342,6 +312,20 @@ def _check_optimizer_config(cfg) -> None:
             "optimizer.name='adamw' decays weights decoupled: set optimizer.weight_decay_mode='decoupled' "
             "(or use name='adam' for coupled L2)"
         )
+    if cfg.grad_accum_steps < 1:
+        raise ConfigError(f"optimizer.grad_accum_steps must be at least 1, got {cfg.grad_accum_steps}")
+    if cfg.ema_decay and not 0.0 < cfg.ema_decay < 1.0:
+        raise ConfigError(f"optimizer.ema_decay must be in (0, 1), got {cfg.ema_decay}")
+    for key in ("decay_regex", "freeze_regex"):
+        _compile(cfg[key], f"optimizer.{key}")
+    _lr_multipliers(cfg.lr_multipliers)
+
+
+def _compile(regex: str, key: str) -> None:
+    try:
+        re.compile(regex)
+    except re.error as e:
+        raise ConfigError(f"{key}={regex!r} is not a valid regular expression ({e})") from None
 
 
 def _lr_multipliers(items) -> list[tuple[str, float]]:
@@ -357,10 +341,7 @@ def _lr_multipliers(items) -> list[tuple[str, float]]:
             raise ConfigError("optimizer.lr_multipliers has an empty regex: give one such as r'^head/'")
         if factor < 0:
             raise ConfigError(f"optimizer.lr_multipliers factor for {regex!r} is {factor}: use a factor >= 0")
-        try:
-            re.compile(regex)
-        except re.error as e:
-            raise ConfigError(f"optimizer.lr_multipliers regex {regex!r} is not a valid regular expression ({e})") from None
+        _compile(regex, "optimizer.lr_multipliers")
         pairs.append((regex, float(factor)))
     return pairs
 
@@ -370,7 +351,7 @@ def _check_regexes_match(cfg, multipliers: Sequence[tuple[str, float]], params) 
     examples = ", ".join(repr(p) for p in (paths[:3] + paths[-1:] if len(paths) > 4 else paths))
 
     def matched(regex: str, key: str) -> list[str]:
-        matches = _matcher(regex)
+        matches = matcher(regex)
         hits = [p for p in paths if matches(p)]
         if not hits:
             raise ConfigError(f"{key}={regex!r} matches no parameter (paths look like {examples}): fix the regex")

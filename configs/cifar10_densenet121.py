@@ -1,5 +1,5 @@
-"""DenseNet-121 (Huang et al. 2017, "Densely connected convolutional networks", Table 1: the ImageNet
-network) on CIFAR-10, trained with the paper's CIFAR recipe.
+"""DenseNet-121 (Huang et al. 2017, "Densely connected convolutional networks", Table 1: the
+ImageNet network) on CIFAR-10, trained with the paper's CIFAR recipe.
 
     cnn-jax train --config configs/cifar10_densenet121.py --workdir runs/cifar10_densenet121
 
@@ -11,8 +11,9 @@ blocks of 16 bottleneck layers on 32x32, 16x16 and 8x8 maps. DenseNet-121 keeps 
 8x8, 4x4, 2x2 and 1x1 maps, with 6,964,106 parameters for 10 classes. The registered model has
 neither a CIFAR stem nor a way to change its blocks, so the paper's network cannot be configured
 here. Expect clearly less than 95.5%; we know of no published number for this exact network on
-32x32 inputs and have not measured one. The CIFAR-10 copy in ../shared/data is JPEG-degraded
-(quality 75), which costs a further 2-3 points against the true CIFAR-10.
+32x32 inputs. The offline CIFAR-10 copy this project is tested with is JPEG-degraded (quality
+75), which costs a further 2-3 points against the published accuracies. Data: `cnn-jax data
+import cifar10 --from cifar10.npz`.
 
 Recipe as in the paper (sec. 4.1-4.2): SGD with Nesterov momentum 0.9, batch 64, 300 epochs, lr
 0.1 divided by 10 at 50% and 75% of training (epochs 150 and 225), weight decay 1e-4 (on kernels
@@ -22,25 +23,16 @@ the paper's final runs, all 50,000 training images are used and the final model 
 validation split).
 """
 
+from cnn_jax import recipes
 from cnn_jax.config import base_config
 
 
 def get_config():
     c = base_config()
-    c.data.name = "cifar10"
-    c.data.val_size = 0
-    c.data.augment.random_crop_padding = 4
-    c.data.augment.horizontal_flip = True
+    recipes.cifar10_data(c, val_size=0)
     c.model.name = "densenet121"
     c.num_epochs = 300
     c.batch_size = 64
-    c.eval_batch_size = 1_000
-    c.optimizer.name = "sgd"
-    c.optimizer.lr = 0.1
-    c.optimizer.momentum = 0.9
-    c.optimizer.nesterov = True
-    c.optimizer.weight_decay = 1e-4
-    c.optimizer.schedule = "step"
-    c.optimizer.decay_epochs = (150, 225)
-    c.optimizer.decay_factor = 0.1
+    recipes.sgd(c, lr=0.1, nesterov=True, weight_decay=1e-4, schedule="step",
+                decay_epochs=(150, 225))
     return c

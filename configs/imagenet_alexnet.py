@@ -17,31 +17,19 @@ paper's random crops of 256x256 images and PCA colour noise; evaluation resizes 
 256 and takes the central 227x227.
 """
 
+from cnn_jax import recipes
 from cnn_jax.config import base_config
 
 
 def get_config():
     c = base_config()
-    c.data.name = "imagenet2012"
-    c.data.val_size = 10_000
-    c.data.cache = False
-    c.data.num_workers = 0
-    c.data.image_size = 227  # conv1 11x11/4 without padding: 227 -> 55x55 as in Figure 2 (224 -> 54)
-    c.data.eval_resize = 256
-    c.data.augment.random_resized_crop = True
-    c.data.augment.horizontal_flip = True
+    # conv1 11x11/4 without padding: 227 -> 55x55 as in Figure 2 (224 -> 54)
+    recipes.imagenet_data(c, image_size=227)
     c.model.name = "alexnet_lrn"
     c.model.kwargs.dropout_rate = 0.5
     c.num_epochs = 90
     c.batch_size = 128
     c.eval_batch_size = 256
-    c.optimizer.name = "sgd"
-    c.optimizer.lr = 0.01
-    c.optimizer.momentum = 0.9
-    c.optimizer.nesterov = False
-    c.optimizer.weight_decay = 5e-4
-    c.optimizer.schedule = "step"
-    c.optimizer.decay_epochs = (30, 60, 80)
-    c.optimizer.decay_factor = 0.1
+    recipes.sgd(c, lr=0.01, weight_decay=5e-4, schedule="step", decay_epochs=(30, 60, 80))
     c.checkpoint_every_steps = 2000  # ~5 checkpoints per epoch of 9,930 steps
     return c

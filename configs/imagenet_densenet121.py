@@ -12,30 +12,17 @@ dropout on ImageNet. Augmentation: random resized crop and horizontal flip, no c
 augmentation. On GPUs add --config.model.dtype=bfloat16.
 """
 
+from cnn_jax import recipes
 from cnn_jax.config import base_config
 
 
 def get_config():
     c = base_config()
-    c.data.name = "imagenet2012"
-    c.data.val_size = 10_000
-    c.data.cache = False
-    c.data.num_workers = 0
-    c.data.image_size = 224
-    c.data.eval_resize = 256
-    c.data.augment.random_resized_crop = True
-    c.data.augment.horizontal_flip = True
+    recipes.imagenet_data(c)
     c.model.name = "densenet121"
     c.num_epochs = 90
     c.batch_size = 256
     c.eval_batch_size = 256
-    c.optimizer.name = "sgd"
-    c.optimizer.lr = 0.1
-    c.optimizer.momentum = 0.9
-    c.optimizer.nesterov = True
-    c.optimizer.weight_decay = 1e-4
-    c.optimizer.schedule = "step"
-    c.optimizer.decay_epochs = (30, 60)
-    c.optimizer.decay_factor = 0.1
+    recipes.sgd(c, lr=0.1, nesterov=True, weight_decay=1e-4, schedule="step", decay_epochs=(30, 60))
     c.checkpoint_every_steps = 1000
     return c

@@ -17,19 +17,13 @@ states neither). Augmentation: random resized crop (8%-100% area; the paper used
 crop) and horizontal flip. On GPUs add --config.model.dtype=bfloat16.
 """
 
+from cnn_jax import recipes
 from cnn_jax.config import base_config
 
 
 def get_config():
     c = base_config()
-    c.data.name = "imagenet2012"
-    c.data.val_size = 10_000
-    c.data.cache = False
-    c.data.num_workers = 0
-    c.data.image_size = 224
-    c.data.eval_resize = 256
-    c.data.augment.random_resized_crop = True
-    c.data.augment.horizontal_flip = True
+    recipes.imagenet_data(c)
     c.model.name = "mobilenet_v1"
     c.num_epochs = 120
     c.batch_size = 256

@@ -1,8 +1,9 @@
 """Shared pieces of the reproduction scripts in experiments/ (lenet_table, activations, transfer).
 
-Each script is a list of runs — a shipped `configs/*.py` file plus `key=value` overrides — trained
-by the one trainer, `cnn_jax.training.loop.train_and_evaluate`, then a table. This module holds
-what they have in common:
+Each script is a list of runs — a shipped `configs/*.py` file (or `FILE:ARG`, one variant of a
+file's family) plus `key=value` overrides — trained by the one trainer,
+`cnn_jax.training.loop.train_and_evaluate`, then a table. This module holds what they have in
+common:
 
   * `experiment_parser` / `print_header`: the common flags (--data-dir, --shared-data, --workdir,
     --out, --smoke) and the header every script prints (command line, versions, machine);
@@ -130,18 +131,19 @@ def run_root(workdir: str, prefix: str) -> Path:
 def ensure_dataset(name: str, data_dir: str, shared_data: str | Path) -> str:
     """Makes `name` readable from `data_dir` (tfds layout), importing the ../shared/data copy if
     it is not prepared there; returns a one-line note on where the data comes from."""
-    from cnn_jax.data import catalog
+    from cnn_jax.data import catalog, prepare
+    from cnn_jax.data.importer import data_main_import
 
-    builder = catalog.tfds_builder(name, data_dir or None)
-    if not catalog.is_prepared(builder):
+    builder = prepare.tfds_builder(name, data_dir or None)
+    if not prepare.is_prepared(builder):
         source = Path(shared_data) / SHARED_FILES[name]
         if not source.exists():
             sys.exit(f"error: {name} is not prepared in {data_dir or catalog.default_data_dir()} "
                      f"and {source} does not exist: pass --shared-data or run "
                      f"`cnn-jax data import {name} --from PATH`")
-        print(catalog.data_main_import(name, str(source), data_dir or None), flush=True)
-        builder = catalog.tfds_builder(name, data_dir or None)
-    record = catalog.import_record(builder) or {}
+        print(data_main_import(name, str(source), data_dir or None), flush=True)
+        builder = prepare.tfds_builder(name, data_dir or None)
+    record = prepare.import_record(builder) or {}
     origin = f"imported from {record['source']}" if record.get("source") else "prepared by tfds"
     lossy = ", JPEG-degraded pixels (quality 75): accuracies are not comparable with published " \
             "ones" if record.get("lossy") else ""
@@ -157,7 +159,7 @@ class Run:
     """One training run: a config file (relative to the repository) and its overrides."""
 
     name: str  # the run's workdir name under the experiment's folder
-    config: str  # e.g. 'configs/mnist_mlp.py'
+    config: str  # e.g. 'configs/mnist_mlp.py', or 'configs/mnist_mlp.py:distorted' for a variant
     overrides: tuple[str, ...] = ()
 
     def with_overrides(self, *items: str) -> Run:

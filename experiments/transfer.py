@@ -7,13 +7,14 @@ images for every run), three runs of the real trainer, all with the same batch s
 total number of steps (about 400), weight decay 5e-4, no early stopping and no validation split
 (each run is scored by its final parameters on the 10,000 test images):
 
-  * from scratch — configs/fashion_mnist_lenet5_scratch.py, SGD + Nesterov at lr 0.05, cosine;
-  * transferred, stage 1 ("head only") — configs/fashion_mnist_lenet5_transfer_head.py: every
+  * from scratch — configs/fashion_mnist_lenet5_transfer.py:scratch, SGD + Nesterov at lr 0.05,
+    cosine;
+  * transferred, stage 1 ("head only") — configs/fashion_mnist_lenet5_transfer.py:head: every
     layer loaded from LeNet-5 trained on MNIST (`init.checkpoint`), a fresh classifier
     (`init.exclude_regex` '^output/'), and only that classifier trained (`optimizer.freeze_regex`
     '^(?!output/)') at lr 0.05, for the first quarter of the steps: a linear read-out of the
     frozen digit features;
-  * transferred, stage 2 ("fine-tuned") — configs/fashion_mnist_lenet5_transfer_finetune.py:
+  * transferred, stage 2 ("fine-tuned") — configs/fashion_mnist_lenet5_transfer.py:finetune:
     starts from stage 1 (`init.checkpoint` = its workdir), every layer trained at the scratch
     run's learning rate (0.05, cosine) for the other three quarters.
 
@@ -73,9 +74,9 @@ from _common import (  # noqa: E402  (the script's own folder first, then the sh
 SIZES = (100, 1_000, 10_000)
 STEPS_PER_RUN = 400  # scratch = stage 1 + stage 2
 HEAD_SHARE = 4  # stage 1 gets 1/HEAD_SHARE of the epochs, stage 2 the rest
-SCRATCH = "configs/fashion_mnist_lenet5_scratch.py"
-HEAD = "configs/fashion_mnist_lenet5_transfer_head.py"
-FINETUNE = "configs/fashion_mnist_lenet5_transfer_finetune.py"
+SCRATCH = "configs/fashion_mnist_lenet5_transfer.py:scratch"
+HEAD = "configs/fashion_mnist_lenet5_transfer.py:head"
+FINETUNE = "configs/fashion_mnist_lenet5_transfer.py:finetune"
 SOURCE = "configs/mnist_lenet5.py"
 NOISE_POINTS = 2.0  # seed-to-seed spread of one run's accuracy at N=100: up to 1.8 points measured
 

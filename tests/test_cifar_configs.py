@@ -14,24 +14,27 @@ import numpy as np
 import pytest
 from conftest import CONFIGS
 
-from cnn_jax.config import load_config, validate_config
+from cnn_jax.config import load_config
 from cnn_jax.models import create_model
 from cnn_jax.optim import create_schedule
 from cnn_jax.training.state import count_params
+from cnn_jax.training.validate import validate_config
 
 CIFAR10_TRAIN = 50_000
 
-# name: (model, epochs, batch, lr, weight decay, schedule, nesterov, validation images)
+# config (FILE or FILE:ARG in configs/): (model, epochs, batch, lr, weight decay, schedule,
+# nesterov, validation images)
 RECIPES = {
-    "cifar10_lenet5": ("lenet5_modern", 30, 128, 0.05, 5e-4, "cosine", True, 5_000),
-    "cifar10_resnet20": ("resnet20", 182, 128, 0.1, 1e-4, "step", False, 5_000),
-    "cifar10_resnet32": ("resnet32", 182, 128, 0.1, 1e-4, "step", False, 5_000),
-    "cifar10_resnet44": ("resnet44", 182, 128, 0.1, 1e-4, "step", False, 5_000),
-    "cifar10_resnet56": ("resnet56", 182, 128, 0.1, 1e-4, "step", False, 5_000),
-    "cifar10_resnet110": ("resnet110", 182, 128, 0.1, 1e-4, "step", False, 5_000),
-    "cifar10_vgg16": ("vgg16_bn", 200, 128, 0.05, 5e-4, "cosine", False, 5_000),
-    "cifar10_mobilenet_v1": ("mobilenet_v1", 200, 128, 0.1, 1e-4, "cosine", False, 5_000),
-    "cifar10_densenet121": ("densenet121", 300, 64, 0.1, 1e-4, "step", True, 0),
+    "cifar10_lenet5.py": ("lenet5_modern", 30, 128, 0.05, 5e-4, "cosine", True, 5_000),
+    "cifar10_resnet.py": ("resnet20", 182, 128, 0.1, 1e-4, "step", False, 5_000),
+    "cifar10_resnet.py:20": ("resnet20", 182, 128, 0.1, 1e-4, "step", False, 5_000),
+    "cifar10_resnet.py:32": ("resnet32", 182, 128, 0.1, 1e-4, "step", False, 5_000),
+    "cifar10_resnet.py:44": ("resnet44", 182, 128, 0.1, 1e-4, "step", False, 5_000),
+    "cifar10_resnet.py:56": ("resnet56", 182, 128, 0.1, 1e-4, "step", False, 5_000),
+    "cifar10_resnet.py:110": ("resnet110", 182, 128, 0.1, 1e-4, "step", False, 5_000),
+    "cifar10_vgg16.py": ("vgg16_bn", 200, 128, 0.05, 5e-4, "cosine", False, 5_000),
+    "cifar10_mobilenet_v1.py": ("mobilenet_v1", 200, 128, 0.1, 1e-4, "cosine", False, 5_000),
+    "cifar10_densenet121.py": ("densenet121", 300, 64, 0.1, 1e-4, "step", True, 0),
 }
 
 # He et al. 2016 Table 6: depth -> (test error %, parameters as printed)
@@ -39,8 +42,13 @@ TABLE6 = {20: ("8.75", "0.27M"), 32: ("7.51", "0.46M"), 44: ("7.17", "0.66M"),
           56: ("6.97", "0.85M"), 110: ("6.43", "1.7M")}
 
 
-def _header(name: str) -> str:
-    return (CONFIGS / f"{name}.py").read_text().split('"""')[1]
+def _load(spec: str, overrides=()):
+    """The config `configs/<spec>` (FILE or FILE:ARG)."""
+    return load_config(f"{CONFIGS}/{spec}", overrides)
+
+
+def _header(spec: str) -> str:
+    return (CONFIGS / spec.split(":")[0]).read_text().split('"""')[1]
 
 
 def _params(config) -> int:
@@ -58,15 +66,16 @@ def _lr(config):
 def test_every_shipped_cifar10_config_is_listed_here():
     # cifar10_activations.py is the activation comparison (no augmentation on purpose, as in
     # Krizhevsky et al. Fig. 1); tests/test_experiments.py covers it.
-    shipped = sorted(p.stem for p in CONFIGS.glob("cifar10_*.py") if p.stem != "cifar10_activations")
-    assert shipped == sorted(RECIPES)
+    shipped = sorted(p.name for p in CONFIGS.glob("cifar10_*.py")
+                     if p.stem != "cifar10_activations")
+    assert shipped == sorted({spec.split(":")[0] for spec in RECIPES})
 
 
-@pytest.mark.parametrize("name", sorted(RECIPES))
-def test_cifar10_config_loads_validates_and_follows_its_recipe(name):
-    config = load_config(CONFIGS / f"{name}.py")
+@pytest.mark.parametrize("spec", sorted(RECIPES))
+def test_cifar10_config_loads_validates_and_follows_its_recipe(spec):
+    config = _load(spec)
     validate_config(config, num_devices=1)
-    model, epochs, batch, lr, wd, schedule, nesterov, val_size = RECIPES[name]
+    model, epochs, batch, lr, wd, schedule, nesterov, val_size = RECIPES[spec]
     assert config.model.name == model and config.data.name == "cifar10"
     assert (config.num_epochs, config.batch_size, config.data.val_size) == (epochs, batch, val_size)
     assert (config.optimizer.name, config.optimizer.momentum) == ("sgd", 0.9)
@@ -74,14 +83,14 @@ def test_cifar10_config_loads_validates_and_follows_its_recipe(name):
     assert (config.optimizer.schedule, config.optimizer.nesterov) == (schedule, nesterov)
     # Every recipe trains on 4-pixel padded random crops and horizontal flips.
     assert config.data.augment.random_crop_padding == 4 and config.data.augment.horizontal_flip
-    header = _header(name)
-    assert f"cnn-jax train --config configs/{name}.py" in header
+    header = _header(spec)
+    assert f"cnn-jax train --config configs/{spec.split(':')[0]}" in header
     assert "JPEG-degraded" in header
 
 
 @pytest.mark.parametrize("depth", sorted(TABLE6))
 def test_resnet_config_decays_at_32k_and_48k_iterations_and_stops_near_64k(depth):
-    config = load_config(CONFIGS / f"cifar10_resnet{depth}.py")
+    config = _load(f"cifar10_resnet.py:{depth}")
     lr, steps_per_epoch = _lr(config)
     assert steps_per_epoch == 351  # 45,000 training images, batch 128, last partial batch dropped
     assert [float(lr(s)) for s in (31_999, 32_000, 47_999, 48_000)] == pytest.approx(
@@ -92,27 +101,28 @@ def test_resnet_config_decays_at_32k_and_48k_iterations_and_stops_near_64k(depth
 @pytest.mark.parametrize("depth", sorted(TABLE6))
 def test_resnet_config_header_quotes_table6_and_the_model_has_that_many_parameters(depth):
     error, printed_params = TABLE6[depth]
-    header = _header(f"cifar10_resnet{depth}")
-    assert f"Table 6 gives {error}% test error" in header and f"{printed_params} parameters" in header
-    params = _params(load_config(CONFIGS / f"cifar10_resnet{depth}.py"))
-    assert f"{params:,}" in header
+    # The header's table row: depth, Table 6 error, parameters as printed, ours.
+    row = re.search(rf"^ +{depth} +{re.escape(error)}% +{re.escape(printed_params)} +([\d,]+)",
+                    _header("cifar10_resnet.py"), re.MULTILINE)
+    params = _params(_load(f"cifar10_resnet.py:{depth}"))
+    assert row and row.group(1) == f"{params:,}"
     millions = printed_params.removesuffix("M")
     assert round(params / 1e6, len(millions.split(".")[1])) == float(millions)
 
 
 def test_only_resnet110_warms_up_for_the_papers_400_iterations():
-    lr, _ = _lr(load_config(CONFIGS / "cifar10_resnet110.py"))
+    lr, _ = _lr(_load("cifar10_resnet.py:110"))
     assert [float(lr(s)) for s in (0, 200, 400, 1_000)] == pytest.approx([0.0, 0.05, 0.1, 0.1])
     for depth in (20, 32, 44, 56):
-        lr, _ = _lr(load_config(CONFIGS / f"cifar10_resnet{depth}.py"))
+        lr, _ = _lr(_load(f"cifar10_resnet.py:{depth}"))
         assert float(lr(0)) == pytest.approx(0.1)
 
 
 def test_resnet_override_for_all_50k_training_images_keeps_the_papers_iterations():
-    # The command in configs/_cifar10_resnet.py's docstring.
-    text = (CONFIGS / "_cifar10_resnet.py").read_text()
+    # The command in configs/cifar10_resnet.py's docstring.
+    text = (CONFIGS / "cifar10_resnet.py").read_text()
     command = re.search(r"--config\.data\.val_size=0 .*", text).group(0)
-    config = load_config(CONFIGS / "cifar10_resnet20.py", shlex.split(command))
+    config = _load("cifar10_resnet.py:20", shlex.split(command))
     lr, steps_per_epoch = _lr(config)
     assert steps_per_epoch == 390  # 50,000 // 128
     rates = np.asarray(lr(jnp.arange(64_000)))
@@ -124,25 +134,27 @@ def test_resnet_override_for_all_50k_training_images_keeps_the_papers_iterations
 
 
 def test_vgg16_config_swaps_the_4096_wide_head_for_the_512_wide_cifar_head():
-    config = load_config(CONFIGS / "cifar10_vgg16.py")
+    config = _load("cifar10_vgg16.py")
     assert _params(config) == 15_253_578
-    torchvision_head = load_config(CONFIGS / "cifar10_vgg16.py",
-                                   ["model.kwargs.pooled_size=7", "model.kwargs.hidden_sizes=(4096, 4096)"])
+    torchvision_head = _load("cifar10_vgg16.py", ["model.kwargs.pooled_size=7",
+                                                  "model.kwargs.hidden_sizes=(4096, 4096)"])
     validate_config(torchvision_head, num_devices=1)
     assert _params(torchvision_head) == 134_309_962
     for count in ("15,253,578", "134.3M"):
-        assert count in _header("cifar10_vgg16")
+        assert count in _header("cifar10_vgg16.py")
 
 
 def test_mobilenet_and_densenet_headers_give_the_parameter_counts_they_train():
-    for name, count in (("cifar10_mobilenet_v1", 3_217_226), ("cifar10_densenet121", 6_964_106)):
-        assert _params(load_config(CONFIGS / f"{name}.py")) == count
-        assert f"{count:,}" in _header(name)
-    assert "4.51%" in _header("cifar10_densenet121") and "Table 2" in _header("cifar10_densenet121")
+    for spec, count in (("cifar10_mobilenet_v1.py", 3_217_226),
+                        ("cifar10_densenet121.py", 6_964_106)):
+        assert _params(_load(spec)) == count
+        assert f"{count:,}" in _header(spec)
+    densenet = _header("cifar10_densenet121.py")
+    assert "4.51%" in densenet and "Table 2" in densenet
 
 
 def test_densenet_config_decays_at_half_and_three_quarters_of_300_epochs():
-    config = load_config(CONFIGS / "cifar10_densenet121.py")
+    config = _load("cifar10_densenet121.py")
     lr, steps_per_epoch = _lr(config)
     assert steps_per_epoch == 781  # all 50,000 images, batch 64
     assert [float(lr(e * steps_per_epoch)) for e in (149, 150, 224, 225)] == pytest.approx(

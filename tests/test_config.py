@@ -3,14 +3,9 @@
 import pytest
 from conftest import CONFIGS
 
-from cnn_jax.config import (
-    ConfigError,
-    apply_overrides,
-    base_config,
-    from_dict,
-    load_config,
-    validate_config,
-)
+from cnn_jax.config import base_config, from_dict, load_config
+from cnn_jax.errors import ConfigError
+from cnn_jax.training.validate import validate_config
 
 LENET5 = str(CONFIGS / "mnist_lenet5.py")
 
@@ -26,9 +21,27 @@ def test_overrides_are_parsed_to_the_type_of_the_key_they_replace():
 
 
 def test_model_kwargs_accept_new_keys():
-    c = base_config()
-    apply_overrides(c, ["model.kwargs.activation=relu", "model.kwargs.dropout_rate=0.5"])
+    c = load_config(LENET5, ["model.kwargs.activation=relu", "model.kwargs.dropout_rate=0.5"])
     assert c.model.kwargs.to_dict() == {"activation": "relu", "dropout_rate": 0.5}
+    assert base_config().model.kwargs.to_dict() == {}
+
+
+def test_a_config_file_takes_its_variant_after_a_colon(tmp_path):
+    path = tmp_path / "family.py"
+    path.write_text("from cnn_jax.config import base_config\n"
+                    "def get_config(arg=None):\n    c = base_config()\n"
+                    "    c.num_epochs = int(arg or 3)\n    return c\n")
+    assert load_config(path).num_epochs == 3
+    assert load_config(f"{path}:7", ["seed=2"]).num_epochs == 7
+
+
+def test_a_config_file_without_get_config_is_named_even_after_another_file_loaded(tmp_path):
+    # config_flags loads every file under one module name; a stale get_config must not be reused.
+    load_config(LENET5)
+    path = tmp_path / "empty.py"
+    path.write_text("x = 1\n")
+    with pytest.raises(ConfigError, match="empty.py"):
+        load_config(path)
 
 
 @pytest.mark.parametrize(
@@ -95,3 +108,13 @@ def test_shipped_configs_validate():
 def test_saved_config_round_trips():
     c = load_config(LENET5, ["optimizer.decay_epochs=(3,)", "model.kwargs.activation=relu"])
     assert from_dict(c.to_dict()).to_dict() == c.to_dict()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("cifar10_resnet.py:18", "cifar10_resnet.py: depth='18' is not one of 20, 32, 44, 56, 110"),
+    ("mnist_lenet5.py:7", "mnist_lenet5.py: its get_config() takes no argument"),
+])
+def test_a_bad_variant_argument_fails_with_the_config_files_own_one_line_message(spec, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(f"{CONFIGS}/{spec}")
+    assert message in str(e.value) and "\n" not in str(e.value)

@@ -11,7 +11,8 @@ import numpy as np
 import optax
 import pytest
 
-from cnn_jax.config import ConfigError, base_config
+from cnn_jax.config import base_config
+from cnn_jax.errors import ConfigError
 from cnn_jax.optim import create_optimizer, create_schedule, decay_mask
 
 

@@ -8,8 +8,10 @@ import numpy as np
 import optax
 import pytest
 
-from cnn_jax.config import ConfigError, base_config
-from cnn_jax.optim import create_optimizer, param_paths, regex_mask
+from cnn_jax.config import base_config
+from cnn_jax.errors import ConfigError
+from cnn_jax.optim import create_optimizer
+from cnn_jax.tree import param_paths, regex_mask
 
 
 def _opt(**kw):

@@ -1,6 +1,6 @@
 """The large-batch recipe: the linear scaling rule with gradual warm-up (Goyal et al. 2017),
 LARS (You et al. 2017) with biases and BatchNorm parameters left out of the trust ratio, and the
-ImageNet ResNet-50 configs for batches of 1024 and 4096."""
+ImageNet ResNet-50 config's variants for batches of 1024 and 4096."""
 
 import jax
 import jax.numpy as jnp
@@ -9,8 +9,10 @@ import optax
 import pytest
 from conftest import CONFIGS
 
-from cnn_jax.config import ConfigError, base_config, load_config, validate_config
+from cnn_jax.config import base_config, load_config
+from cnn_jax.errors import ConfigError
 from cnn_jax.optim import create_optimizer, create_schedule, peak_learning_rate
+from cnn_jax.training.validate import validate_config
 
 IMAGENET_TRAIN = 1_281_167 - 10_000  # minus the configs' validation hold-out
 
@@ -42,8 +44,8 @@ def test_warmup_with_linear_scaling_rises_from_the_base_rate():
 
 @pytest.mark.parametrize("batch, peak", [(1024, 0.4), (4096, 1.6)])
 def test_imagenet_resnet50_large_batch_configs_follow_goyal_et_al(batch, peak):
-    path = CONFIGS / f"imagenet_resnet50_b{batch}.py"
-    config = load_config(path)
+    path = CONFIGS / "imagenet_resnet50.py"
+    config = load_config(f"{path}:{batch}")
     validate_config(config, num_devices=8)
     assert (config.batch_size, config.num_epochs, config.model.name) == (batch, 90, "resnet50")
     opt = config.optimizer
@@ -56,7 +58,7 @@ def test_imagenet_resnet50_large_batch_configs_follow_goyal_et_al(batch, peak):
     assert lr_at[5] == lr_at[29.9] == pytest.approx(peak)  # ... to 0.1 x batch / 256
     assert [lr_at[e] for e in (30, 60, 80, 89.9)] == pytest.approx([peak / 10, peak / 100, peak / 1000, peak / 1000])
     header = path.read_text().split('"""')[1]
-    assert f"cnn-jax train --config configs/imagenet_resnet50_b{batch}.py" in header
+    assert f"cnn-jax train --config configs/imagenet_resnet50.py:{batch}" in header
     assert "Goyal et al. 2017" in header and "76%" in header and "Table 1" in header
 
 
