@@ -18,7 +18,7 @@ number that does not depend on how many cores happen to be free.
 
 Stage 3 (issue 4: "the pipeline is not the bottleneck") runs the cached Grain train pipeline of
 cnn_jax.data.pipeline on real MNIST and CIFAR-10 arrays with two augmentation recipes and sets
-its images/s beside the images/s of the trainer's jitted train step (`make_steps`) for the model
+its images/s beside the images/s of the trainer's jitted train step (`StepRunner`) for the model
 each recipe trains, at the same batch size (128):
   * MNIST, LeNet-5: the distortions of LeCun et al. 1998 (sec. III.C) and the elastic ones of
     Simard et al. 2003 (rotation 10, translate 0.1, zoom 0.1, shear 10, elastic alpha 34 sigma 4);
@@ -48,7 +48,8 @@ import numpy as np
 from cnn_jax.data import catalog, formats, transforms
 from cnn_jax.data.augment import build_augment, random_flip_lr
 from cnn_jax.data.folder import is_image_file
-from cnn_jax.data.pipeline import ArraySource, InputPipeline, create_input_pipeline
+from cnn_jax.data.pipeline import InputPipeline, create_input_pipeline
+from cnn_jax.data.sources import ArraySource
 
 SHARED = Path(os.environ.get("CNN_JAX_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 FOLDERS = {
@@ -208,15 +209,17 @@ def bench_augment_pipeline(dataset: str, augment: dict, images: np.ndarray, labe
 
 
 def bench_train_step(dataset: str, model_name: str, batch: dict, steps: int) -> dict[str, float]:
-    """Images/s of the trainer's jitted train step (`make_steps`, SGD as base_config) on `batch`."""
+    """Images/s of the trainer's jitted train step (`StepRunner`, SGD as base_config) on `batch`,
+    sent to the device every step as the loop sends its batches."""
     import jax
 
     from cnn_jax.config import base_config
     from cnn_jax.models import create_model
     from cnn_jax.optim import create_optimizer
+    from cnn_jax.tasks import ClassificationTask
     from cnn_jax.training import sharding
     from cnn_jax.training.state import create_train_state, init_variables
-    from cnn_jax.training.steps import make_steps, zero_metrics
+    from cnn_jax.training.steps import StepRunner
 
     spec = catalog.DATASETS[dataset]
     mesh = sharding.create_mesh()
@@ -225,18 +228,17 @@ def bench_train_step(dataset: str, model_name: str, batch: dict, steps: int) -> 
     tx, _ = create_optimizer(base_config().optimizer, steps_per_epoch=100, num_epochs=1)
     state = jax.jit(lambda key: create_train_state(model, tx, init_variables(model, key, spec.image_shape)),
                     out_shardings=replicated)(jax.random.key(0))
-    train_step, _ = make_steps(mesh, jax.tree.map(lambda _: replicated, state), sharding.batch_sharding(mesh),
-                               dropout_key=jax.random.key(1), mean=spec.mean, std=spec.std,
-                               label_smoothing=0.0)
-    sums = jax.device_put(zero_metrics(), replicated)
-    device_batch = sharding.shard_batch(batch, mesh)
+    runner = StepRunner(mesh, jax.tree.map(lambda _: replicated, state),
+                        task=ClassificationTask(mean=tuple(spec.mean), std=tuple(spec.std)),
+                        dropout_key=jax.random.key(1))
+    sums = runner.zero_sums()
     start = time.perf_counter()
-    state, sums = train_step(state, sums, device_batch)  # compiles
+    state, sums = runner(state, sums, [batch])  # compiles
     jax.block_until_ready(sums)
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(steps):
-        state, sums = train_step(state, sums, device_batch)
+        state, sums = runner(state, sums, [batch])
     jax.block_until_ready(sums)
     wall = time.perf_counter() - start
     return {"images_per_s": steps * len(batch["label"]) / wall, "compile_s": compile_s}

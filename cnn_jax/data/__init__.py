@@ -1,5 +1,21 @@
-"""Datasets for the zoo: the tfds catalogue, offline import of local files, ImageFolder trees of
-photos ('folder:ROOT'), augmentation, per-photo transforms and the Grain input pipeline.
+"""Datasets for the zoo: the tfds catalogue, preparation and offline import of local files,
+ImageFolder trees of photos ('folder:ROOT'), augmentation, per-photo transforms and the Grain
+input pipeline.
+
+Modules, each resting only on those below it:
+    pipeline    DataConfig, InputPipeline, create_input_pipeline
+    batches     the Grain elements: one train / eval batch from (seed, epoch, step)
+    cache       decoded splits in memory and on disk, photos decoded once
+    sources     readers of records: tfds sources, image files, decoded arrays
+    splits      train / validation / test records of a train split
+    streams     the seeded random streams
+    augment/    batch augmentation (geometric, photometric, mixing) and build_augment
+    importer    local distribution files -> tfds dataset in the data_dir
+    prepare     tfds builders, download_and_prepare, what is prepared
+    formats     readers of the distribution formats (IDX, CIFAR batches, .npz)
+    catalog     DatasetSpec and DATASETS
+    transforms  per-photo decode, resize and crops (PIL)
+    folder      ImageFolder trees
 
     from cnn_jax.data import create_input_pipeline, import_local, get_dataset_spec
 """
@@ -19,26 +35,12 @@ from cnn_jax.data.augment import (
     random_crop,
     random_flip_lr,
 )
-from cnn_jax.data.catalog import (
-    DATASETS,
-    DataImportError,
-    DataNotPreparedError,
-    DatasetSpec,
-    data_main_import,
-    default_data_dir,
-    ensure_prepared,
-    get_dataset_spec,
-    import_local,
-    list_prepared,
-)
+from cnn_jax.data.catalog import DATASETS, DatasetSpec, default_data_dir, get_dataset_spec
 from cnn_jax.data.folder import ImageFolderError
-from cnn_jax.data.pipeline import (
-    InputPipeline,
-    create_input_pipeline,
-    dataset_spec_from_config,
-    split_holdout,
-    split_train_val,
-)
+from cnn_jax.data.importer import data_main_import, import_local
+from cnn_jax.data.pipeline import InputPipeline, create_input_pipeline, dataset_spec_from_config
+from cnn_jax.data.prepare import ensure_prepared, list_prepared
+from cnn_jax.data.splits import split_holdout, split_train_val
 from cnn_jax.data.transforms import PhotoTransform, decode_rgb, random_resized_crop
 
 __all__ = [
@@ -49,8 +51,6 @@ __all__ = [
     "Cutout",
     "Mix",
     "DATASETS",
-    "DataImportError",
-    "DataNotPreparedError",
     "DatasetSpec",
     "ImageFolderError",
     "InputPipeline",

@@ -1,7 +1,7 @@
 """Readers for the files the classic image datasets are distributed in, for offline import.
 
 Each reader turns one distribution format into plain uint8 arrays (`SplitArrays`) and knows
-nothing about tfds; `catalog.import_local` validates them and writes the tfds dataset.
+nothing about tfds; `importer.import_local` validates them and writes the tfds dataset.
 
 Formats (the byte layouts are the ones documented by the dataset authors):
   * IDX (LeCun et al., MNIST page; also Fashion-MNIST): ``train-images-idx3-ubyte[.gz]`` ...
@@ -35,9 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-
-class DataImportError(ValueError):
-    """Local files that cannot be imported; the message is one line naming what to pass."""
+from cnn_jax.errors import DataImportError
 
 
 @dataclasses.dataclass
@@ -116,24 +114,19 @@ def read_local(name: str, path: str | os.PathLike, image_channels: int) -> Local
     if p.is_file() and p.name.endswith(".npz"):
         return _read_npz(name, p, image_channels)
     if name in ("mnist", "fashion_mnist"):
-        if p.is_dir():
-            idx = _find_idx_files(p)
-            if idx is not None:
-                return _read_idx_folder(idx)
-            npz = _find_npz(name, p)
-            if npz is not None:
-                return _read_npz(name, npz, image_channels)
-        raise DataImportError(f"cannot import {name!r} from {p}: {_expected(name)}")
-    if name in ("cifar10", "cifar100"):
+        idx = _find_idx_files(p) if p.is_dir() else None
+        if idx is not None:
+            return _read_idx_folder(idx)
+    elif name in ("cifar10", "cifar100"):
         files = _find_cifar_files(name, p)
         if files is not None:
             return _read_cifar(name, files)
-        if p.is_dir():
-            npz = _find_npz(name, p)
-            if npz is not None:
-                return _read_npz(name, npz, image_channels)
-        raise DataImportError(f"cannot import {name!r} from {p}: {_expected(name)}")
-    raise DataImportError(f"no local import for dataset {name!r}")
+    else:
+        raise DataImportError(f"no local import for dataset {name!r}")
+    npz = _find_npz(name, p) if p.is_dir() else None  # e.g. a folder holding mnist.npz
+    if npz is not None:
+        return _read_npz(name, npz, image_channels)
+    raise DataImportError(f"cannot import {name!r} from {p}: {_expected(name)}")
 
 
 def _expected(name: str) -> str:

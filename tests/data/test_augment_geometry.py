@@ -7,6 +7,9 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from cnn_jax.data.augment import (
+    RandomCrop,
+    RandomFlipLR,
+    RandomFlipUD,
     RandomWarp,
     affine_matrices,
     elastic_displacement,
@@ -212,3 +215,20 @@ def test_random_warp_is_a_function_of_the_seed():
     same = np.repeat(x[:1], 8, 0)
     out = op(same, np.random.default_rng(9))
     assert len({o.tobytes() for o in out}) == 8
+
+
+@pytest.mark.parametrize("op", [RandomCrop(3), RandomFlipLR(), RandomFlipUD(),
+                                RandomWarp(rotation=30, zoom=0.2, elastic_alpha=8.0)],
+                         ids=["crop", "flip_lr", "flip_ud", "warp"])
+def test_geometric_op_draws_its_parameters_once_and_moves_every_array_alike(op):
+    x = _batch(n=6, h=12, w=10)
+    params = op.draw(np.random.default_rng(4), x.shape)
+    whole = op(x, np.random.default_rng(4))
+    assert np.array_equal(op.apply_image(x, params), whole)  # calling = draw, then apply
+    # A second array in the same coordinates (as a mask will be) moved with the same draw lands
+    # where its pixels did: each channel of the output is the op applied to that channel alone.
+    for ch in range(3):
+        assert np.array_equal(op.apply_image(x[..., ch:ch + 1], params), whole[..., ch:ch + 1])
+    # The draw is the batch's: a slice of a global batch gets the rows of the whole draw.
+    part = op.draw(np.random.default_rng(4), (2, *x.shape[1:]), rows=(2, 6))
+    assert np.array_equal(op.apply_image(x[2:4], part), whole[2:4])

@@ -1,5 +1,5 @@
-"""Specification of cnn_jax.data.catalog: the catalogue agrees with tfds and with the real data,
-and a dataset that is missing fails fast with one line naming the fix."""
+"""Specification of cnn_jax.data.catalog and cnn_jax.data.prepare: the catalogue agrees with tfds
+and with the real data, and a dataset that is missing fails fast with one line naming the fix."""
 
 import shutil
 import time
@@ -9,8 +9,10 @@ import pytest
 import tensorflow_datasets as tfds
 from data_helpers import import_mnist_small, mnist_small_arrays
 
-from cnn_jax.data import catalog, formats
-from cnn_jax.data.catalog import DATASETS, DataNotPreparedError, ensure_prepared
+from cnn_jax.data import catalog, formats, importer, prepare
+from cnn_jax.data.catalog import DATASETS
+from cnn_jax.data.prepare import ensure_prepared
+from cnn_jax.errors import DataImportError, DataNotPreparedError
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +79,7 @@ def _one_line_error(excinfo) -> str:
 
 
 def test_missing_dataset_on_an_offline_machine_names_the_import_command(monkeypatch, tmp_path):
-    monkeypatch.setattr(catalog, "network_reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr(prepare, "network_reachable", lambda url, timeout=3.0: False)
     with pytest.raises(DataNotPreparedError) as e:
         ensure_prepared("mnist", tmp_path, download=True)
     message = _one_line_error(e)
@@ -87,8 +89,8 @@ def test_missing_dataset_on_an_offline_machine_names_the_import_command(monkeypa
 
 
 def test_missing_dataset_online_without_tensorflow_names_the_tf_extra(monkeypatch, tmp_path):
-    monkeypatch.setattr(catalog, "network_reachable", lambda url, timeout=3.0: True)
-    monkeypatch.setattr(catalog, "tensorflow_installed", lambda: False)
+    monkeypatch.setattr(prepare, "network_reachable", lambda url, timeout=3.0: True)
+    monkeypatch.setattr(prepare, "tensorflow_installed", lambda: False)
     with pytest.raises(DataNotPreparedError) as e:
         ensure_prepared("cifar10", tmp_path)
     message = _one_line_error(e)
@@ -103,8 +105,8 @@ def test_missing_dataset_with_download_off_names_the_import_command(tmp_path):
 
 
 def test_failed_download_is_reported_in_one_line(monkeypatch, tmp_path):
-    monkeypatch.setattr(catalog, "network_reachable", lambda url, timeout=3.0: True)
-    monkeypatch.setattr(catalog, "tensorflow_installed", lambda: True)
+    monkeypatch.setattr(prepare, "network_reachable", lambda url, timeout=3.0: True)
+    monkeypatch.setattr(prepare, "tensorflow_installed", lambda: True)
 
     def fail(self, **kwargs):
         assert kwargs["file_format"] == "array_record"
@@ -118,7 +120,7 @@ def test_failed_download_is_reported_in_one_line(monkeypatch, tmp_path):
 
 def test_connectivity_probe_answers_false_within_its_timeout():
     start = time.monotonic()
-    assert not catalog.network_reachable("https://cnn-jax-test.invalid/x", timeout=1.0)
+    assert not prepare.network_reachable("https://cnn-jax-test.invalid/x", timeout=1.0)
     assert time.monotonic() - start < 2.0
 
 
@@ -126,15 +128,15 @@ def test_prepared_dataset_is_used_without_any_network(monkeypatch, mnist_small_d
     def no_network(url, timeout=3.0):
         raise AssertionError("a prepared dataset must not probe the network")
 
-    monkeypatch.setattr(catalog, "network_reachable", no_network)
+    monkeypatch.setattr(prepare, "network_reachable", no_network)
     builder = ensure_prepared("mnist", mnist_small_dir, download=True)
     assert builder.info.splits["train"].num_examples == 600
 
 
 def test_list_prepared_shows_imported_datasets_with_their_sizes_and_origin(mnist_small_dir, tmp_path):
-    (line,) = catalog.list_prepared(mnist_small_dir)
+    (line,) = prepare.list_prepared(mnist_small_dir)
     assert line.startswith("mnist") and "train 600, test 200" in line and "imported from" in line
-    (empty,) = catalog.list_prepared(tmp_path)
+    (empty,) = prepare.list_prepared(tmp_path)
     assert "no dataset" in empty and "cnn-jax data import" in empty
 
 
@@ -157,8 +159,8 @@ def _no_network(url, timeout=3.0):
 
 
 def test_imagenet_not_prepared_says_in_one_line_that_it_needs_the_tars_and_tensorflow(monkeypatch, tmp_path):
-    monkeypatch.setattr(catalog, "network_reachable", _no_network)
-    monkeypatch.setattr(catalog, "tensorflow_installed", lambda: False)
+    monkeypatch.setattr(prepare, "network_reachable", _no_network)
+    monkeypatch.setattr(prepare, "tensorflow_installed", lambda: False)
     with pytest.raises(DataNotPreparedError) as e:
         ensure_prepared("imagenet2012", tmp_path)
     message = _one_line_error(e)
@@ -171,7 +173,7 @@ def test_imagenet_not_prepared_says_in_one_line_that_it_needs_the_tars_and_tenso
 
 
 def test_imagenet_with_one_tar_names_the_one_that_is_missing(monkeypatch, tmp_path):
-    monkeypatch.setattr(catalog, "tensorflow_installed", lambda: True)
+    monkeypatch.setattr(prepare, "tensorflow_installed", lambda: True)
     manual = tmp_path / "downloads" / "manual"
     manual.mkdir(parents=True)
     (manual / "ILSVRC2012_img_train.tar").write_bytes(b"")
@@ -181,8 +183,8 @@ def test_imagenet_with_one_tar_names_the_one_that_is_missing(monkeypatch, tmp_pa
 
 
 def test_imagenet_with_its_tars_and_tensorflow_is_prepared_from_the_manual_folder(monkeypatch, tmp_path):
-    monkeypatch.setattr(catalog, "network_reachable", _no_network)
-    monkeypatch.setattr(catalog, "tensorflow_installed", lambda: True)
+    monkeypatch.setattr(prepare, "network_reachable", _no_network)
+    monkeypatch.setattr(prepare, "tensorflow_installed", lambda: True)
     manual = tmp_path / "downloads" / "manual"
     manual.mkdir(parents=True)
     for name in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"):
@@ -199,7 +201,7 @@ def test_imagenet_with_its_tars_and_tensorflow_is_prepared_from_the_manual_folde
 
 
 def test_imagenette_offline_names_the_folder_alternative(monkeypatch, tmp_path):
-    monkeypatch.setattr(catalog, "network_reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr(prepare, "network_reachable", lambda url, timeout=3.0: False)
     with pytest.raises(DataNotPreparedError) as e:
         ensure_prepared("imagenette", tmp_path)
     message = _one_line_error(e)
@@ -207,8 +209,8 @@ def test_imagenette_offline_names_the_folder_alternative(monkeypatch, tmp_path):
 
 
 def test_photo_datasets_are_read_in_place_not_imported(tmp_path):
-    with pytest.raises(catalog.DataImportError, match="data.name=folder:ROOT"):
-        catalog.import_local("imagenette", tmp_path, tmp_path)
+    with pytest.raises(DataImportError, match="data.name=folder:ROOT"):
+        importer.import_local("imagenette", tmp_path, tmp_path)
 
 
 def test_unknown_dataset_error_mentions_folder_trees():

@@ -1,4 +1,4 @@
-"""Specification of the offline import (catalog.import_local): every accepted format round-trips
+"""Specification of the offline import (importer.import_local): every accepted format round-trips
 pixels and labels exactly into a tfds dataset with tfds' own features, bad input fails in one line
 without leaving anything tfds would take for a prepared dataset, and pickles cannot run code."""
 
@@ -14,13 +14,9 @@ import tensorflow_datasets as tfds
 from data_helpers import jpeg_npz_slice, mnist_small_arrays, npz_slice, write_mnist_idx_folder
 from PIL import Image
 
-from cnn_jax.data import catalog, formats
-from cnn_jax.data.catalog import (
-    DataImportError,
-    DataNotPreparedError,
-    data_main_import,
-    import_local,
-)
+from cnn_jax.data import catalog, formats, prepare
+from cnn_jax.data.importer import data_main_import, import_local
+from cnn_jax.errors import DataImportError, DataNotPreparedError
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +32,7 @@ def read_back(name, data_dir, split):
 
 
 def assert_nothing_prepared(name, data_dir):
-    assert not catalog.tfds_builder(name, data_dir).is_prepared()
+    assert not prepare.tfds_builder(name, data_dir).is_prepared()
     leftovers = [p for p in os.listdir(data_dir) if p.startswith(".import-")] if data_dir.exists() else []
     assert not leftovers
 

@@ -10,10 +10,12 @@ import pytest
 import tensorflow_datasets as tfds
 from data_helpers import import_mnist_small, mnist_small_arrays
 
-from cnn_jax.data import catalog, pipeline
-from cnn_jax.data.augment import Compose
-from cnn_jax.data.catalog import DataNotPreparedError
-from cnn_jax.data.pipeline import ArraySource, InputPipeline, create_input_pipeline, split_train_val
+from cnn_jax.data import cache, catalog, prepare
+from cnn_jax.data.augment import Compose, build_augment
+from cnn_jax.data.pipeline import InputPipeline, create_input_pipeline
+from cnn_jax.data.sources import ArraySource
+from cnn_jax.data.splits import split_train_val
+from cnn_jax.errors import DataNotPreparedError
 
 
 @pytest.fixture(scope="module")
@@ -181,13 +183,13 @@ def test_decoded_split_is_cached_on_disk_and_reused(tmp_path, mnist_small, monke
     def no_decoding(*args, **kwargs):
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(pipeline, "_decode_all", no_decoding)
+    monkeypatch.setattr(cache, "decode_all", no_decoding)
     second = make(tmp_path / "tfds", val_size=20, batch_size=20)
     assert same_batches(epoch(first, 0), epoch(second, 0))
 
 
 def test_missing_dataset_offline_fails_with_the_import_command(tmp_path, monkeypatch):
-    monkeypatch.setattr(catalog, "network_reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr(prepare, "network_reachable", lambda url, timeout=3.0: False)
     with pytest.raises(DataNotPreparedError, match="cnn-jax data import cifar10 --from PATH"):
         make(tmp_path, name="cifar10", download=True)
 
@@ -214,7 +216,7 @@ def test_cached_train_iterator_is_fast(capsys):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (60_000, 28, 28, 1), dtype=np.uint8)
     source = ArraySource(images, rng.integers(0, 10, 60_000).astype(np.int32), np.arange(60_000))
-    aug = pipeline.build_augment({"random_crop_padding": 2, "horizontal_flip": True})
+    aug = build_augment({"random_crop_padding": 2, "horizontal_flip": True})
     pipe = InputPipeline(catalog.DATASETS["mnist"], source, None, source, seed=0, batch_size=128,
                          eval_batch_size=1000, process_index=0, process_count=1, augment=aug,
                          cached=True, num_workers=0)

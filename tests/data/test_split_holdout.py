@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from data_helpers import import_mnist_small, mnist_small_arrays
 
-from cnn_jax.data.pipeline import create_input_pipeline, split_holdout, split_train_val
+from cnn_jax.data.pipeline import create_input_pipeline
+from cnn_jax.data.splits import split_holdout, split_train_val
 
 
 @pytest.fixture(scope="module")
