@@ -7,9 +7,9 @@ eager, and the plain NHWC -> CHWN transpose its weight gradient needs: README "P
     python experiments/bench_conv_layer.py --smoke                  # tiny sizes (what the test runs)
 
 For each (size, channels) of ResNet-20's three stages at batch 128: JAX `grad` of
-sum(relu(conv(x, w))) with respect to x and w (XLA's convolution,
-`cnn_jax.layers.onednn.xla_conv2d`, NHWC/HWIO, padding 1; and the same by oneDNN,
-`cnn_jax.layers.onednn.conv2d`, what cnn_jax's layers run on a CPU),
+sum(relu(conv(x, w))) with respect to x and w (XLA's convolution, `cnn_jax.backends.xla.conv`,
+NHWC/HWIO, padding 1; and the same by oneDNN, `cnn_jax.backends.onednn.conv`, what cnn_jax's
+layers run on a CPU),
 the same with torch (`nn.Conv2d`, NCHW, `backward` into x and the weight; in a child process, so
 that it does not share the process with the oneDNN library cnn_jax loads), and in JAX the
 transpose of x to CHWN alone. Median of 5 repeats of `--steps` calls, in ms per call; threads:
@@ -17,8 +17,8 @@ the cores XLA uses.
 
 `--covering`: convolutions whose kernel covers the whole unpadded input (one output position,
 LeNet-5's C5 at the time-to-accuracy recipe's batch 256 first), forward + both gradients by
-XLA's convolution, by oneDNN's, and by what `cnn_jax.layers.Conv` runs for them on a CPU (the
-flattened input times the flattened kernel, XLA's dot).
+XLA's convolution, by oneDNN's (`covering_as_dot=False`), and by what `cnn_jax.layers.Conv` runs
+for them on a CPU (the flattened input times the flattened kernel, XLA's dot).
 """
 
 from __future__ import annotations
@@ -52,17 +52,18 @@ def jax_side(batch: int, size: int, channels: int, steps: int) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from cnn_jax.layers import onednn
+    from cnn_jax.backends import onednn, xla
 
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((batch, size, size, channels)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((3, 3, channels, channels)) * 0.1, jnp.float32)
+    pad = ((1, 1), (1, 1))
 
     def loss(x, w):
-        return jnp.sum(jax.nn.relu(onednn.xla_conv2d(x, w, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)))
+        return jnp.sum(jax.nn.relu(xla.conv(x, w, (1, 1), pad, (1, 1))))
 
     def onednn_loss(x, w):
-        return jnp.sum(jax.nn.relu(onednn.conv2d(x, w, strides=(1, 1), padding=((1, 1), (1, 1)))))
+        return jnp.sum(jax.nn.relu(onednn.conv(x, w, strides=(1, 1), padding=pad, impl="onednn")))
 
     grads = jax.jit(jax.grad(loss, argnums=(0, 1)))
     transpose = jax.jit(lambda x: jnp.transpose(x, (3, 1, 2, 0)))
@@ -78,17 +79,16 @@ def covering_side(batch: int, size: int, cin: int, cout: int, steps: int) -> dic
     import jax
     import jax.numpy as jnp
 
-    from cnn_jax.layers import onednn
-    from cnn_jax.layers.conv import _onednn_conv
+    from cnn_jax.backends import onednn, xla
 
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((batch, size, size, cin)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((size, size, cin, cout)) * 0.1, jnp.float32)
     none = ((0, 0), (0, 0))
-    ways = {"xla_ms": lambda x, w: onednn.xla_conv2d(x, w, (1, 1), none, (1, 1), 1),
-            "onednn_conv_ms": lambda x, w: onednn.conv2d(x, w, strides=(1, 1), padding=none),
-            "cnn_jax_ms": lambda x, w: _onednn_conv(x, w, strides=(1, 1), padding=none, dilation=(1, 1),
-                                                    precision=None, groups=1)}
+    on_onednn = dict(strides=(1, 1), padding=none, impl="onednn")
+    ways = {"xla_ms": lambda x, w: xla.conv(x, w, (1, 1), none, (1, 1)),
+            "onednn_conv_ms": lambda x, w: onednn.conv(x, w, **on_onednn, covering_as_dot=False),
+            "cnn_jax_ms": lambda x, w: onednn.conv(x, w, **on_onednn)}
     row = {"batch": batch, "size": size, "in": cin, "out": cout}
     for name, conv in ways.items():
         if name != "xla_ms" and not onednn.available():

@@ -8,21 +8,24 @@ to it: README "Performance" (the profile of the ResNet-20 step and the convoluti
     python experiments/profile_train_step.py --smoke                             # what the test runs
 
 The step is the one experiments/bench_train_step.py times (`JaxTrainStep`: the trainer's
-`make_steps` with the model's shipped recipe, batch 128 of random images). It prints the median
+`StepRunner` with the model's shipped recipe, batch 128 of random images). It prints the median
 time per step over `--repeats` runs of `--steps` steps, then runs `--steps` steps under
 `jax.profiler.trace` and sums the trace's events per XLA operation and per kind of fusion (the
 name without its number: `transpose_copy_fusion`, `ynn_fusion`, ...), in ms per step.
 
-`--conv` swaps how `cnn_jax.layers.Conv` computes an ordinary (ungrouped) convolution, for this
-process only; the parameters are the same:
-  auto       what the trainer runs (`conv_impl='auto'`: oneDNN on the CPU, cnn_jax/layers/onednn.py);
-  onednn     oneDNN, or an error saying why it cannot be built;
+`--conv` swaps how `cnn_jax.layers.Conv` computes an ordinary (ungrouped) convolution; the
+parameters are the same:
+  auto       what the trainer runs (the model's `conv_impl='auto'`: oneDNN on one CPU device,
+             cnn_jax/backends/onednn);
+  onednn     `conv_impl='onednn'`: oneDNN, or an error saying why it cannot be built;
   xla        XLA's convolution (`conv_impl='xla'`);
   im2col     the k x k shifted slices concatenated on the channel axis, then one matrix product;
   tap-dw     XLA's convolution forward and input gradient, the weight gradient as k x k matrix
              products of a shifted slice with the output gradient (a custom VJP);
   barrier    XLA's convolution with a custom VJP that puts `lax.optimization_barrier` on the
              output gradient and input before XLA's own backward convolutions.
+The last three build the model with `conv_impl='xla'` and replace, for this process only, the
+XLA convolution its layers bind.
 """
 
 from __future__ import annotations
@@ -107,17 +110,13 @@ def _barrier_bwd(strides, padding, dilation, residuals, g):
 barrier_conv.defvjp(_tap_dw_fwd, _barrier_bwd)
 
 
-def use_conv(impl: str) -> None:
-    """Routes cnn_jax.layers' ungrouped convolutions through `impl` (same parameters)."""
-    from cnn_jax.layers.conv import set_conv_impl
-
-    if impl in ("auto", "onednn"):
-        set_conv_impl(impl)
-        return
-    set_conv_impl("xla")  # the others replace XLA's convolution
-    if impl == "xla":
-        return
+def use_conv(impl: str) -> str:
+    """Routes cnn_jax.layers' ungrouped convolutions through `impl` (same parameters); returns the
+    `conv_impl` to build the model with."""
+    if impl in ("auto", "onednn", "xla"):
+        return impl
     import cnn_jax.layers.conv as conv_module
+    from cnn_jax.layers.conv_geometry import pad_pairs
 
     fn = {"im2col": im2col_conv, "tap-dw": tap_dw_conv, "barrier": barrier_conv}[impl]
     original = conv_module._flax_conv
@@ -128,10 +127,11 @@ def use_conv(impl: str) -> None:
     def conv(module, x, *, groups, padding, **kwargs):
         if groups != 1 or padding == "CIRCULAR":
             return original(module, x, groups=groups, padding=padding, **kwargs)
-        padding = conv_module._pad_pairs(x, kwargs["kernel_size"], kwargs["strides"], padding, kwargs["dilation"])
+        padding = pad_pairs(x.shape, kwargs["kernel_size"], kwargs["strides"], padding, kwargs["dilation"])
         return conv_module._direct_layer(module, x, apply, groups=groups, padding=padding, **kwargs)
 
     conv_module._flax_conv = conv
+    return "xla"  # the others replace XLA's convolution
 
 
 def profile(step, steps: int) -> dict[str, float]:
@@ -172,8 +172,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.smoke:
         args.model, args.batch, args.steps, args.repeats = "lenet5", 8, 2, 1
-    use_conv(args.conv)
-    step = JaxTrainStep(args.model, random_batches(MODELS[args.model][1], args.batch, 4))
+    conv_impl = use_conv(args.conv)
+    step = JaxTrainStep(args.model, random_batches(MODELS[args.model][1], args.batch, 4), conv_impl=conv_impl)
     step.run(args.steps)  # compile, warm up
     ms = statistics.median(step.run(args.steps) / args.steps * 1e3 for _ in range(args.repeats))
     events = profile(step, args.steps)

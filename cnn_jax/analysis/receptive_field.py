@@ -37,7 +37,7 @@ from typing import Any
 
 import flax.linen as nn
 
-from cnn_jax.analysis.summary import align_columns, format_shape
+from cnn_jax.analysis.tables import align_columns, format_shape
 from cnn_jax.analysis.trace import trace_forward
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import flax.linen as nn
 
+from cnn_jax.analysis.tables import align_columns, format_shape
 from cnn_jax.analysis.trace import trace_forward
 
 BYTES_PER_ACTIVATION = 4  # float32
@@ -210,27 +211,8 @@ def summarize_model(
     )
 
 
-def format_shape(shape: Sequence[int]) -> str:
-    """``224x224x64`` like the lecture tables; a vector is just its length."""
-    return "x".join(str(int(d)) for d in shape) if len(shape) else "scalar"
-
-
 def _si(n: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= scale:
             return f"{n / scale:.2f} {unit}"
     return f"{n:g}"
-
-
-def align_columns(header: Sequence[str], rows: Sequence[Sequence[str]], right_from: int) -> list[str]:
-    """Columns padded to their widest cell; numeric columns (index >= right_from) right-aligned."""
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-
-    def fmt(cells: Sequence[str]) -> str:
-        return "  ".join(
-            str(c).rjust(w) if i >= right_from else str(c).ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    rule = "-" * len(fmt(header))
-    return [fmt(header), rule, *(fmt(r) for r in rows), rule]

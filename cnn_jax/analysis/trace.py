@@ -27,7 +27,13 @@ input channels per group) and ``dot_general`` (output elements x contracted size
 operand is an activation and the other is an activation or derived from parameters. Products with a
 constant matrix (our adaptive average pooling), pooling, normalisation, activations and additions
 count zero, the convention of the papers' tables (He et al. 2016 Table 1, Howard et al. 2017
-Table 2 count convolutions and fully connected layers only).
+Table 2 count convolutions and fully connected layers only). A oneDNN convolution (what layers with
+``conv_impl`` 'auto' or 'onednn' bind) is read as the XLA convolution it computes, so the trace is
+the same whatever the model's ``conv_impl``.
+
+This module walks the jaxpr and builds the rows; :mod:`cnn_jax.analysis.field_rules` moves
+receptive fields through each primitive and :mod:`cnn_jax.analysis.op_rules` reads a convolution's
+geometry, multiply-adds and op text.
 """
 
 from __future__ import annotations
@@ -45,7 +51,24 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_jax.layers.conv import using_conv_impl
+from cnn_jax.analysis.field_rules import (
+    POOL_PRIMS,
+    REDUCE_PRIMS,
+    Slot,
+    Slots,
+    aval_shape,
+    propagate,
+)
+from cnn_jax.analysis.op_rules import (
+    conv_geometry,
+    fmt_pad,
+    fmt_pad_config,
+    fmt_uniform,
+    fmt_window,
+    macs,
+)
+from cnn_jax.backends import onednn
+from cnn_jax.models import create_model, get_model_spec
 
 _MARKER = "cnn_jax_call"
 _MARKER_RE = re.compile(_MARKER + r"(\d+)")
@@ -54,11 +77,6 @@ _MARKER_RE = re.compile(_MARKER + r"(\d+)")
 _INLINE = {
     "jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
     "custom_vjp_call_jaxpr", "remat", "remat2", "checkpoint", "custom_lin",
-}
-_POOL_PRIMS = {"reduce_window_max", "reduce_window_min", "reduce_window_sum", "reduce_window"}
-_REDUCE_PRIMS = {
-    "reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "reduce_and", "reduce_or", "argmax",
-    "argmin",
 }
 # Cheap shape-only primitives folded on known constants (the adaptive-pool matrices pass through them).
 _FOLD_PRIMS = {"convert_element_type", "reshape", "transpose", "broadcast_in_dim", "squeeze"}
@@ -80,37 +98,6 @@ class AxisField:
     jump: float
     start: float
     spatial: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
-class _Slot:
-    """Receptive field of one input spatial axis, attached to an array axis (or None when mixed)."""
-
-    axis: int | None
-    r: float
-    j: float
-    start: float
-
-    def window(self, axis: int | None, k: int, s: int, p_lo: float, d: int = 1, base: int = 1) -> _Slot:
-        """Araujo et al. 2019's recurrences for a window of k taps, stride s, left padding p_lo,
-        dilation d, on an input dilated by `base` (a transposed convolution's fractional stride)."""
-        j_in = self.j / base
-        return _Slot(
-            axis=axis,
-            r=self.r + (k - 1) * d * j_in,
-            j=j_in * s,
-            start=self.start + ((k - 1) * d / 2 - p_lo) * j_in,
-        )
-
-    def mix(self, n: int) -> _Slot:
-        """All n positions of the axis combined (a window over the whole map); the axis is gone."""
-        return _Slot(None, self.r + (n - 1) * self.j, self.j, self.start + (n - 1) / 2 * self.j)
-
-    def moved(self, axis: int | None) -> _Slot:
-        return dataclasses.replace(self, axis=axis)
-
-
-Slots = tuple[_Slot, ...]
 
 
 @dataclasses.dataclass
@@ -189,8 +176,6 @@ def resolve_model(
 ) -> tuple[nn.Module, str, tuple[int, ...], int | None]:
     """(module, display name, input shape (H, W, C), num_classes) from a registered name or a module."""
     if isinstance(model_name_or_module, str):
-        from cnn_jax.models import create_model, get_model_spec
-
         spec = get_model_spec(model_name_or_module)
         model = create_model(model_name_or_module, num_classes=num_classes)
         classes = spec.num_classes if num_classes is None else num_classes
@@ -250,10 +235,7 @@ def trace_forward(
         with nn.intercept_methods(interceptor):
             return model.apply(v, image, **mode)
 
-    # Layers, shapes and MACs are read from XLA's convolution primitives; oneDNN's custom calls
-    # (the CPU default, cnn_jax.layers.onednn) are opaque, so the analysis traces XLA's.
-    with using_conv_impl("xla"):
-        closed = jax.make_jaxpr(forward)(variables, x)
+    closed = jax.make_jaxpr(forward)(variables, x)
 
     leaves, _ = jax.tree_util.tree_flatten_with_path(variables)
     leaf_names, leaf_sizes, is_param = [], [], []
@@ -269,6 +251,16 @@ def trace_forward(
     return ForwardTrace(name, shape, classes, layers, total_params, total_state)
 
 
+def _as_xla_convolution(eqn) -> jcore.ClosedJaxpr | None:
+    """A oneDNN convolution (what layers with ``conv_impl`` 'auto' or 'onednn' bind, see
+    :mod:`cnn_jax.backends.onednn`) as the jaxpr of the XLA convolution it computes, whose geometry
+    the rules read; None for any other equation."""
+    if eqn.primitive is not onednn.forward_p:
+        return None
+    operands = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in eqn.invars]
+    return jax.make_jaxpr(onednn.xla_equivalent(eqn.params))(*operands)
+
+
 def _accepts_train(model: nn.Module) -> bool:
     try:
         params = inspect.signature(type(model).__call__).parameters
@@ -280,40 +272,6 @@ def _accepts_train(model: nn.Module) -> bool:
 def _is_literal(v) -> bool:
     return isinstance(v, jcore.Literal)
 
-
-def _shape(v) -> tuple[int, ...]:
-    return tuple(int(d) for d in v.aval.shape)
-
-
-def _fmt_window(k: Sequence[int]) -> str:
-    return "x".join(str(int(v)) for v in k)
-
-
-def _fmt_uniform(values: Sequence[int]) -> str:
-    values = [int(v) for v in values]
-    return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
-
-
-def _fmt_pad(lo: Sequence[int], hi: Sequence[int]) -> str:
-    lo, hi = [int(v) for v in lo], [int(v) for v in hi]
-    if not any(lo) and not any(hi):
-        return ""
-    if lo == hi and len(set(lo)) == 1:
-        return f" pad {lo[0]}"
-    return " pad " + ",".join(f"({a},{b})" for a, b in zip(lo, hi, strict=True))
-
-
-def _fmt_pad_config(cfg, spatial_axes: set[int]) -> str:
-    """`pad 2` (spatial, both sides), `pad (0,1),(0,1)`, `+16 channels` (zeros appended to an axis)."""
-    ax = sorted(spatial_axes)
-    parts = []
-    text = _fmt_pad([cfg[a][0] for a in ax], [cfg[a][1] for a in ax]).strip()
-    if text:
-        parts.append(text)
-    for a, (lo, hi, _) in enumerate(cfg):
-        if a not in spatial_axes and a > 0 and (lo or hi):
-            parts.append(f"+{int(lo) + int(hi)} " + ("channels" if a == len(cfg) - 1 else f"on axis {a}"))
-    return ", ".join(parts)
 
 
 class _Walker:
@@ -356,7 +314,7 @@ class _Walker:
         *var_invars, x_var = jaxpr.invars
         for i, v in enumerate(var_invars):
             self.params[v] = frozenset([i]) if self.is_param[i] else frozenset()
-        self.data[x_var] = tuple(_Slot(1 + a, 1.0, 1.0, 0.0) for a in range(self.num_spatial))
+        self.data[x_var] = tuple(Slot(1 + a, 1.0, 1.0, 0.0) for a in range(self.num_spatial))
         self._walk(jaxpr.eqns, None)
 
         layers = [TracedLayer(
@@ -388,7 +346,7 @@ class _Walker:
             found = _MARKER_RE.findall(str(eqn.source_info.name_stack))
             call = int(found[-1]) if found else inherited
             name = eqn.primitive.name
-            sub = self._subjaxpr(eqn) if name in _INLINE else None
+            sub = self._subjaxpr(eqn) if name in _INLINE else _as_xla_convolution(eqn)
             if sub is not None and len(sub.jaxpr.invars) == len(eqn.invars):
                 self._inline(eqn, sub, call)
             else:
@@ -444,7 +402,7 @@ class _Walker:
                     self.value[v] = value
             return
 
-        slots_out = _propagate(eqn, ins, self.num_spatial)
+        slots_out = propagate(eqn, ins, self.num_spatial)
         for v in outs:
             self._clear(v)
             self.data[v] = slots_out
@@ -458,21 +416,21 @@ class _Walker:
                 self.charged.add(i)
                 if self.is_param[i]:
                     row.params[self.leaf_names[i]] = self.leaf_sizes[i]
-        row.macs += _macs(eqn, ins)
+        row.macs += macs(eqn, ins)
         row.slots = slots_out
         row.last_prim = eqn.primitive.name
         if outs and not row.leaf:
-            row.shape = _shape(outs[0])
+            row.shape = aval_shape(outs[0])
             for v in outs:
                 self.produced_by[v] = row
         elif outs and row.leaf and not row.shape_from_call:
-            row.shape = _shape(outs[0])
+            row.shape = aval_shape(outs[0])
 
     def _fold(self, eqn, ins) -> np.ndarray | None:
         if eqn.primitive.name not in _FOLD_PRIMS or any(val is None for _, _, val in ins):
             return None
         out = eqn.outvars[0]
-        if math.prod(_shape(out)) > _MAX_FOLD_ELEMENTS:
+        if math.prod(aval_shape(out)) > _MAX_FOLD_ELEMENTS:
             return None
         try:
             return np.asarray(eqn.primitive.bind(*[val for _, _, val in ins], **eqn.params))
@@ -501,11 +459,11 @@ class _Walker:
     def _describe_leaf(self, row: _Row, eqn, ins) -> None:
         name = eqn.primitive.name
         if name == "conv_general_dilated" and row.conv is None:
-            row.conv = _conv_geometry(eqn)
-        elif name == "dot_general" and row.dense is None and _macs(eqn, ins):
+            row.conv = conv_geometry(eqn)
+        elif name == "dot_general" and row.dense is None and macs(eqn, ins):
             (lc, _), _ = eqn.params["dimension_numbers"]
-            lhs = _shape(eqn.invars[0])
-            row.dense = (int(math.prod(lhs[d] for d in lc)), int(_shape(eqn.outvars[0])[-1]))
+            lhs = aval_shape(eqn.invars[0])
+            row.dense = (int(math.prod(lhs[d] for d in lc)), int(aval_shape(eqn.outvars[0])[-1]))
 
     def _functional(self, eqn, scope, owner, ins) -> _Row | None:
         name = eqn.primitive.name
@@ -515,8 +473,8 @@ class _Walker:
         if produced is not None and produced.key[0] != owner:
             produced = None
         attached = {s.axis for s in first_slots if s.axis is not None}
-        in_shape = _shape(first_var)
-        out_shape = _shape(eqn.outvars[0])
+        in_shape = aval_shape(first_var)
+        out_shape = aval_shape(eqn.outvars[0])
 
         def new(base: str, **kw) -> _Row:
             row = _Row(key=(owner, len(self.rows)), scope=scope, base=base, leaf=False, classes=set(), **kw)
@@ -525,7 +483,7 @@ class _Walker:
 
         const_operand = any(s is None and not p and val is not None for s, p, val in ins)
         uses_params = any(s is None and p for s, p, _ in ins)
-        if name in _POOL_PRIMS:
+        if name in POOL_PRIMS:
             win = eqn.params["window_dimensions"]
             strides = eqn.params["window_strides"]
             if any(win[a] > 1 or strides[a] > 1 for a in attached):
@@ -533,11 +491,11 @@ class _Walker:
                         "reduce_window_sum": "sum"}.get(name, "")
                 pads = eqn.params["padding"]
                 ax = sorted(attached)
-                op = (f"{kind} " if kind else "") + f"{_fmt_window([win[a] for a in ax])}/" \
-                    f"{_fmt_uniform([strides[a] for a in ax])}" + \
-                    _fmt_pad([pads[a][0] for a in ax], [pads[a][1] for a in ax])
+                op = (f"{kind} " if kind else "") + f"{fmt_window([win[a] for a in ax])}/" \
+                    f"{fmt_uniform([strides[a] for a in ax])}" + \
+                    fmt_pad([pads[a][0] for a in ax], [pads[a][1] for a in ax])
                 return new(f"{kind}_pool" if kind else "pool", pool=op)
-        if name in _REDUCE_PRIMS:
+        if name in REDUCE_PRIMS:
             axes = set(eqn.params.get("axes", ()))
             if axes & attached:
                 kind = {"reduce_sum": "sum", "reduce_max": "max", "reduce_min": "min"}.get(name, name)
@@ -553,17 +511,17 @@ class _Walker:
             return row
         if name == "conv_general_dilated":
             row = new("conv")
-            row.conv = _conv_geometry(eqn)
+            row.conv = conv_geometry(eqn)
             return row
         if name == "concatenate" and len(eqn.invars) > 1:
             return new("concat", pool=f"{len(eqn.invars)} inputs")
         if name == "pad":
             cfg = eqn.params["padding_config"]
             if any(lo or hi or interior for lo, hi, interior in cfg):
-                return new("pad", pool=_fmt_pad_config(cfg, attached))
+                return new("pad", pool=fmt_pad_config(cfg, attached))
         if name == "slice" and any(out_shape[a] != in_shape[a] for a in attached):
             strides = eqn.params.get("strides") or (1,) * len(in_shape)
-            return new("slice", pool="stride " + _fmt_uniform([strides[a] for a in sorted(attached)]))
+            return new("slice", pool="stride " + fmt_uniform([strides[a] for a in sorted(attached)]))
         # Element-wise ops and views extend the functional layer that produced their input.
         if produced is not None:
             if out_shape == in_shape and name not in ("transpose", "reshape"):
@@ -602,9 +560,9 @@ class _Walker:
     def _kind(self, row: _Row) -> tuple[str, str]:
         if row.conv is not None:
             kernel, strides, lo, hi, dilation, groups, c_in = row.conv
-            op = f"{_fmt_window(kernel)}/{_fmt_uniform(strides)}" + _fmt_pad(lo, hi)
+            op = f"{fmt_window(kernel)}/{fmt_uniform(strides)}" + fmt_pad(lo, hi)
             if any(d > 1 for d in dilation):
-                op += f" dil {_fmt_uniform(dilation)}"
+                op += f" dil {fmt_uniform(dilation)}"
             if groups > 1 and groups == c_in:
                 return "conv dw", op
             if groups > 1:
@@ -628,208 +586,3 @@ def _num(value: float) -> float | int:
     return int(value) if float(value).is_integer() else float(value)
 
 
-def _conv_geometry(eqn) -> tuple:
-    dn = eqn.params["dimension_numbers"]
-    lhs, rhs = _shape(eqn.invars[0]), _shape(eqn.invars[1])
-    kernel = tuple(rhs[d] for d in dn.rhs_spec[2:])
-    pads = eqn.params["padding"]
-    return (
-        kernel,
-        tuple(eqn.params["window_strides"]),
-        tuple(int(p[0]) for p in pads),
-        tuple(int(p[1]) for p in pads),
-        tuple(eqn.params.get("rhs_dilation") or (1,) * len(kernel)),
-        int(eqn.params.get("feature_group_count", 1)),
-        int(lhs[dn.lhs_spec[1]]),
-    )
-
-
-def _macs(eqn, ins) -> int:
-    """Multiply-adds of a convolution or matrix product between activations and weights/activations."""
-    name = eqn.primitive.name
-    if name not in ("conv_general_dilated", "dot_general"):
-        return 0
-    kinds = ["data" if s is not None else ("param" if p else "const") for s, p, _ in ins[:2]]
-    if "data" not in kinds or "const" in kinds:
-        return 0
-    out = math.prod(_shape(eqn.outvars[0]))
-    if name == "conv_general_dilated":
-        dn = eqn.params["dimension_numbers"]
-        rhs = _shape(eqn.invars[1])
-        return int(out * math.prod(rhs[d] for d in dn.rhs_spec[2:]) * rhs[dn.rhs_spec[1]])
-    (lc, _), _ = eqn.params["dimension_numbers"]
-    lhs = _shape(eqn.invars[0])
-    return int(out * math.prod(lhs[d] for d in lc))
-
-
-# ------------------------------------------------------------------------ receptive-field rules
-def _combine(groups: list[Slots]) -> Slots:
-    """Where paths meet (addition, concatenation) each axis keeps the largest field over the paths
-    (Araujo et al. 2019, "Handling multiple paths"), on the array axis the paths still share."""
-    if len(groups) == 1:
-        return groups[0]
-    out = []
-    for candidates in zip(*groups, strict=True):
-        best = max(candidates, key=lambda s: s.r)
-        attached = next((s for s in candidates if s.axis is not None), None)
-        out.append(_Slot(attached.axis if attached else None, best.r,
-                         attached.j if attached else best.j, best.start))
-    return tuple(out)
-
-
-def _remap(slots: Slots, in_shape: Sequence[int], mapping: dict[int, int | None]) -> Slots:
-    """Moves attached axes by `mapping`; an axis mapped to None is mixed (size > 1) or dropped."""
-    out = []
-    for s in slots:
-        if s.axis is None:
-            out.append(s)
-        elif mapping.get(s.axis) is not None:
-            out.append(s.moved(mapping[s.axis]))
-        else:
-            out.append(s.mix(int(in_shape[s.axis])))
-    return tuple(out)
-
-
-def _reshape_map(in_shape: Sequence[int], out_shape: Sequence[int]) -> dict[int, int | None]:
-    """Input axis -> output axis that holds the same positions, or None if merged/split."""
-    mapping: dict[int, int | None] = {}
-    used: set[int] = set()
-    out_prefix = [math.prod(out_shape[:b]) for b in range(len(out_shape))]
-    for a, size in enumerate(in_shape):
-        pre = math.prod(in_shape[:a])
-        match = None
-        for b, osize in enumerate(out_shape):
-            if b not in used and out_prefix[b] == pre and osize == size:
-                match = b
-                break
-        mapping[a] = match
-        if match is not None:
-            used.add(match)
-    return mapping
-
-
-def _matrix_window(slot: _Slot, matrix: np.ndarray, axis: int | None) -> _Slot:
-    """A constant (out, in) matrix along an axis as a pooling: output 0's window and the widest."""
-    nz = matrix != 0
-    rows = [np.nonzero(r)[0] for r in nz]
-    spans = [(int(r.min()), int(r.max())) for r in rows if r.size]
-    if not spans:
-        return slot.moved(axis)
-    lo0, hi0 = spans[0]
-    width = max(hi - lo + 1 for lo, hi in spans)
-    step = spans[1][0] - lo0 if len(spans) > 1 else 1
-    return _Slot(axis, slot.r + (width - 1) * slot.j, slot.j * step, slot.start + (lo0 + hi0) / 2 * slot.j)
-
-
-def _propagate(eqn, ins, num_spatial: int) -> Slots:
-    """Receptive fields of an equation's output from those of its activation inputs."""
-    name = eqn.primitive.name
-    params = eqn.params
-    out_shape = _shape(eqn.outvars[0]) if eqn.outvars else ()
-    data = [(i, s) for i, (s, _, _) in enumerate(ins) if s is not None]
-    i0, slots = data[0]
-    in_shape = _shape(eqn.invars[i0])
-
-    if name == "conv_general_dilated" and i0 == 0:
-        dn = params["dimension_numbers"]
-        rhs = _shape(eqn.invars[1])
-        lhs_dilation = params.get("lhs_dilation") or (1,) * (len(in_shape) - 2)
-        rhs_dilation = params.get("rhs_dilation") or (1,) * (len(in_shape) - 2)
-        out = []
-        for s in slots:
-            if s.axis is None:
-                out.append(s)
-            elif s.axis in dn.lhs_spec[2:]:
-                i = dn.lhs_spec.index(s.axis) - 2
-                out.append(s.window(dn.out_spec[2 + i], rhs[dn.rhs_spec[2 + i]], params["window_strides"][i],
-                                    params["padding"][i][0], rhs_dilation[i], lhs_dilation[i]))
-            else:
-                out.append(s.mix(in_shape[s.axis]))
-        return tuple(out)
-    if name in _POOL_PRIMS:
-        win, strides, pads = params["window_dimensions"], params["window_strides"], params["padding"]
-        base = params.get("base_dilation") or (1,) * len(win)
-        wdil = params.get("window_dilation") or (1,) * len(win)
-        return tuple(
-            s if s.axis is None else s.window(s.axis, win[s.axis], strides[s.axis], pads[s.axis][0],
-                                              wdil[s.axis], base[s.axis])
-            for s in slots
-        )
-    if name == "pad" and i0 == 0:
-        cfg = params["padding_config"]
-        return tuple(
-            s if s.axis is None else s.window(s.axis, 1, 1, int(cfg[s.axis][0]), 1, int(cfg[s.axis][2]) + 1)
-            for s in slots
-        )
-    if name == "slice":
-        starts = params["start_indices"]
-        strides = params.get("strides") or (1,) * len(in_shape)
-        return tuple(
-            s if s.axis is None else s.window(s.axis, 1, int(strides[s.axis]), -int(starts[s.axis]))
-            for s in slots
-        )
-    if name == "transpose":
-        perm = list(params["permutation"])
-        return _remap(slots, in_shape, {a: perm.index(a) for a in range(len(in_shape))})
-    if name == "reshape":
-        return _remap(slots, in_shape, _reshape_map(in_shape, out_shape))
-    if name == "squeeze":
-        dims = {d % len(in_shape) for d in params["dimensions"]}
-        return _remap(slots, in_shape, {
-            a: None if a in dims else a - sum(d < a for d in dims) for a in range(len(in_shape))
-        })
-    if name == "broadcast_in_dim":
-        dims = params["broadcast_dimensions"]
-        return _remap(slots, in_shape, {a: int(dims[a]) for a in range(len(in_shape))})
-    if name in _REDUCE_PRIMS:
-        axes = {int(a) for a in params["axes"]}
-        return _remap(slots, in_shape, {
-            a: None if a in axes else a - sum(d < a for d in axes) for a in range(len(in_shape))
-        })
-    if name == "dot_general":
-        return _dot_general(eqn, ins)
-    # Element-wise and everything else: an axis keeps its field where its size is unchanged.
-    groups = []
-    for i, s in data:
-        shape = _shape(eqn.invars[i])
-        if shape == out_shape:
-            groups.append(s)
-        else:
-            groups.append(_remap(s, shape, {
-                a: a if a < len(out_shape) and out_shape[a] == shape[a] else None for a in range(len(shape))
-            }))
-    return _combine(groups)
-
-
-def _dot_general(eqn, ins) -> Slots:
-    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
-    shapes = [_shape(v) for v in eqn.invars[:2]]
-    contract, batch = (list(lc), list(rc)), (list(lb), list(rb))
-    free = [[d for d in range(len(shapes[k])) if d not in contract[k] and d not in batch[k]] for k in (0, 1)]
-    groups = []
-    for k in (0, 1):
-        slots, _, _ = ins[k]
-        if slots is None:
-            continue
-        other_slots, _, other_value = ins[1 - k]
-        out = []
-        for s in slots:
-            if s.axis is None:
-                out.append(s)
-            elif s.axis in batch[k]:
-                out.append(s.moved(batch[k].index(s.axis)))
-            elif s.axis in free[k]:
-                offset = len(batch[0]) + (0 if k == 0 else len(free[0]))
-                out.append(s.moved(offset + free[k].index(s.axis)))
-            else:
-                ci = contract[k].index(s.axis)
-                od = contract[1 - k][ci]
-                if (other_slots is None and other_value is not None and other_value.ndim == 2
-                        and len(contract[1 - k]) == 1):
-                    matrix = other_value if od == 1 else other_value.T
-                    offset = len(batch[0]) + (0 if k == 1 else len(free[0]))
-                    out.append(_matrix_window(s, matrix, offset + free[1 - k].index(1 - od)))
-                else:
-                    out.append(s.mix(shapes[k][s.axis]))
-        groups.append(tuple(out))
-    return _combine(groups)

@@ -6,6 +6,7 @@ Import as ``from cnn_jax import layers`` or ``from cnn_jax.layers import Conv, m
 
 import flax.linen as nn
 
+from cnn_jax.backends.onednn import CONV_IMPLS
 from cnn_jax.layers.activations import (
     ACTIVATIONS,
     Activation,
@@ -20,8 +21,8 @@ from cnn_jax.layers.conv import (
     ConvTranspose,
     DepthwiseConv,
     DepthwiseSeparableConv,
-    conv_output_size,
 )
+from cnn_jax.layers.conv_geometry import conv_output_size
 from cnn_jax.layers.initializers import get_initializer
 from cnn_jax.layers.norm import BatchNorm, LocalResponseNorm, local_response_norm
 from cnn_jax.layers.pooling import (
@@ -40,6 +41,7 @@ __all__ = [
     "ACTIVATIONS",
     "Activation",
     "BatchNorm",
+    "CONV_IMPLS",
     "CausalConv1D",
     "Conv",
     "ConvBNAct",

@@ -5,53 +5,22 @@ Layout is channels-last: ``(N, L, C)`` for 1-D, ``(N, H, W, C)`` for 2-D, ``(N, 
 an ``int`` ``kernel_size`` means a square 2-D kernel, a tuple's length gives the number of spatial
 dims. Kernels are ``(spatial..., C_in / groups, C_out)`` (Flax's HWIO); a torch ``Conv2d`` weight
 ``(C_out, C_in / groups, kH, kW)`` converts with ``w.transpose(2, 3, 1, 0)``. Like every deep-learning
-"convolution", these layers compute a cross-correlation (the kernel is not flipped).
+"convolution", these layers compute a cross-correlation (the kernel is not flipped). Padding specs
+and the output-size formula: :mod:`cnn_jax.layers.conv_geometry`.
 
-Padding (``Conv``, ``DepthwiseConv``, ``ConvBNAct``):
-
-* ``'VALID'``: none. ``'SAME'``: output ``ceil(W / S)``, padded as XLA/TensorFlow do, with the odd pixel
-  at the end — for stride > 1 that differs from torch, which pads symmetrically.
-* ``int P`` / sequence of ints: ``P`` zeros on both sides of each spatial dim (torch's ``padding=P``).
-* sequence of ``(lo, hi)`` pairs: explicit padding per spatial dim.
-* ``None``: torch-style "same", ``((F - 1) // 2) * d`` on both sides (torchvision's convention), which
-  keeps the size for odd kernels at stride 1 and matches torch for every stride.
-
-Output size (Dumoulin & Visin 2016, "A guide to convolution arithmetic", relationship 15):
-``W_o = floor((W_i + 2P - d (F - 1) - 1) / S) + 1``, i.e. ``floor((W_i - F + 2P) / S) + 1`` when d = 1;
-see :func:`conv_output_size`.
-
-Implementation (:func:`set_conv_impl`, the trainer's ``config.conv_impl``): with ``'auto'`` (the
-default), 1-D and 2-D float32 convolutions compiled for a single CPU device run on oneDNN through
-XLA FFI custom calls (:mod:`cnn_jax.layers.onednn`: forward and both gradients 2-3x faster than
-XLA:CPU's own convolutions, depthwise ones included); GPUs, TPUs, several devices, other dtypes,
-3-D and circular padding use XLA's convolution; on the oneDNN route a convolution whose kernel
-covers its whole unpadded input (LeNet-5's C5) runs as one matrix product instead (XLA's dot;
-see ``_onednn_conv`` for the measurements). ``'xla'`` uses XLA's everywhere (it supports
-forward-mode autodiff, which the oneDNN calls do not). Both create the same parameters, so
-checkpoints move between them. The model analysis (:mod:`cnn_jax.analysis`) always traces XLA's
-convolutions.
-
-Depthwise convolutions (``groups == C_in``: :class:`DepthwiseConv`, and :class:`Conv` /
-:class:`ConvBNAct` with ``groups`` equal to the input channels, as MobileNet uses them) that oneDNN
-does not take (or with ``depthwise_impl`` ``'xla'``/``'shifted'``, which bypass it) go through
-:func:`depthwise_conv`. XLA:CPU runs a grouped convolution with one channel per group as a slow
-generic loop; written as ``k * k`` shifted multiply-adds (one strided slice of the padded input per
-kernel tap) the same layer runs forward and backward 10-30x faster on a CPU and gives the same
-output to float rounding. With ``depthwise_impl='auto'`` (the default) the forward pass is XLA's
-grouped convolution, and under differentiation (training) the CPU computes forward and backward
-with the shifted multiply-adds while GPUs and TPUs keep the grouped convolution (their libraries
-have fast depthwise kernels); ``'xla'`` and ``'shifted'`` force one implementation. Measured in
-experiments/bench_train_step.py and README "Performance".
+Implementation: every layer here except :class:`ConvTranspose` has a field ``conv_impl``
+(``'auto'`` | ``'xla'`` | ``'onednn'``), which models thread to their convolutions like ``dtype``.
+With ``'auto'`` (the default) or ``'onednn'``, 1-D and 2-D float32 zero-padded convolutions bind the
+oneDNN primitives (:mod:`cnn_jax.backends.onednn`: on one CPU device oneDNN computes them, elsewhere
+XLA's convolution, decided per compiled program); ``'xla'`` binds XLA's convolution directly.
+bfloat16/float64, 3-D and circular padding always use XLA's. Depthwise convolutions follow
+``depthwise_impl`` (:mod:`cnn_jax.layers.depthwise`): ``'xla'`` and ``'shifted'`` bypass oneDNN.
+Every choice creates the same parameters, so checkpoints move between them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import itertools
-import logging
-import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,118 +29,25 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from cnn_jax.layers import onednn
+from cnn_jax.backends import onednn, xla
+from cnn_jax.errors import check_choice
 from cnn_jax.layers.activations import (
     PARAMETRIC_ACTIVATIONS,
     Activation,
     ActivationFn,
     get_activation,
 )
+from cnn_jax.layers.conv_geometry import (
+    Padding,
+    PadPairs,
+    kernel_tuple,
+    ntuple,
+    pad_pairs,
+    resolve_padding,
+)
+from cnn_jax.layers.depthwise import DEPTHWISE_IMPLS, depthwise_conv, is_depthwise
 from cnn_jax.layers.initializers import Initializer, get_initializer
 from cnn_jax.layers.norm import BatchNorm
-
-Padding = str | int | Sequence[int] | Sequence[tuple[int, int]] | None
-PadPairs = list[tuple[int, int]]
-
-# Letters for the spatial dims of lax dimension-number strings, by number of spatial dims.
-_SPATIAL_LETTERS = {1: "H", 2: "HW", 3: "DHW"}
-
-
-def ntuple(value: int | Sequence[int], n: int, what: str) -> tuple[int, ...]:
-    """``value`` repeated ``n`` times if it is an int, else checked to have ``n`` entries."""
-    if isinstance(value, int):
-        return (value,) * n
-    values = tuple(int(v) for v in value)
-    if len(values) != n:
-        raise ValueError(
-            f"{what}={value!r} has {len(values)} entries but there are {n} spatial dims"
-        )
-    return values
-
-
-def kernel_tuple(kernel_size: int | Sequence[int]) -> tuple[int, ...]:
-    """The kernel shape as a tuple: an int means a square 2-D kernel."""
-    if isinstance(kernel_size, int):
-        return (kernel_size, kernel_size)
-    return tuple(int(k) for k in kernel_size)
-
-
-def torch_same_padding(kernel_size: Sequence[int], dilation: Sequence[int]) -> PadPairs:
-    """torchvision's "same" padding, ``((F - 1) // 2) * d`` on both sides of each dim."""
-    return [((k - 1) // 2 * d,) * 2 for k, d in zip(kernel_size, dilation, strict=True)]
-
-
-def resolve_padding(
-    padding: Padding, kernel_size: Sequence[int], dilation: Sequence[int] | None = None
-) -> str | PadPairs:
-    """Normalise any accepted padding spec to ``'SAME'``/``'VALID'``/``'CIRCULAR'`` or ``(lo, hi)`` pairs."""
-    n = len(kernel_size)
-    if padding is None:
-        return torch_same_padding(kernel_size, dilation or (1,) * n)
-    if isinstance(padding, str):
-        upper = padding.upper()
-        if upper not in ("SAME", "VALID", "CIRCULAR"):
-            raise ValueError(
-                f"padding {padding!r} is not one of 'SAME', 'VALID', 'CIRCULAR', an int or pairs"
-            )
-        return upper
-    if isinstance(padding, int):
-        return [(padding, padding)] * n
-    entries = list(padding)
-    if len(entries) != n:
-        raise ValueError(
-            f"padding={padding!r} has {len(entries)} entries but there are {n} spatial dims"
-        )
-    pairs: PadPairs = []
-    for entry in entries:
-        if isinstance(entry, int):
-            pairs.append((entry, entry))
-        else:
-            lo, hi = entry
-            pairs.append((int(lo), int(hi)))
-    return pairs
-
-
-def conv_output_size(
-    size: int,
-    kernel_size: int,
-    stride: int = 1,
-    padding: int | tuple[int, int] | str = 0,
-    dilation: int = 1,
-    ceil_mode: bool = False,
-) -> int:
-    """Spatial output size of a convolution or pooling window along one dim.
-
-    ``floor((W + 2P - d (F - 1) - 1) / S) + 1`` (== ``floor((W - F + 2P) / S) + 1`` for d = 1).
-    ``padding`` is ``P`` on both sides, a ``(lo, hi)`` pair, ``'VALID'`` (0) or ``'SAME'``
-    (``ceil(W / S)``). ``ceil_mode`` rounds up instead, as torch's pooling does, but never lets the
-    last window start in the right padding: it is dropped if ``(W_o - 1) S >= W + lo``.
-    """
-    effective = dilation * (kernel_size - 1) + 1
-    if isinstance(padding, str):
-        if padding.upper() == "SAME":
-            return -(-size // stride)
-        if padding.upper() != "VALID":
-            raise ValueError(
-                f"padding {padding!r} is not 'SAME', 'VALID', an int or a (lo, hi) pair"
-            )
-        lo = hi = 0
-    elif isinstance(padding, int):
-        lo = hi = padding
-    else:
-        lo, hi = padding
-    span = size + lo + hi - effective
-    if span < 0:
-        raise ValueError(
-            f"a window of effective size {effective} does not fit an input of size {size} "
-            f"padded by ({lo}, {hi})"
-        )
-    if not ceil_mode:
-        return span // stride + 1
-    out = -(-span // stride) + 1
-    if (out - 1) * stride >= size + lo:
-        out -= 1
-    return out
 
 
 def _check_input(x: jax.Array, n_spatial: int, layer: str, kernel: tuple[int, ...]) -> None:
@@ -227,104 +103,6 @@ def _flax_conv(
     return conv(x)
 
 
-DEPTHWISE_IMPLS = ("auto", "xla", "shifted")
-
-
-def _is_depthwise(in_features: int, groups: int, n_spatial: int, padding: str | PadPairs) -> bool:
-    """A grouped conv with one input channel per group that :func:`depthwise_conv` can take."""
-    return groups > 1 and groups == in_features and padding != "CIRCULAR" and n_spatial >= 1
-
-
-def _grouped_depthwise(x, kernel, strides, padding, dilation, precision):
-    """XLA's grouped convolution (``feature_group_count = C_in``); kernel ``(k..., 1, C_in * m)``."""
-    spatial = _SPATIAL_LETTERS[x.ndim - 2]
-    return lax.conv_general_dilated(
-        x,
-        kernel,
-        window_strides=strides,
-        padding=padding,
-        rhs_dilation=dilation,
-        dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
-        feature_group_count=x.shape[-1],
-        precision=precision,
-    )
-
-
-def _shifted_depthwise(x, kernel, strides, padding, dilation, precision):
-    """The depthwise convolution as ``prod(k)`` shifted multiply-adds: for each kernel tap, a strided
-    slice of the zero-padded input times that tap's per-channel weights. Elementwise work that XLA
-    fuses into a few loops, forward and backward (its gradient is pads and reductions)."""
-    del precision  # elementwise products in the input dtype
-    kernel_shape = kernel.shape[:-2]
-    multiplier = kernel.shape[-1] // x.shape[-1]
-    if multiplier > 1:  # output channel c * m + j is kernel j of input channel c (torch's order)
-        x = jnp.repeat(x, multiplier, axis=-1)
-    x = jnp.pad(x, [(0, 0), *padding, (0, 0)])
-    out_shape = [
-        (size - d * (k - 1) - 1) // s + 1
-        for size, k, s, d in zip(x.shape[1:-1], kernel_shape, strides, dilation, strict=True)
-    ]
-    out = None
-    for tap in itertools.product(*(range(k) for k in kernel_shape)):
-        start = [t * d for t, d in zip(tap, dilation, strict=True)]
-        limit = [b + (o - 1) * s + 1 for b, o, s in zip(start, out_shape, strides, strict=True)]
-        window = lax.slice(x, (0, *start, 0), (x.shape[0], *limit, x.shape[-1]), (1, *strides, 1))
-        term = window * kernel[tap][0]
-        out = term if out is None else out + term
-    return out
-
-
-def _platform_depthwise(x, kernel, strides, padding, dilation, precision):
-    """Shifted multiply-adds when compiled for the CPU, XLA's grouped convolution elsewhere
-    (decided when the computation is lowered for its device)."""
-    args = (strides, padding, dilation, precision)
-    return lax.platform_dependent(
-        x,
-        kernel,
-        cpu=lambda x, k: _shifted_depthwise(x, k, *args),
-        default=lambda x, k: _grouped_depthwise(x, k, *args),
-    )
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
-def _auto_depthwise(x, kernel, strides, padding, dilation, precision):
-    # Undifferentiated (evaluation, and what `cnn-jax summary` traces): the grouped convolution.
-    return _grouped_depthwise(x, kernel, strides, padding, dilation, precision)
-
-
-@_auto_depthwise.defjvp
-def _auto_depthwise_jvp(strides, padding, dilation, precision, primals, tangents):
-    # Differentiated (training): forward and backward by the platform's fast implementation.
-    fn = functools.partial(_platform_depthwise, strides=strides, padding=padding,
-                           dilation=dilation, precision=precision)
-    return jax.jvp(lambda x, k: fn(x, k), primals, tangents)
-
-
-def depthwise_conv(
-    x: jax.Array,
-    kernel: jax.Array,
-    *,
-    strides: Sequence[int],
-    padding: str | PadPairs,
-    dilation: Sequence[int],
-    precision: Any = None,
-    impl: str = "auto",
-) -> jax.Array:
-    """Depthwise convolution of channels-last ``x`` with ``kernel`` ``(k..., 1, C_in * m)``.
-
-    Output channel ``c * m + j`` is kernel ``j`` of input channel ``c``; ``padding`` is ``'SAME'``,
-    ``'VALID'`` or ``(lo, hi)`` pairs. ``impl``: ``'xla'`` (grouped convolution), ``'shifted'``
-    (``prod(k)`` shifted multiply-adds) or ``'auto'`` (module doc: the grouped convolution forward,
-    shifted multiply-adds for training on a CPU). All three agree to float rounding.
-    """
-    if impl not in DEPTHWISE_IMPLS:
-        raise ValueError(f"depthwise impl {impl!r} is not one of {', '.join(DEPTHWISE_IMPLS)}")
-    strides, dilation = tuple(strides), tuple(dilation)
-    padding = _pad_pairs(x, kernel.shape[:-2], strides, padding, dilation)
-    fn = {"auto": _auto_depthwise, "xla": _grouped_depthwise, "shifted": _shifted_depthwise}[impl]
-    return fn(x, kernel, strides, padding, dilation, precision)
-
-
 def _direct_layer(
     module: nn.Module,
     x: jax.Array,
@@ -357,125 +135,27 @@ def _direct_layer(
     return y
 
 
-# --------------------------------------------------------------------------------------------
-# Which implementation runs an ordinary (not depthwise) convolution
-# --------------------------------------------------------------------------------------------
-CONV_IMPLS = ("auto", "xla", "onednn")
-_conv_impl = {"name": os.environ.get("CNN_JAX_CONV_IMPL", "auto")}
-_warned: set[str] = set()
-
-
-def set_conv_impl(name: str) -> str:
-    """Chooses how 1-D and 2-D float32 convolutions run from now on (for everything traced later);
-    returns the previous choice. ``'auto'`` (the default, or ``$CNN_JAX_CONV_IMPL``): oneDNN when
-    the backend is one CPU device and oneDNN builds (:mod:`cnn_jax.layers.onednn`), else XLA's;
-    ``'xla'``: XLA's everywhere; ``'onednn'``: oneDNN on the CPU, with an error naming the fix if it
-    cannot be built (with several devices each computes the whole batch: XLA cannot split the calls).
-    Depthwise convolutions follow ``depthwise_impl`` instead."""
-    if name not in CONV_IMPLS:
-        raise ValueError(f"conv_impl {name!r} is not one of {', '.join(CONV_IMPLS)}")
-    if name == "onednn":
-        onednn.require()
-    previous, _conv_impl["name"] = _conv_impl["name"], name
-    return previous
-
-
-def get_conv_impl() -> str:
-    return _conv_impl["name"]
-
-
-@contextlib.contextmanager
-def using_conv_impl(name: str):
-    """:func:`set_conv_impl` for the ``with`` block (what is traced inside it)."""
-    previous = set_conv_impl(name)
-    try:
-        yield
-    finally:
-        _conv_impl["name"] = previous
-
-
-def _onednn_chosen() -> bool:
-    """Whether ``set_conv_impl``'s choice sends eligible convolutions to oneDNN."""
-    name = _conv_impl["name"]
-    if name not in CONV_IMPLS:
-        raise ValueError(f"CNN_JAX_CONV_IMPL={name!r} is not one of {', '.join(CONV_IMPLS)}")
-    if name == "xla" or (name == "auto" and (jax.default_backend() != "cpu" or jax.device_count() > 1)):
-        # XLA's SPMD partitioner cannot split a custom call over devices: it would gather the batch
-        # and compute it whole on every device. So 'auto' keeps oneDNN to single-device runs.
-        return False
-    if name == "onednn":
-        onednn.require()
-        return True
-    if onednn.available():
-        return True
-    if "onednn" not in _warned:
-        _warned.add("onednn")
-        logging.getLogger(__name__).warning(
-            "oneDNN convolutions unavailable (%s): using XLA's, 2-3x slower on CPUs; %s, or set "
-            "conv_impl='xla' to silence this", onednn.unavailable_reason(), onednn.INSTALL_HINT)
-    return False
-
-
-def _covers_input(x, kernel, padding, groups) -> bool:
-    """Whether a kernel of more than one tap spans the whole unpadded input (one output position:
-    a matrix product). A 1x1 kernel on a 1x1 map stays a oneDNN pointwise convolution."""
-    # (With no padding, a kernel as large as the input can only be undilated.)
-    return (groups == 1 and all(p == (0, 0) for p in padding)
-            and tuple(x.shape[1:-1]) == tuple(kernel.shape[:-2]) and math.prod(kernel.shape[:-2]) > 1)
-
-
-def _onednn_conv(x, kernel, *, strides, padding, dilation, precision, groups):
-    """:func:`cnn_jax.layers.onednn.conv2d` for 1-D (as height 1) and 2-D convolutions.
-
-    A convolution whose kernel (of more than one tap) covers its whole input (LeNet-5's C5, a
-    classifier written as a convolution) is one matrix product of the flattened input and kernel,
-    and runs as XLA's dot:
-    ``python experiments/bench_conv_layer.py --covering`` (forward and both gradients) measured it
-    2.2-2.8x faster than oneDNN's convolution for three of its four shapes, LeNet-5's C5 at batch
-    256 included, and 15% slower for the fourth (6x6x256 to 512 channels). A 1x1 kernel on a 1x1
-    map (MobileNet's last stages on 32x32 inputs) stays on oneDNN: XLA's dot there took different
-    roundings in a K-step program than in a single step, which BatchNorm over a one-pixel map
-    amplified past tests/training/test_multi_step.py's tolerance.
-    """
-    del precision  # float32 arithmetic either way
-    if _covers_input(x, kernel, padding, groups):
-        y = x.reshape(x.shape[0], -1) @ kernel.reshape(-1, kernel.shape[-1])
-        return y.reshape(x.shape[0], *(1,) * (x.ndim - 2), kernel.shape[-1])
-    if x.ndim == 3:
-        y = onednn.conv2d(x[:, None], kernel[None], strides=(1, *strides), padding=((0, 0), *padding),
-                          dilation=(1, *dilation), groups=groups)
-        return y[:, 0]
-    return onednn.conv2d(x, kernel, strides=strides, padding=padding, dilation=dilation, groups=groups)
-
-
-def _onednn_eligible(x, padding, dtype, param_dtype) -> bool:
-    """A 1-D or 2-D float32 convolution with non-negative zero padding."""
-    compute = jnp.dtype(dtype) if dtype is not None else jnp.result_type(x.dtype, param_dtype)
-    return (x.ndim in (3, 4) and padding != "CIRCULAR" and compute == jnp.float32
-            and (isinstance(padding, str) or all(p >= 0 for pair in padding for p in pair)))
-
-
-def _pad_pairs(x, kernel_size, strides, padding, dilation) -> tuple[tuple[int, int], ...]:
-    if isinstance(padding, str):
-        effective = [d * (k - 1) + 1 for k, d in zip(kernel_size, dilation, strict=True)]
-        padding = lax.padtype_to_pads(x.shape[1:-1], effective, strides, padding)
-    return tuple((int(lo), int(hi)) for lo, hi in padding)
-
-
-def _conv_layer(module: nn.Module, x: jax.Array, *, groups: int, depthwise_impl: str, **kwargs) -> jax.Array:
-    """A 1-D/2-D float32 convolution by oneDNN when :func:`set_conv_impl` says so (depthwise ones
-    too, unless ``depthwise_impl`` forces 'xla' or 'shifted'), any other depthwise one by
-    :func:`depthwise_conv`, the rest by ``nn.Conv``."""
+def _conv_layer(
+    module: nn.Module, x: jax.Array, *, groups: int, depthwise_impl: str, conv_impl: str, **kwargs
+) -> jax.Array:
+    """A 1-D/2-D float32 convolution by the oneDNN primitives when ``conv_impl`` chooses them
+    (depthwise ones too, unless ``depthwise_impl`` forces 'xla' or 'shifted'), any other depthwise
+    one by :func:`depthwise_conv`, the rest by ``nn.Conv``."""
     padding = kwargs["padding"]
-    if depthwise_impl not in DEPTHWISE_IMPLS:
-        raise ValueError(f"depthwise_impl={depthwise_impl!r} is not one of {', '.join(DEPTHWISE_IMPLS)}")
-    depthwise = _is_depthwise(x.shape[-1], groups, x.ndim - 2, padding)
+    check_choice(depthwise_impl, DEPTHWISE_IMPLS, "depthwise_impl")
+    to_onednn = onednn.chosen(conv_impl)  # checks the name; 'onednn' raises if it cannot run
+    depthwise = is_depthwise(x.shape[-1], groups, padding)
     if depthwise and depthwise_impl == "xla":
         return _flax_conv(module, x, groups=groups, **kwargs)
-    if (not (depthwise and depthwise_impl == "shifted")
-            and _onednn_eligible(x, padding, kwargs["dtype"], kwargs["param_dtype"]) and _onednn_chosen()):
-        kwargs["padding"] = _pad_pairs(x, kwargs["kernel_size"], kwargs["strides"], padding, kwargs["dilation"])
-        return _direct_layer(module, x, functools.partial(_onednn_conv, groups=groups), groups=groups, **kwargs)
+    dtype, param_dtype = kwargs["dtype"], kwargs["param_dtype"]
+    compute = jnp.dtype(dtype) if dtype is not None else jnp.result_type(x.dtype, param_dtype)
+    if (to_onednn and not (depthwise and depthwise_impl == "shifted")
+            and onednn.eligible(x.ndim, padding, compute)):
+        kwargs["padding"] = pad_pairs(
+            x.shape, kwargs["kernel_size"], kwargs["strides"], padding, kwargs["dilation"]
+        )
+        conv_fn = functools.partial(onednn.conv, groups=groups, impl=conv_impl)
+        return _direct_layer(module, x, conv_fn, groups=groups, **kwargs)
     if depthwise:
         return _direct_layer(module, x, functools.partial(depthwise_conv, impl=depthwise_impl),
                              groups=groups, **kwargs)
@@ -489,8 +169,9 @@ class Conv(nn.Module):
     AlexNet's two GPU halves this way), dividing the parameters by ``g``; ``groups=C_in`` with
     ``features = m * C_in`` is a depthwise convolution. ``dilation=d`` spreads the taps ``d`` apart,
     an effective kernel of ``d (F - 1) + 1`` (Yu & Koltun 2016). Parameters: ``'kernel'`` of shape
-    ``(spatial..., C_in / groups, features)`` and ``'bias'`` ``(features,)``. A depthwise
-    convolution runs as ``depthwise_impl`` says (:func:`depthwise_conv`; same parameters either way).
+    ``(spatial..., C_in / groups, features)`` and ``'bias'`` ``(features,)``. ``conv_impl`` picks
+    oneDNN or XLA (module docstring); a depthwise convolution that oneDNN does not take runs as
+    ``depthwise_impl`` says (:func:`depthwise_conv`). Same parameters either way.
     """
 
     features: int
@@ -506,6 +187,7 @@ class Conv(nn.Module):
     param_dtype: Any = jnp.float32
     precision: Any = None
     depthwise_impl: str = "auto"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -524,6 +206,7 @@ class Conv(nn.Module):
             dilation=dilation,
             groups=self.groups,
             depthwise_impl=self.depthwise_impl,
+            conv_impl=self.conv_impl,
             use_bias=self.use_bias,
             kernel_init=self.kernel_init,
             bias_init=self.bias_init,
@@ -551,6 +234,7 @@ class CausalConv1D(nn.Module):
     dtype: Any = None
     param_dtype: Any = jnp.float32
     precision: Any = None
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -566,6 +250,7 @@ class CausalConv1D(nn.Module):
             dilation=(self.dilation,),
             groups=1,
             depthwise_impl="auto",
+            conv_impl=self.conv_impl,
             use_bias=self.use_bias,
             kernel_init=self.kernel_init,
             bias_init=self.bias_init,
@@ -597,6 +282,7 @@ class DepthwiseConv(nn.Module):
     param_dtype: Any = jnp.float32
     precision: Any = None
     depthwise_impl: str = "auto"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -615,6 +301,7 @@ class DepthwiseConv(nn.Module):
             dilation=dilation,
             groups=channels,
             depthwise_impl=self.depthwise_impl,
+            conv_impl=self.conv_impl,
             use_bias=self.use_bias,
             kernel_init=self.kernel_init,
             bias_init=self.bias_init,
@@ -646,11 +333,13 @@ class DepthwiseSeparableConv(nn.Module):
     dtype: Any = None
     param_dtype: Any = jnp.float32
     depthwise_impl: str = "auto"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         common = dict(
             use_bias=self.use_bias,
+            conv_impl=self.conv_impl,
             kernel_init=self.kernel_init,
             bias_init=self.bias_init,
             dtype=self.dtype,
@@ -744,7 +433,6 @@ class ConvTranspose(nn.Module):
             (f - 1 - lo, f - 1 - hi + op)
             for f, (lo, hi), op in zip(effective, crops, output_padding, strict=True)
         ]
-        spatial = _SPATIAL_LETTERS[n]
         y = lax.conv_general_dilated(
             x,
             rhs,
@@ -752,7 +440,7 @@ class ConvTranspose(nn.Module):
             padding=pads,
             lhs_dilation=strides,
             rhs_dilation=dilation,
-            dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
+            dimension_numbers=xla.dimension_numbers(n),
             feature_group_count=g,
             precision=self.precision,
         )
@@ -810,6 +498,7 @@ class ConvBNAct(nn.Module):
     dtype: Any = None
     param_dtype: Any = jnp.float32
     depthwise_impl: str = "auto"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -821,6 +510,7 @@ class ConvBNAct(nn.Module):
             dilation=self.dilation,
             groups=self.groups,
             depthwise_impl=self.depthwise_impl,
+            conv_impl=self.conv_impl,
             use_bias=self.use_bias,
             kernel_init=self.kernel_init,
             bias_init=self.bias_init,
@@ -843,22 +533,10 @@ class ConvBNAct(nn.Module):
 
 
 __all__ = [
-    "Conv",
     "CausalConv1D",
+    "Conv",
     "ConvBNAct",
     "ConvTranspose",
     "DepthwiseConv",
     "DepthwiseSeparableConv",
-    "Padding",
-    "CONV_IMPLS",
-    "DEPTHWISE_IMPLS",
-    "conv_output_size",
-    "depthwise_conv",
-    "get_conv_impl",
-    "kernel_tuple",
-    "ntuple",
-    "resolve_padding",
-    "set_conv_impl",
-    "using_conv_impl",
-    "torch_same_padding",
 ]

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from cnn_jax.layers.conv import conv_output_size, ntuple
+from cnn_jax.layers.conv_geometry import conv_output_size, ntuple
 
 PoolPadding = str | int | Sequence[int] | Sequence[tuple[int, int]]
 

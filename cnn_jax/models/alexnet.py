@@ -57,6 +57,8 @@ class AlexNet(nn.Module):
       kernel_init: initialiser (name or callable) of every convolution and linear layer.
       activation: every non-linearity, ReLU in the paper (§3.1); a name or callable from
         :mod:`cnn_jax.layers.activations`, e.g. ``'tanh'`` for the paper's Fig. 1 comparison.
+      conv_impl: how the convolutions run, ``'auto'`` | ``'xla'`` | ``'onednn'``
+        (:mod:`cnn_jax.layers.conv`).
     """
 
     num_classes: int = 1000
@@ -70,6 +72,7 @@ class AlexNet(nn.Module):
     kernel_init: str | Callable = "he_normal"
     activation: str | Callable = "relu"
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -93,6 +96,7 @@ class AlexNet(nn.Module):
                 padding=padding,
                 kernel_init=self.kernel_init,
                 dtype=self.dtype,
+                conv_impl=self.conv_impl,
                 name=f"features_{index}",
             )(x)
             x = layers.activate(x, self.activation, name=f"features_{index + 1}")

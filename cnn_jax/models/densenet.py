@@ -54,6 +54,7 @@ class DenseLayer(nn.Module):
     bn_size: int = 4
     drop_rate: float = 0.0
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -66,6 +67,7 @@ class DenseLayer(nn.Module):
             use_bias=False,
             kernel_init=_CONV_INIT,
             dtype=self.dtype,
+            conv_impl=self.conv_impl,
             name="conv1",
         )(y)
         y = BatchNorm(dtype=self.dtype, name="norm2")(y, train=train)
@@ -77,6 +79,7 @@ class DenseLayer(nn.Module):
             use_bias=False,
             kernel_init=_CONV_INIT,
             dtype=self.dtype,
+            conv_impl=self.conv_impl,
             name="conv2",
         )(y)
         if self.drop_rate > 0:
@@ -90,6 +93,7 @@ class Transition(nn.Module):
 
     features: int
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -102,13 +106,15 @@ class Transition(nn.Module):
             use_bias=False,
             kernel_init=_CONV_INIT,
             dtype=self.dtype,
+            conv_impl=self.conv_impl,
             name="conv",
         )(x)
         return avg_pool(x, window=2, strides=2)
 
 
 class DenseNet(nn.Module):
-    """DenseNet-BC (Huang et al. 2017 Table 1); see the module docstring for names and variants."""
+    """DenseNet-BC (Huang et al. 2017 Table 1); see the module docstring for names and variants.
+    ``conv_impl``: how the convolutions run (:mod:`cnn_jax.layers.conv`)."""
 
     num_classes: int = 1000
     block_config: Sequence[int] = (6, 12, 24, 16)
@@ -118,6 +124,7 @@ class DenseNet(nn.Module):
     compression: float = 0.5  # theta, Sec. 3 "Compression"
     drop_rate: float = 0.0
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -129,6 +136,7 @@ class DenseNet(nn.Module):
             use_bias=False,
             kernel_init=_CONV_INIT,
             dtype=self.dtype,
+            conv_impl=self.conv_impl,
             name="features_conv0",
         )(x)
         x = BatchNorm(dtype=self.dtype, name="features_norm0")(x, train=train)
@@ -143,15 +151,19 @@ class DenseNet(nn.Module):
                     self.bn_size,
                     self.drop_rate,
                     dtype=self.dtype,
+                    conv_impl=self.conv_impl,
                     name=f"features_denseblock{block}_denselayer{layer}",
                 )(x, train=train)
                 x = jnp.concatenate([x, new], axis=-1)
             num_features += num_layers * self.growth_rate
             if block != len(self.block_config):
                 num_features = int(num_features * self.compression)
-                x = Transition(num_features, dtype=self.dtype, name=f"features_transition{block}")(
-                    x, train=train
-                )
+                x = Transition(
+                    num_features,
+                    dtype=self.dtype,
+                    conv_impl=self.conv_impl,
+                    name=f"features_transition{block}",
+                )(x, train=train)
 
         x = BatchNorm(dtype=self.dtype, name="features_norm5")(x, train=train)
         x = nn.relu(x)

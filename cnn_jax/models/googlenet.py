@@ -94,7 +94,7 @@ def inception_input_transform(x: jnp.ndarray) -> jnp.ndarray:
     return x * (std / 0.5) + (mean - 0.5) / 0.5
 
 
-def _conv_bn_relu(dtype: Any):
+def _conv_bn_relu(dtype: Any, conv_impl: str):
     """Factory for torchvision's ``BasicConv2d``: conv (no bias) -> BN(eps 1e-3) -> ReLU.
 
     ConvBNAct names its children 'conv' and 'bn', so ``name`` gives exactly torchvision's
@@ -111,6 +111,7 @@ def _conv_bn_relu(dtype: Any):
             bn_epsilon=_BN_EPS,
             kernel_init=_KERNEL_INIT,
             dtype=dtype,
+            conv_impl=conv_impl,
             name=name,
         )
 
@@ -123,11 +124,12 @@ class Inception(nn.Module):
     widths: tuple[int, int, int, int, int, int]
     branch3_kernel_size: int = 3
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj = self.widths
-        conv = _conv_bn_relu(self.dtype)
+        conv = _conv_bn_relu(self.dtype, self.conv_impl)
         k3 = self.branch3_kernel_size
         branch1 = conv(ch1x1, 1, name="branch1")(x, train=train)
         branch2 = conv(ch3x3red, 1, name="branch2_0")(x, train=train)
@@ -145,11 +147,12 @@ class InceptionAux(nn.Module):
     num_classes: int
     dropout_rate: float = 0.7
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         x = adaptive_avg_pool(x, (4, 4))
-        x = _conv_bn_relu(self.dtype)(128, 1, name="conv")(x, train=train)
+        x = _conv_bn_relu(self.dtype, self.conv_impl)(128, 1, name="conv")(x, train=train)
         x = x.reshape(x.shape[0], -1)  # (H, W, C) order; torch's fc1 rows are (C, H, W)
         x = nn.Dense(1024, dtype=self.dtype, kernel_init=_KERNEL_INIT, name="fc1")(x)
         x = nn.relu(x)
@@ -161,7 +164,8 @@ class GoogLeNet(nn.Module):
     """GoogLeNet (Inception v1), torchvision's BN variant; see the module docstring.
 
     ``__call__(x, train)`` returns logits ``(N, num_classes)``, or ``(logits, aux1, aux2)`` when
-    ``train`` and ``aux_logits`` are both true.
+    ``train`` and ``aux_logits`` are both true. ``conv_impl``: how the convolutions run
+    (:mod:`cnn_jax.layers.conv`).
     """
 
     num_classes: int = 1000
@@ -171,6 +175,7 @@ class GoogLeNet(nn.Module):
     dropout_rate: float = 0.2
     aux_dropout_rate: float = 0.7
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(
@@ -183,13 +188,14 @@ class GoogLeNet(nn.Module):
         if self.transform_input:
             x = inception_input_transform(x)
 
-        conv = _conv_bn_relu(self.dtype)
+        conv = _conv_bn_relu(self.dtype, self.conv_impl)
 
         def inception(key: str, h: jnp.ndarray) -> jnp.ndarray:
             return Inception(
                 INCEPTION_WIDTHS[key],
                 self.branch3_kernel_size,
                 dtype=self.dtype,
+                conv_impl=self.conv_impl,
                 name=f"inception{key}",
             )(h, train=train)
 
@@ -199,7 +205,11 @@ class GoogLeNet(nn.Module):
 
         def aux(name: str, h: jnp.ndarray) -> jnp.ndarray:
             return InceptionAux(
-                self.num_classes, self.aux_dropout_rate, dtype=self.dtype, name=name
+                self.num_classes,
+                self.aux_dropout_rate,
+                dtype=self.dtype,
+                conv_impl=self.conv_impl,
+                name=name,
             )(h, train=train)
 
         x = conv(64, 7, strides=2, padding=3, name="conv1")(x, train=train)

@@ -54,6 +54,8 @@ class LeNet(nn.Module):
       activation / kernel_init: by name (or callable), see :mod:`cnn_jax.layers`.
       dropout_rate: dropout after each hidden fully connected layer in training (0: none, as
         in the paper).
+      conv_impl: how the convolutions run, ``'auto'`` | ``'xla'`` | ``'onednn'``
+        (:mod:`cnn_jax.layers.conv`).
     """
 
     num_classes: int = 10
@@ -68,13 +70,15 @@ class LeNet(nn.Module):
     kernel_init: str | Callable = "lecun_normal"
     dropout_rate: float = 0.0
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         if self.pool not in ("avg", "max"):
             raise ValueError(f"pool must be 'avg' or 'max', got {self.pool!r}")
         subsample = layers.avg_pool if self.pool == "avg" else layers.max_pool
-        conv_kw = dict(kernel_size=self.kernel_size, kernel_init=self.kernel_init, dtype=self.dtype)
+        conv_kw = dict(kernel_size=self.kernel_size, kernel_init=self.kernel_init, dtype=self.dtype,
+                       conv_impl=self.conv_impl)
 
         x = jnp.asarray(x, self.dtype)
         pad = self.pad_input

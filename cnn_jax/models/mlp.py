@@ -30,7 +30,8 @@ class MLP(nn.Module):
     ``'tanh'`` is the squashing non-linearity of LeCun et al. 1998 (their scaled ``1.7159 tanh(2a/3)``
     differs only by constant factors). ``kernel_init`` is an initialiser name or callable; biases
     start at zero. ``dropout_rate`` > 0 drops hidden units in training (Srivastava et al. 2014,
-    whose MNIST nets use 0.5).
+    whose MNIST nets use 0.5). ``conv_impl`` is accepted like every registered model's, and has no
+    effect: an MLP has no convolution.
     """
 
     num_classes: int = 10
@@ -39,6 +40,7 @@ class MLP(nn.Module):
     kernel_init: str | Callable = "lecun_normal"
     dropout_rate: float = 0.0
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

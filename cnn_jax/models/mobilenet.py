@@ -45,8 +45,8 @@ weights (O, I) -> (I, O); BN ``weight``/``bias``/``running_*`` -> ``scale``/``bi
 Stride-2 convolutions pad 1 on every side as torch does (TensorFlow's 'SAME' pads 0 before and 1
 after on even inputs, so TF-trained weights would see shifted windows).
 
-Depthwise convolutions are XLA grouped convolutions (``groups = channels``), which are correct but
-slow on CPU.
+Depthwise convolutions are grouped convolutions with ``groups = channels``; on a CPU they run on
+oneDNN or as shifted multiply-adds (:mod:`cnn_jax.layers.depthwise`).
 """
 
 from __future__ import annotations
@@ -116,6 +116,7 @@ def _conv_bn(
     groups: int = 1,
     act: str | None,
     dtype: Any,
+    conv_impl: str,
     name: str,
 ) -> ConvBNAct:
     """Conv (no bias, torch padding (k - 1) // 2) -> BN -> act, children named 'conv' and 'bn'."""
@@ -128,6 +129,7 @@ def _conv_bn(
         act=act,
         kernel_init=_CONV_INIT,
         dtype=dtype,
+        conv_impl=conv_impl,
         name=name,
     )
 
@@ -138,6 +140,7 @@ class DepthwiseSeparableBlock(nn.Module):
     features: int
     strides: int = 1
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -149,20 +152,28 @@ class DepthwiseSeparableBlock(nn.Module):
             groups=channels,
             act="relu",
             dtype=self.dtype,
+            conv_impl=self.conv_impl,
             name="depthwise",
         )(x, train=train)
-        return _conv_bn(self.features, 1, act="relu", dtype=self.dtype, name="pointwise")(
-            x, train=train
-        )
+        return _conv_bn(
+            self.features,
+            1,
+            act="relu",
+            dtype=self.dtype,
+            conv_impl=self.conv_impl,
+            name="pointwise",
+        )(x, train=train)
 
 
 class MobileNetV1(nn.Module):
-    """MobileNet v1 (Howard et al. 2017 Table 1) with width multiplier ``alpha``."""
+    """MobileNet v1 (Howard et al. 2017 Table 1) with width multiplier ``alpha``; ``conv_impl``:
+    how the convolutions run (:mod:`cnn_jax.layers.conv`)."""
 
     num_classes: int = 1000
     alpha: float = 1.0
     dropout_rate: float = 0.0  # the paper uses little regularisation and names no dropout
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     def width(self, channels: int) -> int:
         """Channels of a layer under the width multiplier: alpha * channels (Sec. 4.2)."""
@@ -172,12 +183,13 @@ class MobileNetV1(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         if self.alpha <= 0:
             raise ValueError(f"width multiplier alpha must be positive, got {self.alpha}")
-        x = _conv_bn(self.width(32), 3, strides=2, act="relu", dtype=self.dtype, name="features_0")(
+        conv_kw = dict(dtype=self.dtype, conv_impl=self.conv_impl)
+        x = _conv_bn(self.width(32), 3, strides=2, act="relu", name="features_0", **conv_kw)(
             x, train=train
         )
         for index, (channels, strides) in enumerate(MOBILENET_V1_LAYERS, start=1):
             x = DepthwiseSeparableBlock(
-                self.width(channels), strides, dtype=self.dtype, name=f"features_{index}"
+                self.width(channels), strides, name=f"features_{index}", **conv_kw
             )(x, train=train)
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
@@ -193,6 +205,7 @@ class InvertedResidual(nn.Module):
     strides: int
     expand_ratio: int
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -200,8 +213,9 @@ class InvertedResidual(nn.Module):
         hidden = int(round(in_features * self.expand_ratio))
         y = x
         index = 0  # torchvision's position in the block's `conv` Sequential
+        conv_kw = dict(dtype=self.dtype, conv_impl=self.conv_impl)
         if self.expand_ratio != 1:
-            y = _conv_bn(hidden, 1, act="relu6", dtype=self.dtype, name="conv_0")(y, train=train)
+            y = _conv_bn(hidden, 1, act="relu6", name="conv_0", **conv_kw)(y, train=train)
             index = 1
         y = _conv_bn(
             hidden,
@@ -209,8 +223,8 @@ class InvertedResidual(nn.Module):
             strides=self.strides,
             groups=hidden,
             act="relu6",
-            dtype=self.dtype,
             name=f"conv_{index}",
+            **conv_kw,
         )(y, train=train)
         # Linear bottleneck (Sec. 3.2): no activation after the projection.
         y = Conv(
@@ -219,8 +233,8 @@ class InvertedResidual(nn.Module):
             padding=0,
             use_bias=False,
             kernel_init=_CONV_INIT,
-            dtype=self.dtype,
             name=f"conv_{index + 1}",
+            **conv_kw,
         )(y)
         y = BatchNorm(dtype=self.dtype, name=f"conv_{index + 2}")(y, train=train)
         if self.strides == 1 and in_features == self.features:
@@ -229,7 +243,8 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    """MobileNetV2 (Sandler et al. 2018 Table 2), torchvision's form, with a width multiplier."""
+    """MobileNetV2 (Sandler et al. 2018 Table 2), torchvision's form, with a width multiplier;
+    ``conv_impl``: how the convolutions run (:mod:`cnn_jax.layers.conv`)."""
 
     num_classes: int = 1000
     width_mult: float = 1.0
@@ -238,6 +253,7 @@ class MobileNetV2(nn.Module):
     dropout_rate: float = 0.2
     round_nearest: int = 8
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -246,9 +262,8 @@ class MobileNetV2(nn.Module):
         stem = make_divisible(32 * self.width_mult, self.round_nearest)
         # Sec. 6.1: the last layer is not thinned for multipliers below 1.
         last = make_divisible(self.last_channel * max(1.0, self.width_mult), self.round_nearest)
-        x = _conv_bn(stem, 3, strides=2, act="relu6", dtype=self.dtype, name="features_0")(
-            x, train=train
-        )
+        conv_kw = dict(dtype=self.dtype, conv_impl=self.conv_impl)
+        x = _conv_bn(stem, 3, strides=2, act="relu6", name="features_0", **conv_kw)(x, train=train)
         index = 1
         for expand_ratio, channels, repeats, stride in self.stages:
             features = make_divisible(channels * self.width_mult, self.round_nearest)
@@ -257,13 +272,11 @@ class MobileNetV2(nn.Module):
                     features,
                     stride if repeat == 0 else 1,
                     expand_ratio,
-                    dtype=self.dtype,
                     name=f"features_{index}",
+                    **conv_kw,
                 )(x, train=train)
                 index += 1
-        x = _conv_bn(last, 1, act="relu6", dtype=self.dtype, name=f"features_{index}")(
-            x, train=train
-        )
+        x = _conv_bn(last, 1, act="relu6", name=f"features_{index}", **conv_kw)(x, train=train)
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         return nn.Dense(

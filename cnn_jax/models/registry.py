@@ -5,7 +5,10 @@ A family module decorates one factory per variant::
     @register_model("lenet5", family="lenet", input_shape=(28, 28, 1), num_classes=10)
     def lenet5(num_classes: int, **kw) -> nn.Module: ...
 
-and users, configs and tests only ever call `create_model(name, num_classes=..., **kw)`.
+and users, configs and tests only ever call `create_model(name, num_classes=..., **kw)`. Keyword
+arguments set fields of the family's module; every registered model takes `dtype` and `conv_impl`
+('auto' | 'xla' | 'onednn', how its convolutions run: `cnn_jax.layers.conv`), and threads them to
+its layers.
 """
 
 from __future__ import annotations

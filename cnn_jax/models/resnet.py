@@ -70,6 +70,7 @@ class _ResidualBlock(nn.Module):
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     expansion: ClassVar[int] = 1
 
@@ -86,6 +87,7 @@ class _ResidualBlock(nn.Module):
             use_bias=False,
             kernel_init=self.kernel_init,
             dtype=self.dtype,
+            conv_impl=self.conv_impl,
             name=name,
         )
 
@@ -159,6 +161,8 @@ class ResNet(nn.Module):
       kernel_init: convolution initialiser (name or callable); ``fc`` uses LeCun normal.
       activation: every non-linearity (name or callable, see :mod:`cnn_jax.layers.activations`;
         ``'prelu'`` learns one slope per activation layer, He et al. 2015).
+      conv_impl: how the convolutions run, ``'auto'`` | ``'xla'`` | ``'onednn'``
+        (:mod:`cnn_jax.layers.conv`).
     """
 
     num_classes: int = 1000
@@ -173,6 +177,7 @@ class ResNet(nn.Module):
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -202,6 +207,7 @@ class ResNet(nn.Module):
             use_bias=False,
             kernel_init=self.kernel_init,
             dtype=self.dtype,
+            conv_impl=self.conv_impl,
             name="conv1",
         )(x)
         x = layers.BatchNorm(
@@ -225,6 +231,7 @@ class ResNet(nn.Module):
                     bn_momentum=self.bn_momentum,
                     bn_epsilon=self.bn_epsilon,
                     dtype=self.dtype,
+                    conv_impl=self.conv_impl,
                     name=f"layer{stage + 1}_{b}",
                 )(x, train=train)
 
@@ -237,63 +244,121 @@ class ResNet(nn.Module):
         )(x)
 
 
-# ImageNet ResNets (He et al. 2016 Table 1): name -> (block, blocks per stage, parameters).
-IMAGENET_RESNETS: dict[str, tuple[str, tuple[int, ...], int]] = {
-    "resnet18": ("basic", (2, 2, 2, 2), 11_689_512),
-    "resnet34": ("basic", (3, 4, 6, 3), 21_797_672),
-    "resnet50": ("bottleneck", (3, 4, 6, 3), 25_557_032),
-    "resnet101": ("bottleneck", (3, 4, 23, 3), 44_549_160),
-    "resnet152": ("bottleneck", (3, 8, 36, 3), 60_192_808),
-}
-
-# CIFAR ResNets (He et al. 2016 §4.2, Table 6): name -> (n, parameters); depth 6n + 2.
-CIFAR_RESNETS: dict[str, tuple[int, int]] = {
-    "resnet20": (3, 269_722),
-    "resnet32": (5, 464_154),
-    "resnet44": (7, 658_586),
-    "resnet56": (9, 853_018),
-    "resnet110": (18, 1_727_962),
-}
+# ImageNet ResNets (He et al. 2016 Table 1) and CIFAR ResNets (§4.2, Table 6, depth 6n + 2). Keyword
+# arguments override any field, the block layout included.
+_IMAGENET = dict(family="resnet", input_shape=(224, 224, 3), test_input_shape=(32, 32, 3))
+_CIFAR = dict(family="resnet_cifar", input_shape=(32, 32, 3), num_classes=10)
 
 
-def _register_imagenet(name: str, block: str, stage_sizes: tuple[int, ...], params: int) -> None:
-    @register_model(
-        name,
-        family="resnet",
-        input_shape=(224, 224, 3),
-        test_input_shape=(32, 32, 3),
-        description=f"ResNet-{name[6:]} (He et al. 2016 Table 1, torchvision v1.5); {params:,} parameters",
+def _imagenet_resnet(block: str, stage_sizes: tuple[int, ...], num_classes: int, kwargs) -> ResNet:
+    return ResNet(num_classes=num_classes, **{"block": block, "stage_sizes": stage_sizes, **kwargs})
+
+
+def _cifar_resnet(n: int, num_classes: int, kwargs) -> ResNet:
+    defaults = dict(
+        block="basic", stage_sizes=(n, n, n), stage_widths=(16, 32, 64), stem="cifar", shortcut="A"
     )
-    def factory(num_classes: int, **kwargs: Any) -> ResNet:
-        return ResNet(
-            num_classes=num_classes, **{"block": block, "stage_sizes": stage_sizes, **kwargs}
-        )
-
-    factory.__name__ = factory.__qualname__ = name
+    return ResNet(num_classes=num_classes, **{**defaults, **kwargs})
 
 
-def _register_cifar(name: str, n: int, params: int) -> None:
-    @register_model(
-        name,
-        family="resnet_cifar",
-        input_shape=(32, 32, 3),
-        num_classes=10,
-        description=f"CIFAR ResNet-{6 * n + 2} (He et al. 2016 §4.2, option A); {params:,} parameters",
-    )
-    def factory(num_classes: int, **kwargs: Any) -> ResNet:
-        defaults = dict(
-            block="basic",
-            stage_sizes=(n, n, n),
-            stage_widths=(16, 32, 64),
-            stem="cifar",
-            shortcut="A",
-        )
-        return ResNet(num_classes=num_classes, **{**defaults, **kwargs})
-
-    factory.__name__ = factory.__qualname__ = name
+@register_model(
+    "resnet18",
+    **_IMAGENET,
+    description="ResNet-18 (He et al. 2016 Table 1, torchvision v1.5); 11,689,512 parameters",
+)
+def resnet18(num_classes: int = 1000, **kwargs: Any) -> ResNet:
+    """ResNet-18: basic blocks (2, 2, 2, 2) per stage; 11,689,512 parameters at 1000 classes."""
+    return _imagenet_resnet("basic", (2, 2, 2, 2), num_classes, kwargs)
 
 
-for _name, (_block, _sizes, _params) in IMAGENET_RESNETS.items():
-    _register_imagenet(_name, _block, _sizes, _params)
-for _name, (_n, _params) in CIFAR_RESNETS.items():
-    _register_cifar(_name, _n, _params)
+@register_model(
+    "resnet34",
+    **_IMAGENET,
+    description="ResNet-34 (He et al. 2016 Table 1, torchvision v1.5); 21,797,672 parameters",
+)
+def resnet34(num_classes: int = 1000, **kwargs: Any) -> ResNet:
+    """ResNet-34: basic blocks (3, 4, 6, 3) per stage; 21,797,672 parameters at 1000 classes."""
+    return _imagenet_resnet("basic", (3, 4, 6, 3), num_classes, kwargs)
+
+
+@register_model(
+    "resnet50",
+    **_IMAGENET,
+    description="ResNet-50 (He et al. 2016 Table 1, torchvision v1.5); 25,557,032 parameters",
+)
+def resnet50(num_classes: int = 1000, **kwargs: Any) -> ResNet:
+    """ResNet-50: bottleneck blocks (3, 4, 6, 3) per stage;
+    25,557,032 parameters at 1000 classes."""
+    return _imagenet_resnet("bottleneck", (3, 4, 6, 3), num_classes, kwargs)
+
+
+@register_model(
+    "resnet101",
+    **_IMAGENET,
+    description="ResNet-101 (He et al. 2016 Table 1, torchvision v1.5); 44,549,160 parameters",
+)
+def resnet101(num_classes: int = 1000, **kwargs: Any) -> ResNet:
+    """ResNet-101: bottleneck blocks (3, 4, 23, 3) per stage;
+    44,549,160 parameters at 1000 classes."""
+    return _imagenet_resnet("bottleneck", (3, 4, 23, 3), num_classes, kwargs)
+
+
+@register_model(
+    "resnet152",
+    **_IMAGENET,
+    description="ResNet-152 (He et al. 2016 Table 1, torchvision v1.5); 60,192,808 parameters",
+)
+def resnet152(num_classes: int = 1000, **kwargs: Any) -> ResNet:
+    """ResNet-152: bottleneck blocks (3, 8, 36, 3) per stage;
+    60,192,808 parameters at 1000 classes."""
+    return _imagenet_resnet("bottleneck", (3, 8, 36, 3), num_classes, kwargs)
+
+
+@register_model(
+    "resnet20",
+    **_CIFAR,
+    description="CIFAR ResNet-20 (He et al. 2016 §4.2, option A); 269,722 parameters",
+)
+def resnet20(num_classes: int = 10, **kwargs: Any) -> ResNet:
+    """CIFAR ResNet-20: n = 3 basic blocks per stage; 269,722 parameters at 10 classes."""
+    return _cifar_resnet(3, num_classes, kwargs)
+
+
+@register_model(
+    "resnet32",
+    **_CIFAR,
+    description="CIFAR ResNet-32 (He et al. 2016 §4.2, option A); 464,154 parameters",
+)
+def resnet32(num_classes: int = 10, **kwargs: Any) -> ResNet:
+    """CIFAR ResNet-32: n = 5 basic blocks per stage; 464,154 parameters at 10 classes."""
+    return _cifar_resnet(5, num_classes, kwargs)
+
+
+@register_model(
+    "resnet44",
+    **_CIFAR,
+    description="CIFAR ResNet-44 (He et al. 2016 §4.2, option A); 658,586 parameters",
+)
+def resnet44(num_classes: int = 10, **kwargs: Any) -> ResNet:
+    """CIFAR ResNet-44: n = 7 basic blocks per stage; 658,586 parameters at 10 classes."""
+    return _cifar_resnet(7, num_classes, kwargs)
+
+
+@register_model(
+    "resnet56",
+    **_CIFAR,
+    description="CIFAR ResNet-56 (He et al. 2016 §4.2, option A); 853,018 parameters",
+)
+def resnet56(num_classes: int = 10, **kwargs: Any) -> ResNet:
+    """CIFAR ResNet-56: n = 9 basic blocks per stage; 853,018 parameters at 10 classes."""
+    return _cifar_resnet(9, num_classes, kwargs)
+
+
+@register_model(
+    "resnet110",
+    **_CIFAR,
+    description="CIFAR ResNet-110 (He et al. 2016 §4.2, option A); 1,727,962 parameters",
+)
+def resnet110(num_classes: int = 10, **kwargs: Any) -> ResNet:
+    """CIFAR ResNet-110: n = 18 basic blocks per stage; 1,727,962 parameters at 10 classes."""
+    return _cifar_resnet(18, num_classes, kwargs)

@@ -76,6 +76,8 @@ class VGG(nn.Module):
       kernel_init: initialiser (name or callable) of every convolution and linear layer.
       activation: every non-linearity (ReLU in the paper), by name or callable.
       bn_momentum / bn_epsilon: torch's conventions (torch momentum 0.1 == 0.9 here).
+      conv_impl: how the convolutions run, ``'auto'`` | ``'xla'`` | ``'onednn'``
+        (:mod:`cnn_jax.layers.conv`).
     """
 
     num_classes: int = 1000
@@ -89,6 +91,7 @@ class VGG(nn.Module):
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -114,6 +117,7 @@ class VGG(nn.Module):
                     padding=kernel // 2,
                     kernel_init=self.kernel_init,
                     dtype=self.dtype,
+                    conv_impl=self.conv_impl,
                     name=f"features_{index}",
                 )(x)
                 index += 1
@@ -148,32 +152,84 @@ class VGG(nn.Module):
         )(x)
 
 
-_TABLE1 = {
-    # name: (column, description)
-    "vgg11": ("A", "VGG-A, 11 weight layers (Simonyan & Zisserman 2015 Table 1)"),
-    "vgg11_lrn": ("A-LRN", "VGG-A-LRN, A with LRN after conv1 (Simonyan & Zisserman 2015 Table 1)"),
-    "vgg13": ("B", "VGG-B, 13 weight layers (Simonyan & Zisserman 2015 Table 1)"),
-    "vgg16_c": ("C", "VGG-C, 16 weight layers with 1x1 convs (Simonyan & Zisserman 2015 Table 1)"),
-    "vgg16": ("D", "VGG-D, 16 weight layers (Simonyan & Zisserman 2015 Table 1)"),
-    "vgg19": ("E", "VGG-E, 19 weight layers (Simonyan & Zisserman 2015 Table 1)"),
-}
+# The columns of Table 1, each without and (except A-LRN) with batch norm. Keyword arguments
+# override any field, the configuration included.
+_REGISTER = dict(family="vgg", input_shape=(224, 224, 3), test_input_shape=(32, 32, 3))
+_TABLE1 = " (Simonyan & Zisserman 2015 Table 1)"
+_BN = ", with batch norm (torchvision)"
 
 
-def _register_vgg(name: str, column: str, description: str, batch_norm: bool) -> None:
-    @register_model(
-        name,
-        family="vgg",
-        input_shape=(224, 224, 3),
-        test_input_shape=(32, 32, 3),
-        description=description + (", with batch norm (torchvision)" if batch_norm else ""),
-    )
-    def factory(num_classes: int, **kwargs: Any) -> VGG:
-        return VGG(num_classes=num_classes, **{"cfg": column, "batch_norm": batch_norm, **kwargs})
-
-    factory.__name__ = factory.__qualname__ = name
+def _vgg(column: str, batch_norm: bool, num_classes: int, kwargs) -> VGG:
+    return VGG(num_classes=num_classes, **{"cfg": column, "batch_norm": batch_norm, **kwargs})
 
 
-for _name, (_column, _description) in _TABLE1.items():
-    _register_vgg(_name, _column, _description, batch_norm=False)
-    if _column != "A-LRN":
-        _register_vgg(f"{_name}_bn", _column, _description, batch_norm=True)
+@register_model("vgg11", **_REGISTER, description="VGG-A, 11 weight layers" + _TABLE1)
+def vgg11(num_classes: int = 1000, **kwargs: Any) -> VGG:
+    """VGG column A; 132,863,336 parameters."""
+    return _vgg("A", False, num_classes, kwargs)
+
+
+@register_model("vgg11_bn", **_REGISTER, description="VGG-A, 11 weight layers" + _TABLE1 + _BN)
+def vgg11_bn(num_classes: int = 1000, **kwargs: Any) -> VGG:
+    """VGG column A with BN after every convolution; 132,868,840 parameters."""
+    return _vgg("A", True, num_classes, kwargs)
+
+
+@register_model("vgg11_lrn", **_REGISTER, description="VGG-A-LRN, A with LRN after conv1" + _TABLE1)
+def vgg11_lrn(num_classes: int = 1000, **kwargs: Any) -> VGG:
+    """VGG column A-LRN; 132,863,336 parameters."""
+    return _vgg("A-LRN", False, num_classes, kwargs)
+
+
+@register_model("vgg13", **_REGISTER, description="VGG-B, 13 weight layers" + _TABLE1)
+def vgg13(num_classes: int = 1000, **kwargs: Any) -> VGG:
+    """VGG column B; 133,047,848 parameters."""
+    return _vgg("B", False, num_classes, kwargs)
+
+
+@register_model("vgg13_bn", **_REGISTER, description="VGG-B, 13 weight layers" + _TABLE1 + _BN)
+def vgg13_bn(num_classes: int = 1000, **kwargs: Any) -> VGG:
+    """VGG column B with BN after every convolution; 133,053,736 parameters."""
+    return _vgg("B", True, num_classes, kwargs)
+
+
+@register_model(
+    "vgg16_c", **_REGISTER, description="VGG-C, 16 weight layers with 1x1 convs" + _TABLE1
+)
+def vgg16_c(num_classes: int = 1000, **kwargs: Any) -> VGG:
+    """VGG column C; 133,638,952 parameters."""
+    return _vgg("C", False, num_classes, kwargs)
+
+
+@register_model(
+    "vgg16_c_bn",
+    **_REGISTER,
+    description="VGG-C, 16 weight layers with 1x1 convs" + _TABLE1 + _BN,
+)
+def vgg16_c_bn(num_classes: int = 1000, **kwargs: Any) -> VGG:
+    """VGG column C with BN after every convolution; 133,647,400 parameters."""
+    return _vgg("C", True, num_classes, kwargs)
+
+
+@register_model("vgg16", **_REGISTER, description="VGG-D, 16 weight layers" + _TABLE1)
+def vgg16(num_classes: int = 1000, **kwargs: Any) -> VGG:
+    """VGG column D; 138,357,544 parameters."""
+    return _vgg("D", False, num_classes, kwargs)
+
+
+@register_model("vgg16_bn", **_REGISTER, description="VGG-D, 16 weight layers" + _TABLE1 + _BN)
+def vgg16_bn(num_classes: int = 1000, **kwargs: Any) -> VGG:
+    """VGG column D with BN after every convolution; 138,365,992 parameters."""
+    return _vgg("D", True, num_classes, kwargs)
+
+
+@register_model("vgg19", **_REGISTER, description="VGG-E, 19 weight layers" + _TABLE1)
+def vgg19(num_classes: int = 1000, **kwargs: Any) -> VGG:
+    """VGG column E; 143,667,240 parameters."""
+    return _vgg("E", False, num_classes, kwargs)
+
+
+@register_model("vgg19_bn", **_REGISTER, description="VGG-E, 19 weight layers" + _TABLE1 + _BN)
+def vgg19_bn(num_classes: int = 1000, **kwargs: Any) -> VGG:
+    """VGG column E with BN after every convolution; 143,678,248 parameters."""
+    return _vgg("E", True, num_classes, kwargs)

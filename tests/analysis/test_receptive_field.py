@@ -164,3 +164,24 @@ def test_table_prints_r_j_and_start_and_marks_flattened_axes():
     assert c5.split()[-3:] == ["32", "4", "13.5"]
     f6 = next(line for line in lines if line.startswith("f6 "))
     assert f6.split()[-3:] == ["32*", "-", "13.5"]
+
+
+class CausalStack(nn.Module):
+    """WaveNet's stack (van den Oord et al. 2016, §2.1): causal 2-tap convolutions, dilations 1, 2, 4."""
+
+    conv_impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        for i, d in enumerate((1, 2, 4)):
+            x = layers.CausalConv1D(2, kernel_size=2, dilation=d, conv_impl=self.conv_impl, name=f"c{i}")(x)
+        return x
+
+
+@pytest.mark.parametrize("conv_impl", ["auto", "xla"])
+def test_causal_dilated_convolutions_see_8_steps_ending_at_the_current_one(conv_impl):
+    # r = 1 + 1*1 + 1*2 + 1*4 = 8, j = 1; the left padding (k - 1) d shifts each centre back by d/2:
+    # start = (0.5 - 1) + (1 - 2) + (2 - 4) = -3.5, the centre of steps -7..0. Read the same from
+    # the oneDNN convolutions ('auto') as from XLA's.
+    row = _by_name(receptive_field(CausalStack(conv_impl), (16, 1)))["c2"]
+    assert (row.size, row.jump, row.start, row.output_shape) == ((8,), (1,), (-3.5,), (16, 2))

@@ -205,6 +205,19 @@ def test_unused_parameters_are_reported_separately():
     assert "params unused in eval 6,379,984" in s.table()
 
 
+@pytest.mark.parametrize("name, shape", [("mobilenet_v1_025", (32, 32, 3)), ("lenet5", (28, 28, 1))])
+def test_the_summary_is_the_same_for_every_conv_impl(name, shape):
+    # The oneDNN convolutions ('auto', 'onednn') are read as the XLA convolutions they compute:
+    # MobileNet's depthwise ones ("conv dw" rows) and LeNet-5's C5, which covers its input.
+    from cnn_jax.models import create_model
+
+    tables = {impl: summarize_model(create_model(name, conv_impl=impl), shape).to_dict()
+              for impl in ("auto", "xla", "onednn")}
+    assert tables["auto"] == tables["xla"] == tables["onednn"]
+    kinds = {row["kind"] for row in tables["xla"]["layers"]}
+    assert "conv" in kinds and ("conv dw" in kinds) == name.startswith("mobilenet")
+
+
 def test_grouped_and_strided_convolutions_count_their_macs_per_group():
     class Grouped(nn.Module):
         @nn.compact

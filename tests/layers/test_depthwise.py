@@ -1,6 +1,10 @@
 """Depthwise convolution implementations: XLA's grouped convolution and the shifted multiply-adds
-that the CPU trains with (cnn_jax.layers.conv.depthwise_conv) give the same outputs, gradients
-and parameters, for every stride, padding, dilation and depth multiplier the layers accept."""
+that the CPU trains with (cnn_jax.layers.depthwise.depthwise_conv) give the same outputs, gradients
+and parameters, for every stride, padding, dilation and depth multiplier the layers accept.
+
+These tests cover the path depthwise layers take where oneDNN does not (conv_impl='xla', GPUs,
+several devices, oneDNN not installed), so their layers are built with conv_impl='xla'. On one CPU
+device with oneDNN, conv_impl='auto' hands them to oneDNN instead: tests/layers/test_conv_impl.py."""
 
 import functools
 
@@ -10,19 +14,9 @@ import numpy as np
 import pytest
 
 from cnn_jax.layers import Conv, ConvBNAct, DepthwiseConv, DepthwiseSeparableConv
-from cnn_jax.layers.conv import depthwise_conv, using_conv_impl
+from cnn_jax.layers.depthwise import depthwise_conv
 
 X = jax.random.normal(jax.random.key(0), (3, 9, 10, 6))
-
-
-@pytest.fixture(autouse=True)
-def _xla_convolutions():
-    # These tests cover depthwise_conv: the path depthwise layers take where oneDNN does not
-    # (conv_impl='xla', GPUs, several devices, oneDNN not installed). On one CPU device with oneDNN,
-    # conv_impl='auto' hands them to oneDNN instead: tests/layers/test_onednn.py.
-    with using_conv_impl("xla"):
-        yield
-
 # (strides, padding, dilation): stride 1 and 2, torch-style int padding, 'SAME' (asymmetric at
 # stride 2), 'VALID', explicit uneven pairs, dilation.
 CASES = [
@@ -38,7 +32,8 @@ CASES = [
 
 def _module(impl, strides, padding, dilation, multiplier=1):
     return DepthwiseConv(kernel_size=3, strides=strides, padding=padding, dilation=dilation,
-                         depth_multiplier=multiplier, use_bias=True, depthwise_impl=impl)
+                         depth_multiplier=multiplier, use_bias=True, depthwise_impl=impl,
+                         conv_impl="xla")
 
 
 def _max_diff(a, b) -> float:
@@ -75,8 +70,8 @@ def test_training_gradients_of_every_implementation_equal_the_grouped_convolutio
 def test_auto_creates_exactly_the_parameters_of_the_grouped_convolution():
     for module_cls, kwargs in ((DepthwiseConv, {}), (Conv, {"features": 6, "groups": 6}),
                                (DepthwiseSeparableConv, {"features": 4})):
-        auto = module_cls(**kwargs).init(jax.random.key(3), X)
-        xla = module_cls(**kwargs, depthwise_impl="xla").init(jax.random.key(3), X)
+        auto = module_cls(**kwargs, conv_impl="xla").init(jax.random.key(3), X)
+        xla = module_cls(**kwargs, depthwise_impl="xla", conv_impl="xla").init(jax.random.key(3), X)
         assert jax.tree.structure(auto) == jax.tree.structure(xla)
         assert _max_diff(auto, xla) == 0.0
 
@@ -92,26 +87,27 @@ def test_auto_forward_without_gradient_is_the_grouped_convolution_bit_for_bit():
 
 
 def test_training_on_the_cpu_compiles_no_grouped_convolution():
-    variables = ConvBNAct(6, groups=6).init(jax.random.key(0), X, train=False)
+    variables = ConvBNAct(6, groups=6, conv_impl="xla").init(jax.random.key(0), X, train=False)
 
     def loss(v, x):
-        y, _ = ConvBNAct(6, groups=6).apply(v, x, train=True, mutable=["batch_stats"])
+        y, _ = ConvBNAct(6, groups=6, conv_impl="xla").apply(v, x, train=True, mutable=["batch_stats"])
         return jnp.sum(y)
 
     hlo = jax.jit(jax.grad(loss)).lower(variables, X).as_text()
     assert jax.default_backend() == "cpu"
     assert "feature_group_count = 6" not in hlo
-    with_xla = jax.jit(jax.grad(lambda v, x: jnp.sum(ConvBNAct(6, groups=6, depthwise_impl="xla").apply(
+    grouped = ConvBNAct(6, groups=6, depthwise_impl="xla", conv_impl="xla")
+    with_xla = jax.jit(jax.grad(lambda v, x: jnp.sum(grouped.apply(
         v, x, train=True, mutable=["batch_stats"])[0]))).lower(variables, X).as_text()
     assert "feature_group_count = 6" in with_xla
 
 
 def test_a_grouped_conv_that_is_not_depthwise_and_circular_padding_keep_xla():
     x = jax.random.normal(jax.random.key(0), (2, 6, 6, 4))
-    grouped = Conv(4, groups=2)  # 2 channels per group: not depthwise
+    grouped = Conv(4, groups=2, conv_impl="xla")  # 2 channels per group: not depthwise
     v = grouped.init(jax.random.key(1), x)
     assert v["params"]["kernel"].shape == (3, 3, 2, 4)
-    circular = Conv(4, groups=4, padding="CIRCULAR")
+    circular = Conv(4, groups=4, padding="CIRCULAR", conv_impl="xla")
     v = circular.init(jax.random.key(1), x)
     np.testing.assert_allclose(np.asarray(circular.apply(v, x)),
                                np.asarray(Conv(4, groups=4, padding="CIRCULAR", depthwise_impl="xla").apply(v, x)),
@@ -134,7 +130,7 @@ def test_mobilenet_trains_with_the_same_loss_and_gradients_as_with_grouped_convo
     from cnn_jax.models import create_model
 
     x = jax.random.normal(jax.random.key(0), (4, 32, 32, 3))
-    model = create_model("mobilenet_v1_025", num_classes=10)
+    model = create_model("mobilenet_v1_025", num_classes=10, conv_impl="xla")
     variables = model.init(jax.random.key(1), x, train=False)
 
     def loss(params, impl):

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from model_helpers import SLOW_TWINS
 
 from cnn_jax.models import create_model, get_model_spec, list_models, register_model
 
@@ -76,15 +77,6 @@ def _check_model(model, x: jax.Array, labels: jax.Array):
     return jax.jit(run)(params, state, dropout_key)
 
 
-# The default suite runs every distinct code path once (each family, block type and option:
-# LRN, BN, 1x1 convs, bottlenecks, option-A shortcuts, dense blocks, width multipliers). Deeper or
-# wider twins built by the same code compile for minutes on a 2-core CPU; they run under the
-# `slow` marker, which CI runs too (`pytest -m slow`).
-SLOW_TWINS = {
-    "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg16_c_bn", "vgg19", "vgg19_bn",
-    "resnet34", "resnet101", "resnet152", "resnet32", "resnet44", "resnet56", "resnet110",
-    "densenet169", "densenet201", "densenet264", "mobilenet_v1_075", "mobilenet_v1_050",
-}
 MODELS = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TWINS else n for n in list_models()]
 
 

@@ -1,6 +1,6 @@
 // 2-D convolutions on the CPU by oneDNN, called from XLA as typed FFI custom calls.
 //
-// Built and loaded by cnn_jax/layers/onednn.py (which documents why and what it measured). Three
+// Built and loaded by cnn_jax/backends/onednn/build.py (the package docstring says why). Three
 // handlers, one per pass of a convolution, each taking two float32 buffers and writing one:
 //
 //   cnn_jax_onednn_conv_forward          (x, w)  -> y    y  = conv(x, w)
@@ -122,7 +122,7 @@ std::shared_ptr<Plan> GetPlan(Pass pass, const Attributes& a) {
 
 // XLA runs independent custom calls concurrently on its thread pool. Each calling thread gets its own
 // OpenMP team, and oneDNN's kernels synchronise their team's threads: five backward-weights calls in
-// one program, after a forward call, never finished (tests/layers/test_onednn.py,
+// one program, after a forward call, never finished (tests/backends/test_onednn.py,
 // test_independent_calls_in_one_program_finish_and_match_xla). One call executes at a time; the
 // others wait here, asleep.
 void Run(Pass pass, const Attributes& a, void* in0, void* in1, void* out) {

@@ -1,0 +1,189 @@
+"""Which convolutions go to oneDNN: the choice a layer makes when it traces, and the one each
+compiled program makes when it is lowered.
+
+A layer (``cnn_jax.layers.Conv`` and the blocks built on it) with ``conv_impl`` 'auto' or 'onednn'
+binds the oneDNN primitives for an :func:`eligible` convolution (:func:`chosen`); 'xla' never does.
+When the program is lowered, :func:`choose` picks one of :data:`ROUTES` for each primitive:
+
+* ``'onednn'``: the FFI call, when ``impl='onednn'``, or when ``impl='auto'``, the program is
+  compiled for the CPU and partitioned over one device, and the library is available;
+* ``'dot'``: on that same route, a kernel of more than one tap that covers its whole unpadded input
+  (:func:`covers_input`) runs as XLA's dot;
+* ``'shifted'``: otherwise, on the CPU, a depthwise convolution runs as shifted multiply-adds
+  (:func:`cnn_jax.backends.xla.shifted_depthwise`);
+* ``'xla'``: otherwise XLA's convolution, and always on other platforms.
+
+Every route computes the same convolution to float32 rounding. Several devices: XLA's SPMD
+partitioner cannot split a custom call (it would gather the batch and compute all of it on every
+device), and under ``shard_map`` the calls of one process's devices would take turns through the
+bridge's execution mutex; so 'auto' keeps oneDNN to programs on one device, while 'onednn' runs it
+anyway.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnn_jax.backends import xla
+from cnn_jax.backends.onednn import build
+from cnn_jax.errors import check_choice
+
+CONV_IMPLS = ("auto", "xla", "onednn")
+# The shape parameters of each pass's (first operand, second operand, output).
+SHAPES = {"forward": ("x_shape", "w_shape", "y_shape"),
+          "backward_data": ("y_shape", "w_shape", "x_shape"),
+          "backward_weights": ("x_shape", "y_shape", "w_shape")}
+
+_log = logging.getLogger("cnn_jax.backends.onednn")
+_warned: set[str] = set()
+
+
+def check_impl(impl: str) -> None:
+    """A one-line ValueError naming the choices unless ``impl`` is one of :data:`CONV_IMPLS`."""
+    check_choice(impl, CONV_IMPLS, "conv_impl")
+
+
+def chosen(impl: str) -> bool:
+    """Whether a layer with ``conv_impl=impl`` binds the oneDNN primitives for its eligible
+    convolutions: 'auto' unless ``CNN_JAX_ONEDNN=0``; 'onednn', or an error naming the fix."""
+    check_impl(impl)
+    if impl == "onednn":
+        build.require()
+        return True
+    return impl == "auto" and not build.disabled()
+
+
+def eligible(ndim: int, padding: str | Sequence[tuple[int, int]], dtype) -> bool:
+    """A 1-D or 2-D (``ndim`` 3 or 4, channels-last) float32 convolution with non-negative zero
+    padding (``'SAME'``, ``'VALID'`` or ``(lo, hi)`` pairs)."""
+    return (ndim in (3, 4) and padding != "CIRCULAR" and jnp.dtype(dtype) == jnp.float32
+            and (isinstance(padding, str) or all(p >= 0 for pair in padding for p in pair)))
+
+
+def covers_input(x_shape, w_shape, padding, groups) -> bool:
+    """Whether a kernel of more than one tap spans the whole unpadded input: one output position, a
+    matrix product of the flattened input and kernel (LeNet-5's C5, a classifier written as a
+    convolution). As XLA's dot it runs forward and both gradients faster than oneDNN's convolution
+    for LeNet-5's C5 and most shapes ``python experiments/bench_conv_layer.py --covering`` times.
+    A 1x1 kernel on a 1x1 map (MobileNet's last stages on 32x32 inputs) stays a oneDNN pointwise
+    convolution: XLA's dot there took different roundings in a K-step program than in a single
+    step, which BatchNorm over a one-pixel map amplified past the tolerance of
+    tests/training/test_multi_step.py. (With no padding, a kernel as large as the input can only
+    be undilated.)"""
+    return (groups == 1 and all(p == (0, 0) for p in padding)
+            and tuple(x_shape[1:-1]) == tuple(w_shape[:-2]) and math.prod(w_shape[:-2]) > 1)
+
+
+def _devices(ctx) -> int | None:
+    """How many devices the program being lowered is partitioned over (jit: ``num_devices`` of its
+    sharding context; shard_map: the size of its mesh)."""
+    axis_context = ctx.module_context.axis_context
+    count = getattr(axis_context, "num_devices", None)
+    if count is None and getattr(axis_context, "mesh", None) is not None:
+        count = axis_context.mesh.size
+    return count
+
+
+def _onednn_runs(ctx, impl: str) -> bool:
+    if impl == "onednn":
+        build.require()
+        return True
+    if build.disabled() or _devices(ctx) != 1:
+        return False
+    if build.available():
+        return True
+    if "auto" not in _warned:
+        _warned.add("auto")
+        _log.warning("oneDNN convolutions unavailable (%s): using XLA's, slower on CPUs; %s, or "
+                     "set conv_impl='xla' or CNN_JAX_ONEDNN=0 to silence this",
+                     build.unavailable_reason(), build.INSTALL_HINT)
+    return False
+
+
+def choose(ctx, params: dict) -> str:
+    """The route (a key of :data:`ROUTES`) of a primitive lowered for the CPU (module docstring)."""
+    if _onednn_runs(ctx, params["impl"]):
+        covering = covers_input(params["x_shape"], params["w_shape"], params["padding"],
+                                params["groups"])
+        return "dot" if covering and params["covering_as_dot"] else "onednn"
+    groups = params["groups"]
+    return "shifted" if groups > 1 and groups == params["x_shape"][-1] else "xla"
+
+
+# ------------------------------------------------------------------------------ the routes
+# Each computes pass ``pass_`` of the convolution with parameters ``p`` from operands ``a, b``.
+def _two_d(shape: Sequence[int], kernel: bool) -> tuple[int, ...]:
+    """A 1-D shape as 2-D with height 1: activations ``(N, L, C) -> (N, 1, L, C)``, kernels
+    ``(K, I, O) -> (1, K, I, O)``."""
+    if len(shape) == 4:
+        return tuple(shape)
+    return (1, *shape) if kernel else (shape[0], 1, *shape[1:])
+
+
+def _onednn(pass_: str, p: dict, a, b):
+    """The FFI call of the bridge (csrc/onednn_conv.cc), on 2-D views of 1-D operands."""
+    one_d = len(p["x_shape"]) == 3
+    pad = ((0, 0),) * one_d + p["padding"]
+    ints = functools.partial(np.asarray, dtype=np.int64)
+    out_shape = p[SHAPES[pass_][2]]
+    call = jax.ffi.ffi_call(build.TARGETS[pass_], jax.ShapeDtypeStruct(
+        _two_d(out_shape, kernel=pass_ == "backward_weights"), jnp.float32))
+    y = call(a.reshape(_two_d(a.shape, kernel=False)),
+             b.reshape(_two_d(b.shape, kernel=pass_ != "backward_weights")),
+             x_shape=ints(_two_d(p["x_shape"], kernel=False)),
+             w_shape=ints(_two_d(p["w_shape"], kernel=True)),
+             y_shape=ints(_two_d(p["y_shape"], kernel=False)),
+             strides=ints((1,) * one_d + p["strides"]), pad_lo=ints([lo for lo, _ in pad]),
+             pad_hi=ints([hi for _, hi in pad]), dilation=ints((1,) * one_d + p["dilation"]),
+             groups=np.int64(p["groups"]))
+    return y.reshape(out_shape)
+
+
+def _by_transposes(forward, pass_: str, p: dict, a, b):
+    """Pass ``pass_`` of the bilinear ``forward(x, w)``: itself, or its transpose in x or in w
+    (what differentiating ``forward`` computes)."""
+    if pass_ == "forward":
+        return forward(a, b)
+    if pass_ == "backward_data":
+        x = jax.ShapeDtypeStruct(p["x_shape"], a.dtype)
+        return jax.linear_transpose(lambda x: forward(x, b), x)(a)[0]
+    w = jax.ShapeDtypeStruct(p["w_shape"], b.dtype)
+    return jax.linear_transpose(lambda w: forward(a, w), w)(b)[0]
+
+
+def _xla_conv(p: dict):
+    return lambda x, w: xla.conv(x, w, p["strides"], p["padding"], p["dilation"], p["groups"],
+                                 p["precision"])
+
+
+def _shifted(p: dict):
+    return lambda x, w: xla.shifted_depthwise(x, w, p["strides"], p["padding"], p["dilation"])
+
+
+def _dot(p: dict):
+    def forward(x, w):
+        y = x.reshape(x.shape[0], -1) @ w.reshape(-1, w.shape[-1])
+        return y.reshape(p["y_shape"])
+
+    return forward
+
+
+ROUTES = {
+    "onednn": _onednn,
+    "dot": lambda pass_, p, a, b: _by_transposes(_dot(p), pass_, p, a, b),
+    "shifted": lambda pass_, p, a, b: _by_transposes(_shifted(p), pass_, p, a, b),
+    "xla": lambda pass_, p, a, b: _by_transposes(_xla_conv(p), pass_, p, a, b),
+}
+
+
+def xla_equivalent(p: dict):
+    """``forward(x, w)`` by XLA's convolution for a primitive's parameters ``p`` (what
+    :mod:`cnn_jax.analysis` reads a oneDNN convolution as)."""
+    return _xla_conv(p)

@@ -1,0 +1,98 @@
+"""Convolutions in XLA's own operations, channels-last: what runs wherever oneDNN does not.
+
+* :func:`conv`: ``lax.conv_general_dilated`` on ``(N, spatial..., C)`` input and a
+  ``(spatial..., C_in / groups, C_out)`` kernel (Flax's layout), any strides, ``(lo, hi)`` padding,
+  kernel dilation and groups.
+* :func:`shifted_depthwise`: a depthwise convolution (``groups = C_in``) as ``prod(k)`` shifted
+  multiply-adds. XLA:CPU runs a grouped convolution with one channel per group as a slow generic
+  loop; one strided slice of the padded input per kernel tap, times that tap's per-channel
+  weights, is elementwise work that XLA fuses into a few loops, forward and backward (its gradient
+  is pads and reductions), much faster on a CPU, with the same output to float rounding.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+# Letters for the spatial dims of lax dimension-number strings, by number of spatial dims.
+_SPATIAL_LETTERS = {1: "H", 2: "HW", 3: "DHW"}
+
+
+def dimension_numbers(num_spatial: int) -> tuple[str, str, str]:
+    """lax dimension numbers of channels-last input, ``(spatial..., I, O)`` kernel and output."""
+    spatial = _SPATIAL_LETTERS[num_spatial]
+    return f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"
+
+
+def output_shape(
+    x_shape: Sequence[int],
+    kernel_shape: Sequence[int],
+    strides: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+    dilation: Sequence[int],
+) -> tuple[int, ...]:
+    """Channels-last output shape of :func:`conv` with ``(lo, hi)`` padding pairs: per spatial dim
+    ``floor((W + lo + hi - d (F - 1) - 1) / S) + 1`` (Dumoulin & Visin 2016, relationship 15)."""
+    spatial = tuple(
+        (size + lo + hi - d * (k - 1) - 1) // s + 1
+        for size, k, s, (lo, hi), d in zip(
+            x_shape[1:-1], kernel_shape[:-2], strides, padding, dilation, strict=True
+        )
+    )
+    return (x_shape[0], *spatial, kernel_shape[-1])
+
+
+def conv(
+    x: jax.Array,
+    kernel: jax.Array,
+    strides: Sequence[int],
+    padding: str | Sequence[tuple[int, int]],
+    dilation: Sequence[int],
+    groups: int = 1,
+    precision: Any = None,
+) -> jax.Array:
+    """XLA's convolution of channels-last ``x`` with a ``(spatial..., C_in / groups, C_out)``
+    kernel."""
+    return lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=tuple(strides),
+        padding=padding,
+        rhs_dilation=tuple(dilation),
+        dimension_numbers=dimension_numbers(x.ndim - 2),
+        feature_group_count=groups,
+        precision=precision,
+    )
+
+
+def shifted_depthwise(
+    x: jax.Array,
+    kernel: jax.Array,
+    strides: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+    dilation: Sequence[int],
+) -> jax.Array:
+    """The depthwise convolution with kernel ``(k..., 1, C_in * m)`` as ``prod(k)`` shifted
+    multiply-adds: for each kernel tap, a strided slice of the zero-padded input times that tap's
+    per-channel weights. Output channel ``c * m + j`` is kernel ``j`` of input channel ``c``
+    (torch's order); products in the input dtype."""
+    kernel_shape = kernel.shape[:-2]
+    multiplier = kernel.shape[-1] // x.shape[-1]
+    if multiplier > 1:
+        x = jnp.repeat(x, multiplier, axis=-1)
+    out_shape = output_shape(x.shape, kernel.shape, strides, padding, dilation)[1:-1]
+    x = jnp.pad(x, [(0, 0), *padding, (0, 0)])
+    out = None
+    for tap in itertools.product(*(range(k) for k in kernel_shape)):
+        start = [t * d for t, d in zip(tap, dilation, strict=True)]
+        limit = [b + (o - 1) * s + 1 for b, o, s in zip(start, out_shape, strides, strict=True)]
+        window = lax.slice(x, (0, *start, 0), (x.shape[0], *limit, x.shape[-1]), (1, *strides, 1))
+        term = window * kernel[tap][0]
+        out = term if out is None else out + term
+    return out

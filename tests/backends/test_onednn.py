@@ -1,0 +1,305 @@
+"""The oneDNN backend (cnn_jax/backends/onednn): its three primitives against XLA's convolution under
+every JAX transformation, the choice each compiled program makes, and how it fails.
+
+Tolerances: oneDNN and XLA both compute in float32 and differ only in the order of their sums. A
+sum of K products carries a rounding error of about sqrt(K) * 2^-24 of its scale, and at most
+K * 2^-24; the largest sum here (a weight gradient of the lenet_c1 case, 3 * 28 * 28 = 2,352
+products) stays under 2,352 * 6e-8 = 1.4e-4 even in the worst case and about 3e-6 typically.
+``_close``'s default 2e-5 of each result's largest entry sits between the two; composed passes
+(gradients of gradients) get 1e-4.
+"""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnn_jax.backends import onednn, xla
+from cnn_jax.backends.onednn import build, routing
+from cnn_jax.config import base_config
+from cnn_jax.errors import BackendUnavailableError, ConfigError
+from cnn_jax.training.validate import validate_config
+
+# (input NHWC, kernel HWIO, strides, padding, dilation, groups)
+CASES = {
+    "lenet_c1": ((3, 28, 28, 1), (5, 5, 1, 6), (1, 1), ((2, 2), (2, 2)), (1, 1), 1),
+    "stride2_uneven_pad": ((2, 9, 10, 4), (3, 3, 4, 6), (2, 2), ((1, 2), (0, 1)), (1, 1), 1),
+    "dilated_grouped": ((2, 11, 11, 6), (3, 3, 2, 9), (1, 1), ((2, 2), (2, 2)), (2, 2), 3),
+    "depthwise_multiplier": ((2, 8, 8, 4), (3, 3, 1, 8), (2, 1), ((1, 1), (1, 1)), (1, 1), 4),
+    "pointwise": ((1, 5, 7, 3), (1, 1, 3, 5), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),
+    "conv1d_dilated": ((2, 13, 3), (3, 3, 5), (2,), ((2, 1),), (2,), 1),
+}
+FORWARD, BACKWARD_DATA = "cnn_jax_onednn_conv_forward", "cnn_jax_onednn_conv_backward_data"
+
+
+def _inputs(case):
+    x_shape, w_shape, *static = CASES[case]
+    rng = np.random.default_rng(0)
+    return (jnp.asarray(rng.standard_normal(x_shape), jnp.float32),
+            jnp.asarray(rng.standard_normal(w_shape), jnp.float32), static)
+
+
+def _close(a, b, tol=2e-5):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        assert u.shape == v.shape
+        scale = float(jnp.max(jnp.abs(v))) or 1.0
+        assert float(jnp.max(jnp.abs(u - v))) <= tol * scale
+
+
+def _pair(static, impl="auto"):
+    """(oneDNN primitive, XLA) versions of the convolution with these strides, padding, dilation,
+    groups."""
+    strides, padding, dilation, groups = static
+
+    def fast(x, w):
+        return onednn.conv(x, w, strides=strides, padding=padding, dilation=dilation, groups=groups,
+                           impl=impl)
+
+    def ref(x, w):
+        return xla.conv(x, w, strides, padding, dilation, groups)
+
+    return fast, ref
+
+
+def _hlo(fn, *args) -> str:
+    return jax.jit(fn).lower(*args).as_text()
+
+
+def test_onednn_is_built_and_registered_here():
+    # CI installs the onednn extra and has g++: the fast path must be what the tests exercise.
+    assert onednn.available(), onednn.unavailable_reason()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_forward_and_gradients_match_xla(case):
+    x, w, static = _inputs(case)
+    fast, ref = _pair(static)
+    assert FORWARD in _hlo(fast, x, w)
+    _close(jax.jit(fast)(x, w), jax.jit(ref)(x, w))
+    _close(fast(x, w), ref(x, w))  # eagerly: the primitive's own jit
+
+    def grads(f):
+        return jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), argnums=(0, 1)))(x, w)
+
+    _close(grads(fast), grads(ref))
+
+
+@pytest.mark.parametrize("case", ["stride2_uneven_pad", "dilated_grouped"])
+def test_gradients_of_gradients_match_xla(case):
+    # The three passes are each other's transposes, so second derivatives stay on oneDNN.
+    x, w, static = _inputs(case)
+    fast, ref = _pair(static)
+
+    def penalty(f):
+        def inner(x, w):
+            gx, gw = jax.grad(lambda x, w: jnp.sum(jnp.tanh(f(x, w))), argnums=(0, 1))(x, w)
+            return jnp.sum(gx ** 2) + jnp.sum(jnp.cos(gw))
+        return jax.jit(jax.grad(inner, argnums=(0, 1)))
+
+    text = _hlo(jax.grad(lambda x, w: jnp.sum(fast(x, w) ** 3)), x, w)
+    assert BACKWARD_DATA in text
+    _close(penalty(fast)(x, w), penalty(ref)(x, w), tol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["stride2_uneven_pad", "conv1d_dilated"])
+def test_forward_mode_and_linearize_stay_on_onednn_and_match_xla(case):
+    x, w, static = _inputs(case)
+    fast, ref = _pair(static)
+    tangents = (jnp.cos(x), jnp.sin(w))
+    text = _hlo(lambda x, w: jax.jvp(fast, (x, w), tangents), x, w)
+    assert FORWARD in text and "stablehlo.convolution" not in text
+    _close(jax.jit(lambda x, w: jax.jvp(fast, (x, w), tangents))(x, w),
+           jax.jvp(ref, (x, w), tangents))
+    _close(jax.linearize(fast, x, w)[1](*tangents), jax.linearize(ref, x, w)[1](*tangents))
+
+
+def test_vmap_folds_a_batched_input_into_one_call_and_matches_xla():
+    x, w, static = _inputs("stride2_uneven_pad")
+    fast, ref = _pair(static)
+
+    def per_example(f):
+        return jax.vmap(lambda xi: f(xi[None], w)[0])
+
+    jaxpr = jax.make_jaxpr(per_example(fast))(x)
+    (eqn,) = [e for e in jaxpr.eqns if e.primitive is onednn.forward_p]
+    assert eqn.params["x_shape"] == x.shape  # the vmapped axis folded into N: one call
+    _close(jax.jit(per_example(fast))(x), per_example(ref)(x))
+
+
+def test_vmap_of_a_gradient_runs_each_example_and_matches_xla():
+    # Per-example weight gradients: backward_weights sums over N, so it runs once per example.
+    x, w, static = _inputs("dilated_grouped")
+    fast, ref = _pair(static)
+
+    def per_example_grads(f):
+        loss = lambda w, xi: jnp.sum(jnp.sin(f(xi[None], w)))  # noqa: E731
+        return jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0)))
+
+    assert "cnn_jax_onednn_conv_backward_weights" in per_example_grads(fast).lower(w, x).as_text()
+    _close(per_example_grads(fast)(w, x), per_example_grads(ref)(w, x))
+    kernels = jnp.stack([w, -2 * w])  # a batched kernel runs once per kernel too
+    _close(jax.vmap(fast, in_axes=(None, 0))(x, kernels), jax.vmap(ref, in_axes=(None, 0))(x, kernels))
+
+
+# XLA runs independent custom calls concurrently. Before the bridge executed one oneDNN call at a
+# time, this program (a forward call, then five independent weight gradients in one jitted function)
+# never finished: each calling thread got its own OpenMP team and oneDNN's kernels, which
+# synchronise their team's threads, waited forever. A fresh process, so that a hang is a timeout.
+CONCURRENT_CALLS = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    from cnn_jax.backends import onednn, xla
+    assert onednn.available(), onednn.unavailable_reason()
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((128, 32, 32, 16)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 16, 16)), jnp.float32)
+    static = dict(strides=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1))
+    params = dict(x_shape=x.shape, w_shape=w.shape, y_shape=x.shape, groups=1, precision=None,
+                  impl="onednn", covering_as_dot=True, **static)
+    jax.block_until_ready(jax.jit(lambda x, w: onednn.conv(x, w, **static, impl="onednn"))(x, w))
+    fast_fn = jax.jit(lambda x: [onednn.backward_weights_p.bind(x, x * (i + 1), **params)
+                                 for i in range(5)])
+    for _ in range(3):
+        fast = jax.block_until_ready(fast_fn(x))
+
+    def ref_fn(x):
+        conv = lambda w: xla.conv(x, w, static["strides"], static["padding"], static["dilation"])
+        return [jax.vjp(conv, w)[1](x * (i + 1))[0] for i in range(5)]
+
+    for a, b in zip(fast, jax.jit(ref_fn)(x)):
+        assert float(jnp.max(jnp.abs(a - b))) <= 1e-4 * float(jnp.max(jnp.abs(b))), "gradients differ"
+    print("finished")
+""")
+
+
+def test_independent_calls_in_one_program_finish_and_match_xla():
+    try:
+        done = subprocess.run([sys.executable, "-c", CONCURRENT_CALLS], capture_output=True, text=True,
+                              timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("five independent oneDNN calls in one jitted function did not finish in 120 s")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "finished" in done.stdout
+
+
+# 'auto' is decided per compiled program: one device gets oneDNN; a jit partitioned over 8 devices
+# and a shard_map over them get XLA's convolution; 'onednn' keeps the custom call everywhere.
+EIGHT_DEVICES = textwrap.dedent("""
+    import json
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from cnn_jax.backends import onednn, xla
+    assert jax.device_count() == 8 and onednn.available(), onednn.unavailable_reason()
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((8, 6, 6, 3)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 3, 4)), jnp.float32)
+    pad = ((1, 1), (1, 1))
+    conv = lambda impl: lambda x, w: onednn.conv(x, w, strides=(1, 1), padding=pad, impl=impl)
+    split = (NamedSharding(mesh, P("data")), NamedSharding(mesh, P()))
+    programs = {
+        "one_device": jax.jit(conv("auto")),
+        "sharded": jax.jit(conv("auto"), in_shardings=split),
+        "shard_map": jax.jit(jax.shard_map(conv("auto"), mesh=mesh, in_specs=(P("data"), P()),
+                                           out_specs=P("data"))),
+        "sharded_onednn": jax.jit(conv("onednn"), in_shardings=split),
+    }
+    expected = xla.conv(x, w, (1, 1), pad, (1, 1))
+    out = {}
+    for name, fn in programs.items():
+        error = float(jnp.max(jnp.abs(fn(x, w) - expected)) / jnp.max(jnp.abs(expected)))
+        out[name] = ["cnn_jax_onednn" in fn.lower(x, w).as_text(), error]
+    print(json.dumps(out))
+""")
+
+
+def test_auto_uses_onednn_for_one_device_and_xla_for_programs_over_eight():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    done = subprocess.run([sys.executable, "-c", EIGHT_DEVICES], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {name: custom for name, (custom, _) in result.items()} == {
+        "one_device": True, "sharded": False, "shard_map": False, "sharded_onednn": True}
+    # 27 products per output: a few float32 roundings
+    assert all(error < 1e-5 for _, error in result.values()), result
+
+
+@pytest.fixture
+def without_onednn(monkeypatch):
+    monkeypatch.setattr(build, "_state", {"ok": False, "reason": "the onednn-cpu-gomp package is not installed"})
+    monkeypatch.setattr(routing, "_warned", set())
+
+
+def test_auto_falls_back_to_xla_with_one_warning_naming_the_fix(without_onednn, caplog):
+    x, w, static = _inputs("stride2_uneven_pad")
+    fast, ref = _pair(static)
+    with caplog.at_level(logging.WARNING):
+        text = _hlo(fast, x, w)
+        _close(jax.jit(fast)(x, w), ref(x, w))
+        _hlo(lambda x, w: fast(x, w) * 2, x, w)
+    assert "cnn_jax_onednn" not in text and "stablehlo.convolution" in text
+    warnings = [r.getMessage() for r in caplog.records if "oneDNN" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "not installed" in warnings[0] and "pip install 'cnn-jax[onednn]'" in warnings[0]
+
+
+def test_the_cpu_fallback_runs_depthwise_convolutions_as_shifted_multiply_adds(without_onednn):
+    # XLA:CPU's grouped convolution with one channel per group is a slow loop (cnn_jax.backends.xla)
+    x, w, static = _inputs("depthwise_multiplier")
+    fast, ref = _pair(static)
+    grads = jax.grad(lambda x, w: jnp.sum(jnp.sin(fast(x, w))), argnums=(0, 1))
+    assert "feature_group_count" not in _hlo(grads, x, w)
+    _close(jax.jit(grads)(x, w), jax.grad(lambda x, w: jnp.sum(jnp.sin(ref(x, w))), argnums=(0, 1))(x, w))
+
+
+def test_asking_for_onednn_without_it_names_the_fix(without_onednn):
+    x, w, static = _inputs("pointwise")
+    fast, _ = _pair(static, impl="onednn")
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'cnn-jax\[onednn\]'"):
+        jax.jit(fast)(x, w)
+    with pytest.raises(BackendUnavailableError, match="conv_impl='onednn' needs oneDNN: the onednn-cpu-gomp"):
+        onednn.require()
+    config = base_config()
+    config.data.name, config.model.name, config.conv_impl = "mnist", "lenet5", "onednn"
+    with pytest.raises(ConfigError, match="conv_impl='onednn' needs oneDNN"):
+        validate_config(config, num_devices=1)
+
+
+def test_unknown_conv_impl_is_a_one_line_error():
+    x, w, static = _inputs("pointwise")
+    with pytest.raises(ValueError, match="conv_impl='fast' is not one of auto, xla, onednn"):
+        _pair(static, impl="fast")[0](x, w)
+    config = base_config()
+    config.data.name, config.model.name, config.conv_impl = "mnist", "lenet5", "fast"
+    with pytest.raises(ConfigError, match="conv_impl='fast' is not one of"):
+        validate_config(config, num_devices=1)
+
+
+def test_cnn_jax_onednn_0_switches_the_backend_off_without_building(monkeypatch, caplog):
+    monkeypatch.setenv("CNN_JAX_ONEDNN", "0")
+    monkeypatch.setattr(build, "_state", {})
+    monkeypatch.setattr(build, "build", lambda: pytest.fail("CNN_JAX_ONEDNN=0 must not build"))
+    x, w, static = _inputs("stride2_uneven_pad")
+    with caplog.at_level(logging.WARNING):
+        assert not onednn.available()
+        assert "cnn_jax_onednn" not in _hlo(_pair(static)[0], x, w)
+    assert "CNN_JAX_ONEDNN=0" in onednn.unavailable_reason()
+    assert not [r for r in caplog.records if "oneDNN" in r.getMessage()]
+    assert not onednn.chosen("auto")  # layers then bind XLA's convolution directly
+    with pytest.raises(BackendUnavailableError, match="unset CNN_JAX_ONEDNN"):
+        onednn.chosen("onednn")
+
+
+def test_a_failing_compiler_is_reported_not_raised(monkeypatch, tmp_path):
+    monkeypatch.setenv("CNN_JAX_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CXX", "/bin/false")
+    with pytest.raises(BackendUnavailableError, match="compiling onednn_conv.cc failed"):
+        build.build()
+    assert not list((tmp_path / "native").glob("*"))  # no half-written library left behind
