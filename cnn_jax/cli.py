@@ -1,6 +1,7 @@
 """`cnn-jax`: train, eval, inspect models, prepare data.
 
     cnn-jax train --config configs/mnist_lenet5.py --workdir runs/x --config.optimizer.lr=0.05
+    cnn-jax train --config configs/cifar10_resnet.py:56      # a config file's variant (get_config(arg))
     cnn-jax eval --workdir runs/x [--split test|val] [--checkpoint best|latest]
     cnn-jax data import mnist --from PATH [--data_dir DIR]
     cnn-jax data list [--data_dir DIR]
@@ -12,6 +13,7 @@ Multi-host: every host runs the same `cnn-jax train` (or `eval`) with
 cnn_jax/training/distributed.py and the README's "Scaling out".
 
 Errors a user can fix (bad config, missing data, bad input files) print one line and exit 2.
+Each command imports what it needs when it runs, so that `cnn-jax --help` starts without JAX.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _split_config_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -64,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a config; resumes if the workdir has checkpoints",
                        epilog="Any config key can be overridden: --config.optimizer.lr=0.05")
-    t.add_argument("--config", required=True, help="a configs/*.py file with get_config()")
+    t.add_argument("--config", required=True,
+                   help="a configs/*.py file with get_config(), or FILE:ARG for get_config(ARG)")
     t.add_argument("--workdir", help="run directory (default runs/<config name>)")
     _add_distributed_flags(t)
 
@@ -141,47 +145,40 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_command(args, overrides: list[str]) -> int:
-    from cnn_jax.config import ConfigError
-    from cnn_jax.data.catalog import DataImportError, DataNotPreparedError
-    from cnn_jax.training.loop import NonFiniteLossError
+    from cnn_jax.errors import ConfigError, DataNotPreparedError, NonFiniteLossError
 
     try:
         return _dispatch(args, overrides)
-    except (ConfigError, DataImportError, DataNotPreparedError, NonFiniteLossError, FileNotFoundError) as e:
+    except (ConfigError, DataNotPreparedError, NonFiniteLossError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
 
 def _dispatch(args, overrides: list[str]) -> int:
     if args.command == "train":
-        from pathlib import Path
-
         from cnn_jax.config import load_config
         from cnn_jax.training.loop import train_and_evaluate
 
         config = load_config(args.config, overrides)
-        workdir = args.workdir or str(Path("runs") / Path(args.config).stem)
+        workdir = args.workdir or _default_workdir(args.config)
         results = train_and_evaluate(config, workdir)
         if _is_main_process():
             print(json.dumps(results, indent=2))
         return 0
     if args.command == "eval":
-        from cnn_jax.training.loop import evaluate_workdir
+        from cnn_jax.training.evaluate import evaluate_workdir
 
         results = evaluate_workdir(args.workdir, args.split, args.checkpoint)
         if _is_main_process():
             print(json.dumps(results, indent=2))
         return 0
     if args.command == "data":
-        from cnn_jax.data import catalog
+        from cnn_jax.data import data_main_import, default_data_dir, list_prepared
 
         if args.data_command == "import":
-            from cnn_jax.data import data_main_import
-
             print(data_main_import(args.name, args.path, args.data_dir))
         else:
-            data_dir = args.data_dir or catalog.default_data_dir()
-            for line in catalog.list_prepared(data_dir):
+            for line in list_prepared(args.data_dir or default_data_dir()):
                 print(line)
         return 0
     if args.command == "models":
@@ -200,6 +197,14 @@ def _dispatch(args, overrides: list[str]) -> int:
         print(text)
         return 0
     raise AssertionError(args.command)
+
+
+def _default_workdir(spec: str) -> str:
+    """runs/<config name>[_<arg>] for `--config FILE[:ARG]`."""
+    path, sep, arg = spec.rpartition(":")
+    if not sep or "/" in arg:
+        path, arg = spec, ""
+    return str(Path("runs") / (Path(path).stem + (f"_{arg}" if arg else "")))
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:

@@ -102,25 +102,25 @@ SMOKE_OVERRIDES = ("data.train_subset=256", "num_epochs=2", "eval_batch_size=100
 def centred_inputs(enabled: bool = True):
     """While active, runs of the trainer see pixels minus the per-channel training mean, in 0-255
     units (Krizhevsky et al. 2012 §2), instead of (x/255 - mean) / std: the dataset's std is
-    replaced by 1/255 in the pipeline the trainer builds, so its steps.normalize subtracts the
-    mean and divides by one."""
+    replaced by 1/255 in the pipeline the trainer builds, so its task's normalisation subtracts
+    the mean and divides by one."""
     if not enabled:
         yield
         return
     from cnn_jax.training import loop
 
-    original = loop._input_pipeline
+    original = loop.input_pipeline
 
     def centred(config):
         data = original(config)
         data.spec = dataclasses.replace(data.spec, std=(1.0 / 255.0,) * len(data.spec.std))
         return data
 
-    loop._input_pipeline = centred
+    loop.input_pipeline = centred
     try:
         yield
     finally:
-        loop._input_pipeline = original
+        loop.input_pipeline = original
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ class TrainingErrorMeter:
         import jax.numpy as jnp
 
         from cnn_jax.models import create_model
-        from cnn_jax.training.steps import normalize
+        from cnn_jax.tasks import normalize
 
         model = create_model(config.model.name, num_classes=spec.num_classes,
                              **config.model.kwargs.to_dict())
@@ -225,7 +225,7 @@ def pick_lr(probe: dict[float, list[float] | None]) -> float | None:
 def probe_lrs(name: str, common: tuple[str, ...], root: Path, data_dir: str, grid, epochs: int,
               centred: bool) -> dict[float, list[float] | None]:
     """Running training error per epoch of `epochs`-epoch runs at each rate of `grid`."""
-    from cnn_jax.training.loop import NonFiniteLossError
+    from cnn_jax.errors import NonFiniteLossError
 
     probe = {}
     for lr in grid:
@@ -245,7 +245,7 @@ def train_curve(run: Run, root: Path, data_dir: str, cap: int, chunk: int, meter
     """Trains `run` in chunks of `chunk` epochs until both training errors are at or below the
     target or `cap` epochs are done. Returns (last summary, evaluated errors, running errors,
     wall seconds, status)."""
-    from cnn_jax.training.loop import NonFiniteLossError
+    from cnn_jax.errors import NonFiniteLossError
 
     done, wall, evaluated, summary, status = 0, 0.0, {}, None, "finished"
     workdir = root / run.name

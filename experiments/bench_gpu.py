@@ -9,7 +9,7 @@ Needs JAX (with CUDA), flax, optax, numpy and Pillow only: no TensorFlow, no tfd
 input pipeline (the CIFAR-10 JPEGs are decoded here with Pillow).
 
 1. **ResNet-50 training** (`resnet50`, torchvision v1.5, compute in bfloat16, parameters in
-   float32): the trainer's step function (`train_step`, jitted with donation as `make_steps` does: SGD with Nesterov momentum 0.9 and weight
+   float32): the trainer's step function (`train_step`, jitted with donation as `StepRunner` does: SGD with Nesterov momentum 0.9 and weight
    decay 1e-4 on kernels, loss + top-1/top-5 sums, donated state) on synthetic uint8 224x224
    batches resident on the device. Images/s (median of repeats) and the model FLOP utilisation,
    MFU = images/s x 24.5 GFLOP per training image / 989 TFLOP/s (an H100 SXM's dense bf16 peak;
@@ -83,8 +83,9 @@ def resnet50_train(batch: int, image: int, steps: int, repeats: int) -> dict:
     import optax
 
     from cnn_jax.models import create_model
+    from cnn_jax.tasks import ClassificationTask
     from cnn_jax.training.state import create_train_state, init_variables
-    from cnn_jax.training.steps import train_step, zero_metrics
+    from cnn_jax.training.steps import train_step
 
     model = create_model("resnet50", num_classes=1000, dtype=jnp.bfloat16)
     kernels = functools.partial(jax.tree_util.tree_map_with_path,
@@ -93,14 +94,14 @@ def resnet50_train(batch: int, image: int, steps: int, repeats: int) -> dict:
                      optax.trace(decay=0.9, nesterov=True), optax.scale(-0.1))
     state = jax.jit(lambda k: create_train_state(model, tx, init_variables(model, k, (image, image, 3))))(
         jax.random.key(0))
-    # The trainer's step function, jitted with donated state and sums as `make_steps` does (one
-    # device: no shardings needed, and cnn_jax.training.sharding would pull in the config schema).
-    train = jax.jit(functools.partial(train_step, dropout_key=jax.random.key(1), mean=(0.485, 0.456, 0.406),
-                                      std=(0.229, 0.224, 0.225)), donate_argnums=(0, 1))
+    # The trainer's step function, jitted with donated state and sums as `StepRunner` does (one
+    # device: no shardings needed).
+    task = ClassificationTask(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    train = jax.jit(functools.partial(train_step, task=task, dropout_key=jax.random.key(1)), donate_argnums=(0, 1))
     rng = np.random.default_rng(0)
     data = jax.device_put({"image": rng.integers(0, 256, (batch, image, image, 3), dtype=np.uint8),
                            "label": rng.integers(0, 1000, batch).astype(np.int32)})
-    sums = zero_metrics()
+    sums = task.zero_sums()
     start = time.perf_counter()
     state, sums = train(state, sums, data)
     float(sums["loss"])
@@ -124,8 +125,8 @@ def resnet50_infer(batch: int, image: int, steps: int, repeats: int) -> dict:
     import jax.numpy as jnp
 
     from cnn_jax.models import create_model
+    from cnn_jax.tasks import normalize
     from cnn_jax.training.state import init_variables
-    from cnn_jax.training.steps import normalize
 
     model = create_model("resnet50", num_classes=1000, dtype=jnp.bfloat16)
     variables = jax.jit(lambda k: init_variables(model, k, (image, image, 3)))(jax.random.key(0))
@@ -239,7 +240,7 @@ def airbench_cifar10(data: dict, *, batch: int, epochs: float, widths, tta: bool
     import jax.numpy as jnp
     import optax
 
-    from cnn_jax.training.steps import normalize
+    from cnn_jax.tasks import normalize
 
     dtype = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}[dtype_name]
     model = airbench_net(widths, dtype)

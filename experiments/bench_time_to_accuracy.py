@@ -195,10 +195,10 @@ def main(argv=None) -> dict:
     if not (data_dir / "mnist").exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         import_s = round(import_mnist(shared, data_dir, subset), 2)
-    # cnn_jax's oneDNN convolutions compile once per installation (cnn_jax/layers/onednn.py), like
+    # cnn_jax's oneDNN convolutions compile once per installation (cnn_jax/backends/onednn), like
     # the data import: done here and timed apart, so every race starts from an installed package.
     start = time.perf_counter()
-    built = subprocess.run([sys.executable, "-c", "from cnn_jax.layers import onednn; "
+    built = subprocess.run([sys.executable, "-c", "from cnn_jax.backends import onednn; "
                             "print(onednn.available() or onednn.unavailable_reason())"],
                            capture_output=True, text=True, check=True).stdout.strip()
     info["onednn_build"] = {"s": round(time.perf_counter() - start, 2), "available": built}

@@ -8,10 +8,10 @@
 
 (`.venv-bench` holds torch==2.13.0, the CPU build the issue names: README "Performance".)
 
-cnn_jax side: the step the trainer runs, `make_steps` (jit, shardings, donated state and metric
+cnn_jax side: the step the trainer runs, `StepRunner` (jit, shardings, donated state and metric
 sums, loss + top-1 + top-5 sums on device), with the optimizer `create_optimizer` builds from the
 shipped config of each model, fed a numpy uint8 batch each step through `shard_batch` as the
-loop does, one step per jitted call; and the same step run K at a time (`make_multi_step`: K
+loop does, one step per jitted call; and the same step run K at a time (`steps_per_call` K:
 steps written out in one jitted call, what the trainer runs with `steps_per_call = K`, by
 default 4; `--chunk K` picks K, `--chunk 1` leaves this variant out). PyTorch side: the twin network of experiments/_torch_models.py (same
 layers and parameter count) in eager mode, NCHW, float32, `torch.optim.SGD` with the same
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
 import json
 import os
 import platform
@@ -108,56 +107,46 @@ def load_recipe(model: str):
 # The two sides
 # --------------------------------------------------------------------------------------------
 class JaxTrainStep:
-    """The trainer's train step (`make_steps`, or `make_multi_step` with `chunk` > 1)."""
+    """The trainer's train step (`StepRunner`, one step per call, or `chunk` > 1 steps per call)."""
 
-    def __init__(self, model_name: str, batches: list[dict], chunk: int = 1):
+    def __init__(self, model_name: str, batches: list[dict], chunk: int = 1, conv_impl: str = "auto"):
         import jax
 
         from cnn_jax.data import catalog
         from cnn_jax.models import create_model
         from cnn_jax.optim import create_optimizer
+        from cnn_jax.tasks import create_task
         from cnn_jax.training import sharding
         from cnn_jax.training.state import create_train_state, init_variables
-        from cnn_jax.training.steps import make_multi_step, make_steps, shard_chunk, zero_metrics
+        from cnn_jax.training.steps import StepRunner
 
         config = load_recipe(model_name)
         spec = catalog.DATASETS[config.data.name]
-        self.mesh = sharding.create_mesh()
-        rep = sharding.replicated(self.mesh)
-        model = create_model(config.model.name, num_classes=spec.num_classes)
+        mesh = sharding.create_mesh()
+        rep = sharding.replicated(mesh)
+        model = create_model(config.model.name, num_classes=spec.num_classes, conv_impl=conv_impl)
         variables = jax.jit(lambda k: init_variables(model, k, MODELS[model_name][1]), out_shardings=rep)(
             jax.random.key(config.seed))
         tx, _ = create_optimizer(config.optimizer, STEPS_PER_EPOCH, config.num_epochs,
                                  params=variables["params"])
         self.state = jax.jit(lambda v: create_train_state(model, tx, v), out_shardings=rep)(variables)
-        state_sharding = jax.tree.map(lambda _: rep, self.state)
-        kwargs = dict(dropout_key=jax.random.key(1), mean=spec.mean, std=spec.std,
-                      label_smoothing=config.loss.label_smoothing)
-        if chunk > 1:
-            self.step = make_multi_step(self.mesh, state_sharding, sharding.batch_sharding(self.mesh), **kwargs)
-            self.groups = [batches[i:i + chunk] for i in range(0, len(batches) - chunk + 1, chunk)]
-            self.shard = functools.partial(shard_chunk, mesh=self.mesh)
-        else:
-            self.step, _ = make_steps(self.mesh, state_sharding, sharding.batch_sharding(self.mesh), **kwargs)
-            self.groups = batches
-            self.shard = functools.partial(sharding.shard_batch, mesh=self.mesh)
+        self.runner = StepRunner(mesh, jax.tree.map(lambda _: rep, self.state), task=create_task(config, spec),
+                                 dropout_key=jax.random.key(1), steps_per_call=chunk)
+        self.groups = [batches[i:i + chunk] for i in range(0, len(batches) - chunk + 1, chunk)]
         self.chunk = chunk
-        self.sums = jax.device_put(zero_metrics(), rep)
-        self._zero = zero_metrics
+        self.sums = self.runner.zero_sums()
         self._i = 0
 
     def run(self, steps: int) -> float:
         """Seconds for `steps` training steps (a multiple of the chunk), results on the host."""
-        import jax
-
         start = time.perf_counter()
         for _ in range(steps // self.chunk):
             group = self.groups[self._i % len(self.groups)]
             self._i += 1
-            self.state, self.sums = self.step(self.state, self.sums, self.shard(group))
+            self.state, self.sums = self.runner(self.state, self.sums, group)
         float(self.sums["loss"])  # wait for the result, as a log point does
         elapsed = time.perf_counter() - start
-        self.sums = jax.device_put(self._zero(), self.sums["loss"].sharding)
+        self.sums = self.runner.zero_sums()
         return elapsed
 
 
@@ -236,9 +225,6 @@ def _worker(conn, kind: str, model: str, batch: int, pool: int, chunk: int, thre
             depthwise_impl: str, conv_impl: str) -> None:
     """One variant in its own process: builds it, then answers ("run", steps) with the seconds."""
     try:
-        from cnn_jax.layers import conv
-
-        conv.set_conv_impl(conv_impl)
         if depthwise_impl != "auto":
             _force_depthwise_impl(depthwise_impl)
         batches = random_batches(MODELS[model][1], batch, pool)
@@ -249,7 +235,7 @@ def _worker(conn, kind: str, model: str, batch: int, pool: int, chunk: int, thre
             torch.set_num_threads(threads)
             runner = TorchTrainStep(model, batches)
         else:
-            runner = JaxTrainStep(model, batches, chunk=chunk)
+            runner = JaxTrainStep(model, batches, chunk=chunk, conv_impl=conv_impl)
         conn.send(("ready", time.perf_counter() - start))
         while True:
             message = conn.recv()
@@ -357,13 +343,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per variant first")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--chunk", type=int, default=None,
-                        help="also time make_multi_step over chunks of K batches (default: the "
+                        help="also time K steps per jitted call (StepRunner) over chunks of K batches (default: the "
                              "trainer's steps_per_call; 1: no)")
     parser.add_argument("--no-torch", action="store_true", help="cnn_jax only")
     parser.add_argument("--depthwise-impl", choices=("auto", "xla", "shifted"), default="auto",
                         help="force this depthwise convolution implementation (a lever; default: auto)")
     parser.add_argument("--conv-impl", choices=("auto", "xla", "onednn"), default="auto",
-                        help="cnn_jax.layers.conv.set_conv_impl for the cnn_jax side (a lever; default: auto)")
+                        help="the cnn_jax model's conv_impl (a lever; default: auto)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (default: the cores XLA uses)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: a check that the script runs")

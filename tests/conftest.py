@@ -11,7 +11,7 @@ import pytest
 
 # Tests run on the CPU; several use 8 fake devices through a subprocess (see tests/training).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# The oneDNN convolutions (cnn_jax/layers/onednn.py) are compiled once per session into a temporary
+# The oneDNN convolutions (cnn_jax/backends/onednn) are compiled once per session into a temporary
 # directory that subprocesses inherit, not into ~/.cache.
 if "CNN_JAX_CACHE_DIR" not in os.environ:
     os.environ["CNN_JAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnn_jax_cache_")
@@ -50,6 +50,6 @@ def mnist_data_dir(shared_data, tmp_path_factory):
 def pytest_sessionstart(session):
     # Build the oneDNN convolutions once, before any test or test subprocess needs them (several
     # subprocesses starting at once would each compile them).
-    from cnn_jax.layers import onednn
+    from cnn_jax.backends import onednn
 
     onednn.available()

@@ -8,7 +8,8 @@ import sys
 import pytest
 from conftest import CONFIGS, REPO_ROOT
 
-from cnn_jax.config import load_config, validate_config
+from cnn_jax.config import load_config
+from cnn_jax.training.validate import validate_config
 
 EXPERIMENTS = REPO_ROOT / "experiments"
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-from cnn_jax.config import load_config, validate_config
+from cnn_jax.config import load_config
+from cnn_jax.training.validate import validate_config
 
 EXPERIMENTS = REPO_ROOT / "experiments"
 
@@ -93,7 +94,7 @@ def test_lenet_table_smoke_reports_every_row_of_the_lectures_table(small_data_di
     for r in rows.values():
         assert 0.0 <= r["error"] <= 100.0 and r["pass"] is None  # smoke: no thresholds
         assert r["results"]["epochs"] == 1 and r["command"].startswith("cnn-jax train --config ")
-    assert rows["fc300_dist"]["command"].count("configs/mnist_mlp_distorted.py") == 1
+    assert rows["fc300_dist"]["command"].count("configs/mnist_mlp.py:distorted") == 1
     printed = capsys.readouterr().out
     for r in rows.values():
         assert f"| {r['label']} " in printed
@@ -105,17 +106,18 @@ def test_lenet_table_rows_option_runs_only_the_rows_asked_for(small_data_dir, tm
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["fc300", "linear"]
 
 
-@pytest.mark.parametrize("name", ["mnist_mlp_distorted", "cifar10_activations",
-                                  "fashion_mnist_lenet5_scratch", "fashion_mnist_lenet5_transfer_head",
-                                  "fashion_mnist_lenet5_transfer_finetune"])
-def test_experiment_configs_validate_and_give_their_command(name):
-    validate_config(load_config(REPO_ROOT / f"configs/{name}.py"), num_devices=1)
-    header = (REPO_ROOT / f"configs/{name}.py").read_text().split('"""')[1]
-    assert f"cnn-jax train --config configs/{name}.py" in header
+@pytest.mark.parametrize("spec", ["mnist_mlp.py:distorted", "cifar10_activations.py",
+                                  "fashion_mnist_lenet5_transfer.py:scratch",
+                                  "fashion_mnist_lenet5_transfer.py:head",
+                                  "fashion_mnist_lenet5_transfer.py:finetune"])
+def test_experiment_configs_validate_and_give_their_command(spec):
+    validate_config(load_config(f"{REPO_ROOT}/configs/{spec}"), num_devices=1)
+    header = (REPO_ROOT / "configs" / spec.split(":")[0]).read_text().split('"""')[1]
+    assert f"cnn-jax train --config configs/{spec}" in header
 
 
 def test_lenet_table_distorted_rows_train_on_the_affine_and_elastic_distortions():
-    a = load_config(REPO_ROOT / "configs/mnist_mlp_distorted.py").data.augment
+    a = load_config(f"{REPO_ROOT}/configs/mnist_mlp.py:distorted").data.augment
     assert (a.elastic_alpha, a.elastic_sigma) == (34.0, 4.0)  # Simard et al. 2003
     assert a.translate > 0 and a.zoom > 0 and a.squeeze > 0 and a.shear > 0
 
@@ -123,7 +125,7 @@ def test_lenet_table_distorted_rows_train_on_the_affine_and_elastic_distortions(
 def test_transfer_stage_one_loads_all_but_the_head_and_trains_only_the_head():
     import re
 
-    config = load_config(REPO_ROOT / "configs/fashion_mnist_lenet5_transfer_head.py")
+    config = load_config(f"{REPO_ROOT}/configs/fashion_mnist_lenet5_transfer.py:head")
     for path, loaded, trained in (("output/kernel", False, True), ("output/bias", False, True),
                                   ("c1/kernel", True, False), ("f6/bias", True, False)):
         assert (re.search(config.init.exclude_regex, path) is None) == loaded
@@ -159,19 +161,20 @@ def test_activations_learning_rate_probe_keeps_the_fastest_rate_that_did_not_div
 def test_activations_centred_inputs_feed_pixels_minus_the_mean_and_restore_the_trainer(small_data_dir):
     import numpy as np
 
-    from cnn_jax.training import loop, steps
+    from cnn_jax.tasks import normalize
+    from cnn_jax.training import loop
 
     module = _script("activations")
     config = load_config(REPO_ROOT / "configs/cifar10_activations.py",
                          [f"data.data_dir={small_data_dir}", "data.train_subset=256"])
-    original = loop._input_pipeline
+    original = loop.input_pipeline
     with module.centred_inputs():
-        spec = loop._input_pipeline(config).spec
-    assert loop._input_pipeline is original
+        spec = loop.input_pipeline(config).spec
+    assert loop.input_pipeline is original
     x = np.full((1, 1, 1, 3), 200, np.uint8)
-    np.testing.assert_allclose(np.asarray(steps.normalize(x, spec.mean, spec.std))[0, 0, 0],
+    np.testing.assert_allclose(np.asarray(normalize(x, spec.mean, spec.std))[0, 0, 0],
                                200 - 255 * np.asarray(spec.mean), rtol=1e-5)
-    assert loop._input_pipeline(config).spec.std != spec.std  # the trainer's own: standardised
+    assert loop.input_pipeline(config).spec.std != spec.std  # the trainer's own: standardised
 
 
 def test_epochs_to_25_percent_is_the_first_epoch_at_or_below_the_target():

@@ -1,8 +1,9 @@
-"""Orbax checkpoints of a run: the latest N, the best by validation accuracy, auto-resume.
+"""Orbax checkpoints of a run: the latest N, the best by a validation metric, auto-resume.
 
     workdir/checkpoints/<step>/   latest `keep` checkpoints (epoch ends, every
                                   `checkpoint_every_steps`, and on SIGTERM)
-    workdir/best/<step>/          the one with the highest validation accuracy so far
+    workdir/best/<step>/          the one with the best validation metric so far (the task's
+                                  `watch`: accuracy for classifiers; higher is better)
 
 Orbax writes each checkpoint to a temporary directory and renames it into place when complete,
 so a run killed at any moment leaves only whole checkpoints. If the newest one still fails to
@@ -48,7 +49,7 @@ class RunCheckpoints:
         self.best = ocp.CheckpointManager(
             workdir / "best",
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=1, create=True, best_fn=lambda m: m["val_accuracy"], best_mode="max",
+                max_to_keep=1, create=True, best_fn=best_metric, best_mode="max",
                 multiprocessing_options=_barrier_prefix("best"),
             ),
         )
@@ -58,17 +59,19 @@ class RunCheckpoints:
             return
         self.latest.save(step, args=ocp.args.StandardSave(items), force=force)
 
-    def save_best(self, step: int, items: dict, val_accuracy: float) -> None:
+    def save_best(self, step: int, items: dict, value: float) -> None:
+        """Saves `items` as the best checkpoint, `value` being its validation metric."""
         if self.best.latest_step() == step:
             return
-        self.best.save(step, args=ocp.args.StandardSave(items), metrics={"val_accuracy": float(val_accuracy)}, force=True)
+        self.best.save(step, args=ocp.args.StandardSave(items), metrics={"val": float(value)}, force=True)
 
-    def best_val_accuracy(self) -> float:
+    def best_value(self) -> float:
+        """The validation metric of the best checkpoint (-inf when there is none)."""
         step = self.best.best_step()
         if step is None:
             return float("-inf")
         metrics = self.best.metrics(step) if hasattr(self.best, "metrics") else None
-        return float(metrics["val_accuracy"]) if metrics else float("-inf")
+        return best_metric(metrics) if metrics else float("-inf")
 
     def restore_latest(self, target: dict) -> dict | None:
         """Newest checkpoint that restores, as a dict like `target`; None when there is none."""
@@ -87,6 +90,11 @@ class RunCheckpoints:
     def close(self) -> None:
         self.latest.close()
         self.best.close()
+
+
+def best_metric(metrics: dict) -> float:
+    # 'val_accuracy' is what runs of classifiers wrote before the metric became the task's.
+    return float(metrics["val"] if "val" in metrics else metrics["val_accuracy"])
 
 
 def _restore_newest(manager: ocp.CheckpointManager, target: dict) -> dict | None:

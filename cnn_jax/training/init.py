@@ -43,8 +43,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from cnn_jax.config import ConfigError
+from cnn_jax.convert import from_torch, load_torch_weights
+from cnn_jax.errors import ConfigError
 from cnn_jax.layers.initializers import INITIALIZER_NAMES, get_initializer
+from cnn_jax.models import get_model_spec
+from cnn_jax.training.checkpoint import best_metric
 
 log = logging.getLogger("cnn_jax")
 
@@ -109,6 +112,11 @@ def initialize_from_config(
         if collection in variables or leaves:
             out[collection] = traverse_util.unflatten_dict(leaves) if leaves else {}
     return out
+
+
+def init_requested(init_cfg: Any) -> bool:
+    """Whether `config.init` asks for anything beyond the model's own initialisation."""
+    return bool(init_cfg.checkpoint or init_cfg.conv_kernel or init_cfg.dense_kernel or init_cfg.bias)
 
 
 def check_init_config(init_cfg: Any) -> None:
@@ -274,8 +282,8 @@ def _load_run(workdir: Path) -> tuple[dict[Path_, np.ndarray], str]:
             continue
         manager = ocp.CheckpointManager(
             (workdir / folder).absolute(),
-            options=ocp.CheckpointManagerOptions(read_only=True, best_fn=lambda m: m["val_accuracy"],
-                                                 best_mode="max") if which == "best"
+            options=ocp.CheckpointManagerOptions(read_only=True, best_fn=best_metric, best_mode="max")
+            if which == "best"
             else ocp.CheckpointManagerOptions(read_only=True),
         )
         try:
@@ -336,8 +344,6 @@ def _restore_subset(item_dir: Path) -> dict:
 def _load_torch(path: Path, model_name: str, image_shape: tuple, num_classes: int | None,
                 model_kwargs: dict) -> dict[Path_, Any]:
     """torchvision weights converted by `cnn_jax.convert.from_torch`, for this run's head or the default."""
-    from cnn_jax.convert import from_torch, load_torch_weights
-    from cnn_jax.models import get_model_spec
 
     try:
         state = load_torch_weights(path)

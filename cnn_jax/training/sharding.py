@@ -34,7 +34,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from cnn_jax.config import ConfigError
+from cnn_jax.errors import ConfigError
+from cnn_jax.tree import param_paths, path_of
 
 DATA_AXIS = "data"
 MODEL_AXIS = "model"
@@ -113,8 +114,6 @@ def param_specs(params, rules) -> dict:
     """A tree like `params` (arrays or shapes) of PartitionSpecs: the first rule whose regex
     matches the parameter's path, else replicated. Raises ValueError for a rule that matches no
     parameter, or a spec longer than its parameter's rank."""
-    from cnn_jax.optim import path_of
-
     parsed = parse_rules(rules)
     used = [False] * len(parsed)
 
@@ -132,8 +131,6 @@ def param_specs(params, rules) -> dict:
     specs = jax.tree_util.tree_map_with_path(spec_of, params)
     for (regex, _), hit in zip(parsed, used, strict=True):
         if not hit:
-            from cnn_jax.optim import param_paths
-
             paths = param_paths(params)
             raise ValueError(f"sharding.rules regex {regex!r} matches no parameter (paths look like "
                              f"{', '.join(map(repr, paths[:3] + paths[-1:]))}): fix the regex")
@@ -143,8 +140,6 @@ def param_specs(params, rules) -> dict:
 def param_shardings(params, mesh: Mesh, rules) -> dict:
     """NamedShardings of `params` by `rules` (see `param_specs`), checked against the mesh: a
     sharded dimension must split evenly over its axes (ValueError naming the parameter)."""
-    from cnn_jax.optim import path_of
-
     specs = param_specs(params, rules)
 
     def check(keypath, leaf, spec):
@@ -165,8 +160,6 @@ def like_params(tree, params, param_sharding, mesh: Mesh):
     """Shardings for a tree whose leaves mirror parameters (optimizer state, EMA parameters): a
     leaf whose path ends with a parameter's path and has its shape gets that parameter's
     sharding (the longest such path), any other leaf (counters, scalars) is replicated."""
-    from cnn_jax.optim import path_of
-
     by_path = {}
     for (kp, p), (_, s) in zip(jax.tree_util.tree_leaves_with_path(params),
                                jax.tree_util.tree_leaves_with_path(param_sharding), strict=True):
@@ -212,7 +205,5 @@ def bytes_per_device(tree, shardings=None) -> int:
 
 def sharded_paths(param_sharding) -> Sequence[str]:
     """Paths of the parameters that are not replicated."""
-    from cnn_jax.optim import path_of
-
     return [path_of(kp) for kp, s in jax.tree_util.tree_leaves_with_path(param_sharding)
             if not s.is_fully_replicated]

@@ -1,4 +1,4 @@
-"""The train state: everything a step reads and writes, and nothing else."""
+"""The train state: everything a step reads and writes, and nothing else; and how a run builds it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,16 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 from flax import struct
+
+from cnn_jax.config import DTYPES
+from cnn_jax.errors import ConfigError, one_line
+from cnn_jax.models import create_model
+from cnn_jax.optim import create_optimizer
+from cnn_jax.training import sharding
+from cnn_jax.training.init import init_requested, initialize_from_config
 
 
 @struct.dataclass
@@ -100,3 +108,61 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, varia
 
 def count_params(params) -> int:
     return int(sum(x.size for x in jax.tree.leaves(params)))
+
+
+def build_train_state(config: ml_collections.ConfigDict, spec, steps_per_epoch: int, mesh, *,
+                      initialize: bool = True):
+    """The model's initial train state on `mesh` (parameters replicated, or sharded by
+    `config.sharding.rules`; optimizer state like its parameters), its schedule and dropout key.
+
+    One PRNG key from `config.seed` gives the initial parameters and the dropout stream. With
+    `initialize`, `config.init` then applies (per-layer-type initialisers, weights of another
+    run or of torchvision); a resumed run skips that, its checkpoint replaces everything anyway.
+    """
+    model = create_model(config.model.name, num_classes=spec.num_classes, dtype=DTYPES[config.model.dtype],
+                         conv_impl=config.conv_impl, **config.model.kwargs.to_dict())
+    init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
+    replicated = sharding.replicated(mesh)
+
+    def init(key):
+        return init_variables(model, key, spec.image_shape)
+
+    # Each parameter is created where the rules place it: a model too large for one device is
+    # never assembled on one.
+    shapes = jax.eval_shape(init, init_key)
+    try:
+        variable_sharding = {"params": sharding.param_shardings(shapes["params"], mesh, config.sharding.rules),
+                             "batch_stats": jax.tree.map(lambda _: replicated, shapes["batch_stats"])}
+        tx, schedule = create_optimizer(config.optimizer, steps_per_epoch, config.num_epochs,
+                                        params=shapes["params"], batch_size=config.batch_size)
+    except ValueError as e:
+        raise ConfigError(one_line(e)) from None
+
+    def new_state(v):
+        return create_train_state(model, tx, v, ema_decay=config.optimizer.ema_decay)
+
+    if initialize and init_requested(config.init):
+        variables = jax.jit(init, out_shardings=variable_sharding)(init_key)
+        try:
+            variables = initialize_from_config(
+                config.init, variables, rng=jax.random.fold_in(init_key, 1), model_name=config.model.name,
+                image_shape=spec.image_shape, num_classes=spec.num_classes,
+                model_kwargs=config.model.kwargs.to_dict())
+        except ValueError as e:
+            raise ConfigError(one_line(e)) from None
+        variables = jax.device_put(variables, variable_sharding)
+        state_sharding = sharding.state_shardings(jax.eval_shape(new_state, variables), mesh,
+                                                  config.sharding.rules)
+        return jax.jit(new_state, out_shardings=state_sharding)(variables), schedule, dropout_key
+
+    def new_state_from_key(key):  # parameters and optimizer state in one program (one compile)
+        return new_state(init(key))
+
+    state_sharding = sharding.state_shardings(jax.eval_shape(new_state_from_key, init_key), mesh,
+                                              config.sharding.rules)
+    # Compiled without XLA's backend optimisations: the program runs once, and optimising its
+    # random-number generation costs more compile time than it saves in running. The values differ
+    # from an optimised build's in the last bits (a different float contraction), the same every run.
+    state = jax.jit(new_state_from_key, out_shardings=state_sharding).lower(init_key).compile(
+        compiler_options={"xla_backend_optimization_level": 0})(init_key)
+    return state, schedule, dropout_key

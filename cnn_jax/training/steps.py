@@ -1,100 +1,47 @@
-"""One training step and one evaluation step: pure functions of (state, metric sums, batch).
+"""The train and evaluation steps, and `StepRunner`, which runs them for the loop.
 
-The loop jits them with shardings and donated buffers. Both return *sums* of metrics, carried
-on device between log points, so the host never waits on a step it does not need to see.
+`train_step` and `eval_step` are pure functions of (state, metric sums, batch); what differs
+between tasks (the model input, the loss, the metric sums) comes from the `task`
+(`cnn_jax.tasks`). Both return *sums* of metrics, carried on device between log points, so the host
+never waits on a step it does not need to see.
+
+`StepRunner` jits them with explicit shardings and donated buffers, and hides how steps are grouped
+into calls: `steps_per_call = K > 1` runs K consecutive steps as one jitted call (one dispatch and
+one host round trip per K steps), the same math as K calls of one step.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from cnn_jax.losses import cross_entropy, soft_cross_entropy
-from cnn_jax.metrics import topk_correct
+from cnn_jax.training import sharding
 from cnn_jax.training.state import TrainState
 
-# GoogLeNet's auxiliary classifiers are added to the loss with weight 0.3 (Szegedy et al. 2015, §5).
-AUX_LOSS_WEIGHT = 0.3
 
-METRIC_KEYS = ("loss", "correct1", "correct5", "count", "nonfinite")
-
-
-def zero_metrics() -> dict:
-    return {k: jnp.zeros((), jnp.float32) for k in METRIC_KEYS}
-
-
-def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
-    """uint8 NHWC -> float32 (x/255 - mean) / std, per channel."""
-    mean = jnp.asarray(mean, jnp.float32) * 255.0
-    inv_std = 1.0 / (jnp.asarray(std, jnp.float32) * 255.0)
-    return (images.astype(jnp.float32) - mean) * inv_std
-
-
-def _batch_sums(logits, labels, loss_per_example, mask) -> dict:
-    mask = mask.astype(jnp.float32)
-    loss_sum = jnp.sum(loss_per_example * mask)
-    return {
-        "loss": loss_sum,
-        "correct1": jnp.sum(topk_correct(logits, labels, 1) * mask),
-        "correct5": jnp.sum(topk_correct(logits, labels, 5) * mask),
-        "count": jnp.sum(mask),
-        "nonfinite": (~jnp.isfinite(loss_sum)).astype(jnp.float32),
-    }
-
-
-def train_step(
-    state: TrainState,
-    sums: dict,
-    batch: dict,
-    *,
-    dropout_key: jax.Array,
-    mean: Sequence[float],
-    std: Sequence[float],
-    label_smoothing: float = 0.0,
-    grad_accum_steps: int = 1,
-) -> tuple[TrainState, dict]:
-    """One optimizer step on a (sharded) global batch; adds the batch's metrics to `sums`.
+def train_step(state: TrainState, sums: dict, batch: dict, *, task, dropout_key: jax.Array,
+               grad_accum_steps: int = 1) -> tuple[TrainState, dict]:
+    """One optimizer step on a (sharded) global batch; adds the batch's metric sums to `sums`.
 
     With `grad_accum_steps = k > 1` the batch is split into k micro-batches whose gradients are
     summed in a `lax.scan` before the single update, so a batch k times larger than fits in
     memory gives the gradient of the whole batch (its mean loss). Micro-batch i takes rows
     i, i+k, i+2k, ... so that each stays spread over every device of the `data` axis.
     BatchNorm statistics are those of each micro-batch, updated in turn.
-    With a 'targets' entry (mixup / cutmix) the loss is the cross-entropy against those
-    distributions instead of the one-hot labels.
     """
     # A fresh dropout key per step, derived from the step number, so a resumed run draws the
     # same masks as an uninterrupted one.
     step_key = jax.random.fold_in(dropout_key, state.step)
 
     def loss_fn(params, batch_stats, micro, key):
-        images = normalize(micro["image"], mean, std)
         outputs, new_model_state = state.apply_fn(
-            {"params": params, "batch_stats": batch_stats},
-            images,
-            train=True,
-            mutable=["batch_stats"],
-            rngs={"dropout": key},
-        )
-        aux_outputs = ()
-        if isinstance(outputs, tuple):
-            outputs, *aux_outputs = outputs
-        if "targets" in micro:
-            def criterion(logits):
-                return soft_cross_entropy(logits, micro["targets"], label_smoothing)
-        else:
-            def criterion(logits):
-                return cross_entropy(logits, micro["label"], label_smoothing)
-        per_example = criterion(outputs)
-        loss = jnp.mean(per_example)
-        for aux in aux_outputs:
-            loss = loss + AUX_LOSS_WEIGHT * jnp.mean(criterion(aux))
-        sums = _batch_sums(outputs.astype(jnp.float32), micro["label"], per_example,
-                           jnp.ones_like(micro["label"]))
-        return loss, (sums, new_model_state.get("batch_stats", batch_stats))
+            {"params": params, "batch_stats": batch_stats}, task.inputs(micro), train=True,
+            mutable=["batch_stats"], rngs={"dropout": key})
+        loss, micro_sums = task.train_loss(outputs, micro)
+        return loss, (micro_sums, new_model_state.get("batch_stats", batch_stats))
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
     if grad_accum_steps == 1:
@@ -114,112 +61,102 @@ def train_step(
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
         (grad_sum, batch_sums, batch_stats), _ = jax.lax.scan(
-            accumulate, (zeros, zero_metrics(), state.batch_stats), (micro_batches, jnp.arange(k)))
+            accumulate, (zeros, task.zero_sums(), state.batch_stats), (micro_batches, jnp.arange(k)))
         grads = jax.tree.map(lambda g: g / k, grad_sum)
     new_state = state.apply_gradients(grads, batch_stats)
     return new_state, jax.tree.map(jnp.add, sums, batch_sums)
 
 
-def eval_step(
-    state: TrainState,
-    sums: dict,
-    batch: dict,
-    *,
-    mean: Sequence[float],
-    std: Sequence[float],
-    params=None,
-) -> dict:
-    """Adds the metrics of one (padded, masked) evaluation batch to `sums`."""
-    images = normalize(batch["image"], mean, std)
-    labels = batch["label"]
-    logits = state.apply_fn(
-        {"params": state.eval_params if params is None else params, "batch_stats": state.batch_stats},
-        images,
-        train=False,
-    ).astype(jnp.float32)
-    per_example = cross_entropy(logits, labels)
-    return jax.tree.map(jnp.add, sums, _batch_sums(logits, labels, per_example, batch["mask"]))
-
-
-def make_steps(mesh, state_sharding, batch_sharding, *, dropout_key, mean, std, label_smoothing,
-               grad_accum_steps: int = 1):
-    """jit-compiled train and eval steps with explicit shardings; the train state and the
-    metric sums are donated, so XLA updates them in place."""
-    from cnn_jax.training.sharding import replicated
-
-    rep = replicated(mesh)
-    metric_sharding = {k: rep for k in METRIC_KEYS}
-    train = jax.jit(
-        functools.partial(train_step, dropout_key=dropout_key, mean=tuple(mean), std=tuple(std),
-                          label_smoothing=label_smoothing, grad_accum_steps=grad_accum_steps),
-        in_shardings=(state_sharding, metric_sharding, batch_sharding),
-        out_shardings=(state_sharding, metric_sharding),
-        donate_argnums=(0, 1),
-    )
-    evaluate = jax.jit(
-        functools.partial(eval_step, mean=tuple(mean), std=tuple(std)),
-        in_shardings=(state_sharding, metric_sharding, batch_sharding),
-        out_shardings=metric_sharding,
-        donate_argnums=(1,),
-    )
-    return train, evaluate
-
-
-# --------------------------------------------------------------------------------------------
-# Several optimizer steps per jitted call
-# --------------------------------------------------------------------------------------------
 def train_steps(state: TrainState, sums: dict, batches: Sequence[dict], **step_kwargs) -> tuple[TrainState, dict]:
-    """`train_step` applied to the K batches of `batches` (a tuple of batch dicts), in order.
+    """`train_step` applied to the K batches of `batches`, in order, in one program.
 
-    The same math as K calls of `train_step` (the dropout key is still folded with `state.step`,
-    which each step advances) in one jitted call: one dispatch and one host round trip for K
-    steps. The steps are written out one after the other, each on its own batch argument, with
-    an optimization barrier between them, so that every step compiles exactly as the single step
-    does and the result is the same bit for bit (tests/training/test_multi_step.py). Two
-    alternatives are worse on XLA:CPU: a `lax.scan` over stacked batches compiles its body's
-    convolutions without the CPU backend's layout canonicalisation (LeNet-5 ran 3.5x slower),
-    and an unrolled scan slices each batch out of the stack, which changes the fusions and the
-    last bits of BatchNorm models. The cost: compilation grows with K.
+    The steps are written out one after the other, each on its own batch argument, with an
+    optimization barrier between them, so that every step compiles as the single step does: for
+    LeNet-5 the result is the same bit for bit (tests/training/test_multi_step.py), and a chunk of
+    one step is the single step for every model. XLA may still fuse and lay out the values between
+    two steps of one program differently from two programs, which changes the last bits of models
+    with BatchNorm. Two alternatives are slower on XLA:CPU: a `lax.scan` over stacked batches
+    (its body's convolutions compile without the CPU backend's layout canonicalisation) and an
+    unrolled scan (it slices each batch out of the stack). The cost: compilation grows with K.
     """
     for batch in batches:
         state, sums = jax.lax.optimization_barrier(train_step(state, sums, batch, **step_kwargs))
     return state, sums
 
 
-def shard_chunk(batches: Sequence[dict], mesh) -> tuple[dict, ...]:
-    """This process's K host batches as K global arrays sharded over `data` (`shard_batch` each),
-    the chunk a `make_multi_step` step takes."""
-    from cnn_jax.training.sharding import shard_batch
+def eval_step(state: TrainState, sums: dict, batch: dict, *, task) -> dict:
+    """Adds the metric sums of one (padded, masked) evaluation batch to `sums`; evaluates the
+    moving average of the parameters when the state keeps one."""
+    outputs = state.apply_fn({"params": state.eval_params, "batch_stats": state.batch_stats},
+                             task.inputs(batch), train=False)
+    return jax.tree.map(jnp.add, sums, task.eval_sums(outputs, batch))
 
-    return tuple(shard_batch(batch, mesh) for batch in batches)
 
+class StepRunner:
+    """The jitted steps of one run on `mesh`: `runner(state, sums, chunk)` trains on a chunk of
+    consecutive batches, `runner.evaluate(state, batches)` returns the task's metrics.
 
-def make_multi_step(mesh, state_sharding, batch_sharding, *, dropout_key, mean, std, label_smoothing,
-                    grad_accum_steps: int = 1):
-    """jit-compiled `train_steps`: `(state, sums, chunk) -> (state, sums)` for a tuple of K batches
-    (`shard_chunk`). Each distinct K compiles once. The train state and the metric sums are
-    donated, as in `make_steps`; `batch_sharding` is that of one batch."""
-    from cnn_jax.training.sharding import replicated
+    `chunks(batches, first_step, must_sync)` groups the training batches into calls: a call ends
+    after every multiple of `steps_per_call`, after every step for which `must_sync(step)` is true
+    (the loop logs, checkpoints or evaluates there), and after the first step, alone, so that its
+    time is the compilation's. The calls are therefore the same in a resumed run as in an
+    uninterrupted one. A chunk of K steps runs as one program (`train_steps`); a shorter one, one
+    step per call (so at most two train programs compile). The first call also compiles the K-step
+    program, so that no later call pays for compilation.
+    """
 
-    rep = replicated(mesh)
-    metric_sharding = {k: rep for k in METRIC_KEYS}
-    step = functools.partial(train_steps, dropout_key=dropout_key, mean=tuple(mean), std=tuple(std),
-                             label_smoothing=label_smoothing, grad_accum_steps=grad_accum_steps)
+    def __init__(self, mesh, state_sharding, *, task, dropout_key: jax.Array, grad_accum_steps: int = 1,
+                 steps_per_call: int = 1):
+        self.mesh, self.task, self.steps_per_call = mesh, task, steps_per_call
+        rep = sharding.replicated(mesh)
+        self._sums_sharding = {k: rep for k in task.metric_keys}
+        batch_sharding = sharding.batch_sharding(mesh)
+        step_kwargs = dict(task=task, dropout_key=dropout_key, grad_accum_steps=grad_accum_steps)
+        self._train = jax.jit(functools.partial(train_step, **step_kwargs),
+                              in_shardings=(state_sharding, self._sums_sharding, batch_sharding),
+                              out_shardings=(state_sharding, self._sums_sharding), donate_argnums=(0, 1))
+        self._train_k = jax.jit(functools.partial(train_steps, **step_kwargs),
+                                in_shardings=(state_sharding, self._sums_sharding,
+                                              (batch_sharding,) * steps_per_call),
+                                out_shardings=(state_sharding, self._sums_sharding), donate_argnums=(0, 1))
+        self._eval = jax.jit(functools.partial(eval_step, task=task),
+                             in_shardings=(state_sharding, self._sums_sharding, batch_sharding),
+                             out_shardings=self._sums_sharding, donate_argnums=(1,))
+        self._compiled_k = None
 
-    executables = {}
+    def zero_sums(self) -> dict:
+        """Metric sums of nothing, placed on the mesh."""
+        return jax.device_put(self.task.zero_sums(), self._sums_sharding)
 
-    def compile_for(state, sums, chunk):
-        """Compiles the K-step call for this chunk's length (once per K) without running it,
-        so that a trainer can count the compilation before its first timed step."""
-        k = len(chunk)
-        if k not in executables:
-            jitted = jax.jit(step, in_shardings=(state_sharding, metric_sharding, (batch_sharding,) * k),
-                             out_shardings=(state_sharding, metric_sharding), donate_argnums=(0, 1))
-            executables[k] = jitted.lower(state, sums, tuple(chunk)).compile()
-        return executables[k]
+    def chunks(self, batches: Iterable[dict], first_step: int,
+               must_sync: Callable[[int], bool]) -> Iterator[tuple[int, list[dict]]]:
+        """(the step after the chunk, its batches) for the batches of steps first_step + 1, ..."""
+        chunk, step = [], first_step
+        for batch in batches:
+            chunk.append(batch)
+            step += 1
+            if step == first_step + 1 or step % self.steps_per_call == 0 or must_sync(step):
+                yield step, chunk
+                chunk = []
 
-    def multi_step(state, sums, chunk):
-        return compile_for(state, sums, chunk)(state, sums, tuple(chunk))
+    def __call__(self, state: TrainState, sums: dict, chunk: Sequence[dict]) -> tuple[TrainState, dict]:
+        placed = [sharding.shard_batch(batch, self.mesh) for batch in chunk]
+        if len(placed) == self.steps_per_call > 1:
+            return self._k_steps(state, sums, placed)(state, sums, tuple(placed))
+        for batch in placed:
+            state, sums = self._train(state, sums, batch)
+        if self.steps_per_call > 1:  # compile (not run) the K-step program within the first call
+            self._k_steps(state, sums, placed[:1] * self.steps_per_call)
+        return state, sums
 
-    multi_step.compile_for = compile_for
-    return multi_step
+    def _k_steps(self, state, sums, placed):
+        if self._compiled_k is None:
+            self._compiled_k = self._train_k.lower(state, sums, tuple(placed)).compile()
+        return self._compiled_k
+
+    def evaluate(self, state: TrainState, batches: Iterable[dict]) -> dict:
+        """The task's metrics over `batches` (padded evaluation batches of one split)."""
+        sums = self.zero_sums()
+        for batch in batches:
+            sums = self._eval(state, sums, sharding.shard_batch(batch, self.mesh))
+        return self.task.summarize(sums)

@@ -16,8 +16,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from cnn_jax.config import load_config
-from cnn_jax.optim import path_of
 from cnn_jax.training.loop import train_and_evaluate
+from cnn_jax.tree import path_of
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -20,9 +20,10 @@ import numpy as np  # noqa: E402
 from cnn_jax.config import base_config  # noqa: E402
 from cnn_jax.models import create_model  # noqa: E402
 from cnn_jax.optim import create_optimizer  # noqa: E402
+from cnn_jax.tasks import ClassificationTask  # noqa: E402
 from cnn_jax.training import sharding  # noqa: E402
 from cnn_jax.training.state import create_train_state, init_variables  # noqa: E402
-from cnn_jax.training.steps import make_steps, zero_metrics  # noqa: E402
+from cnn_jax.training.steps import StepRunner  # noqa: E402
 
 
 def max_abs_diff(a, b) -> float:
@@ -41,13 +42,11 @@ def one_step(devices, model_name, image_shape, batch, dtype):
     variables = init_variables(create_model(model_name, num_classes=10), jax.random.key(0), image_shape)
     variables = jax.tree.map(lambda x: jnp.asarray(x, dtype), variables)
     state = jax.jit(lambda v: create_train_state(model, tx, v), out_shardings=rep)(variables)
-    train, _ = make_steps(mesh, jax.tree.map(lambda _: rep, state), sharding.batch_sharding(mesh),
-                          dropout_key=jax.random.key(1), mean=(0.5,) * image_shape[-1],
-                          std=(0.25,) * image_shape[-1], label_smoothing=0.0)
-    sums = jax.device_put(zero_metrics(), rep)
+    task = ClassificationTask(mean=(0.5,) * image_shape[-1], std=(0.25,) * image_shape[-1])
+    runner = StepRunner(mesh, jax.tree.map(lambda _: rep, state), task=task, dropout_key=jax.random.key(1))
     sharded = sharding.shard_batch(batch, mesh)
     per_device = sorted({s.data.shape[0] for s in sharded["image"].addressable_shards})
-    state, sums = train(state, sums, sharded)
+    state, sums = runner(state, runner.zero_sums(), [batch])
     return state, sums, per_device
 
 

@@ -7,7 +7,9 @@ import orbax.checkpoint as ocp
 import pytest
 from trainer_utils import small_config
 
-from cnn_jax.training.loop import NonFiniteLossError, evaluate_workdir, train_and_evaluate
+from cnn_jax.errors import NonFiniteLossError
+from cnn_jax.training.evaluate import evaluate_workdir
+from cnn_jax.training.loop import train_and_evaluate
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +85,7 @@ def test_nonfinite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(mnist_d
 
 
 def test_workdir_of_another_model_is_not_resumed(finished_run, mnist_data_dir):
-    from cnn_jax.config import ConfigError
+    from cnn_jax.errors import ConfigError
 
     workdir, _ = finished_run
     with pytest.raises(ConfigError, match="use a new --workdir"):

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnn_jax.config import ConfigError, base_config, validate_config
+from cnn_jax.config import base_config
+from cnn_jax.errors import ConfigError
 from cnn_jax.training import sharding
+from cnn_jax.training.validate import validate_config
 
 FC6, FC7 = 784 * 256 * 4, 256 * 256 * 4  # float32 bytes of the two sharded kernels
 

@@ -1,4 +1,4 @@
-"""Several optimizer steps per jitted call (`make_multi_step`): the same parameters, optimizer state,
+"""Several optimizer steps per jitted call (`StepRunner` with `steps_per_call` > 1): the same parameters, optimizer state,
 BatchNorm statistics and metric sums, bit for bit, as the same steps taken one call at a time."""
 
 import jax
@@ -8,9 +8,10 @@ import optax
 import pytest
 
 from cnn_jax.models import create_model
+from cnn_jax.tasks import ClassificationTask
 from cnn_jax.training import sharding
 from cnn_jax.training.state import create_train_state, init_variables
-from cnn_jax.training.steps import make_multi_step, make_steps, shard_chunk, zero_metrics
+from cnn_jax.training.steps import StepRunner
 
 
 def _batches(k, shape, n=16, seed=0):
@@ -31,16 +32,20 @@ def _single_and_chunked(name, shape, k, **model_kwargs):
                        out_shardings=rep)(jax.random.key(0))
 
     state_sharding = jax.tree.map(lambda _: rep, fresh())
-    kwargs = dict(dropout_key=jax.random.key(1), mean=(0.5,) * shape[-1], std=(0.25,) * shape[-1],
-                  label_smoothing=0.1)
-    train, _ = make_steps(mesh, state_sharding, sharding.batch_sharding(mesh), **kwargs)
-    multi = make_multi_step(mesh, state_sharding, sharding.batch_sharding(mesh), **kwargs)
+    task = ClassificationTask(mean=(0.5,) * shape[-1], std=(0.25,) * shape[-1], label_smoothing=0.1)
+
+    def runner(steps_per_call):
+        return StepRunner(mesh, state_sharding, task=task, dropout_key=jax.random.key(1),
+                          steps_per_call=steps_per_call)
+
     batches = _batches(k, shape)
-    one, one_sums = fresh(), zero_metrics()
+    single = runner(1)
+    one, one_sums = fresh(), single.zero_sums()
     for batch in batches:
-        one, one_sums = train(one, one_sums, sharding.shard_batch(batch, mesh))
-    chunked, chunk_sums = multi(fresh(), zero_metrics(), shard_chunk(batches, mesh))
-    return (one, one_sums), (chunked, chunk_sums), fresh()
+        one, one_sums = single(one, one_sums, [batch])
+    chunked = runner(k)
+    many, many_sums = chunked(fresh(), chunked.zero_sums(), batches)
+    return (one, one_sums), (many, many_sums), fresh()
 
 
 def _leaves(state, sums):
@@ -62,8 +67,8 @@ def test_k_steps_in_one_call_equal_k_single_steps_bit_for_bit():
 def test_a_chunk_of_one_is_the_single_step_bit_for_bit_and_longer_chunks_agree_to_rounding():
     # BatchNorm + depthwise convolutions. Between two steps of one call XLA may fuse and lay out
     # the intermediate values differently from a fresh call's, so MobileNet's later steps differ
-    # in the last bits, which BatchNorm over 16 images amplifies in three steps (measured: up to
-    # 3e-5 on values of 0.02-0.9); a chunk of one step is exact. (LeNet-5 above: exact.)
+    # in the last bits, which BatchNorm over 16 images amplifies in three steps; a chunk of one
+    # step is exact. (LeNet-5 above: exact.)
     (one, one_sums), (chunked, chunk_sums), _ = _single_and_chunked("mobilenet_v1_025", (32, 32, 3), 1)
     for a, b in zip(_leaves(one, one_sums), _leaves(chunked, chunk_sums), strict=True):
         assert jnp.array_equal(a, b)
@@ -73,11 +78,20 @@ def test_a_chunk_of_one_is_the_single_step_bit_for_bit_and_longer_chunks_agree_t
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
 
 
-def test_a_chunk_is_k_batches_each_sharded_over_the_data_axis():
-    mesh = sharding.create_mesh()
-    chunk = shard_chunk(_batches(2, (28, 28, 1), n=8), mesh)
-    assert len(chunk) == 2 and chunk[1]["image"].shape == (8, 28, 28, 1) and chunk[1]["label"].shape == (8,)
-    assert chunk[0]["image"].sharding.spec == jax.sharding.PartitionSpec(sharding.DATA_AXIS)
+def test_calls_end_at_multiples_of_k_and_where_the_loop_looks_and_the_first_step_runs_alone():
+    runner = StepRunner.__new__(StepRunner)  # only the grouping, no compilation
+    runner.steps_per_call = 3
+
+    def sizes(first_step, n, sync_every=8):
+        chunks = runner.chunks(range(n), first_step, lambda s: s % sync_every == 0)
+        return [(step, len(chunk)) for step, chunk in chunks]
+
+    # 24 steps, a log point every 8: [1] [2 3] [4-6] [7 8] [9] [10-12] [13-15] [16] ...
+    assert sizes(0, 24) == [(1, 1), (3, 2), (6, 3), (8, 2), (9, 1), (12, 3), (15, 3), (16, 1),
+                            (18, 2), (21, 3), (24, 3)]
+    # a run resumed after step 10 groups its later steps as the uninterrupted run did
+    assert sizes(10, 14)[2:] == [(15, 3), (16, 1), (18, 2), (21, 3), (24, 3)]
+    assert sizes(10, 14)[:2] == [(11, 1), (12, 1)]
 
 
 def test_the_trainer_runs_several_steps_per_call_with_the_results_of_one_step_per_call(mnist_data_dir, tmp_path):
@@ -112,7 +126,8 @@ def test_the_trainer_runs_several_steps_per_call_with_the_results_of_one_step_pe
 def test_steps_per_call_below_one_is_refused(mnist_data_dir):
     from trainer_utils import small_config
 
-    from cnn_jax.config import ConfigError, validate_config
+    from cnn_jax.errors import ConfigError
+    from cnn_jax.training.validate import validate_config
 
     with pytest.raises(ConfigError, match="steps_per_call"):
         validate_config(small_config(mnist_data_dir, steps_per_call=0), num_devices=1)

@@ -9,10 +9,12 @@ import orbax.checkpoint as ocp
 import pytest
 from trainer_utils import small_config
 
-from cnn_jax.config import ConfigError
 from cnn_jax.data.pipeline import create_input_pipeline
+from cnn_jax.errors import ConfigError
 from cnn_jax.training import sharding
-from cnn_jax.training.loop import build_train_state, evaluate_workdir, train_and_evaluate
+from cnn_jax.training.evaluate import evaluate_workdir
+from cnn_jax.training.loop import train_and_evaluate
+from cnn_jax.training.state import build_train_state
 
 
 def _records(workdir, split="train"):

@@ -9,10 +9,11 @@ import optax
 import pytest
 
 from cnn_jax.models import create_model
+from cnn_jax.tasks import ClassificationTask
 from cnn_jax.training.state import create_train_state, init_variables
-from cnn_jax.training.steps import train_step, zero_metrics
+from cnn_jax.training.steps import train_step
 
-MEAN, STD = (0.1307,), (0.3081,)
+TASK = ClassificationTask(mean=(0.1307,), std=(0.3081,))
 
 
 def _batch(n=32, seed=0, num_classes=10):
@@ -28,8 +29,8 @@ def _state(name="lenet5", tx=None, ema_decay=0.0, dtype=jnp.float32, **kwargs):
 
 
 def _step(state, batch, **kwargs):
-    fn = jax.jit(functools.partial(train_step, dropout_key=jax.random.key(1), mean=MEAN, std=STD, **kwargs))
-    return fn(state, zero_metrics(), batch)
+    fn = jax.jit(functools.partial(train_step, task=TASK, dropout_key=jax.random.key(1), **kwargs))
+    return fn(state, TASK.zero_sums(), batch)
 
 
 def _max_diff(a, b):
@@ -57,9 +58,9 @@ def test_accumulation_carries_batchnorm_statistics_through_the_micro_batches():
     rng = np.random.default_rng(0)
     batch = {"image": rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
              "label": rng.integers(0, 10, 16).astype(np.int32)}
-    fn = jax.jit(functools.partial(train_step, dropout_key=jax.random.key(1), mean=(0.5,) * 3,
-                                   std=(0.25,) * 3, grad_accum_steps=2))
-    new, sums = fn(state, zero_metrics(), batch)
+    task = ClassificationTask(mean=(0.5,) * 3, std=(0.25,) * 3)
+    fn = jax.jit(functools.partial(train_step, task=task, dropout_key=jax.random.key(1), grad_accum_steps=2))
+    new, sums = fn(state, task.zero_sums(), batch)
     assert float(sums["count"]) == 16
     moved = [float(jnp.max(jnp.abs(a - b))) for a, b in
              zip(jax.tree.leaves(state.batch_stats), jax.tree.leaves(new.batch_stats), strict=True)]

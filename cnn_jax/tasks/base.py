@@ -1,0 +1,47 @@
+"""What a task tells the one trainer: the batch it takes, its loss, its metric sums.
+
+The trainer (`cnn_jax.training`) is the same loop for every task; a task is a small frozen object
+that says what differs:
+
+* `inputs(batch)`: the model's input, normalised on device from the uint8 pipeline batch;
+* `train_loss(outputs, batch)`: the scalar loss to minimise and this batch's metric sums;
+* `eval_sums(outputs, batch)`: the metric sums of one evaluation batch, whose padding rows carry
+  `batch['mask'] == 0` and must not count;
+* `metric_keys`: the sums carried on device between log points (exact averages over batches,
+  devices and hosts), and `summarize(sums)` the metrics written to metrics.jsonl and results.json;
+* `watch`: the validation metric (higher is better) that picks the best checkpoint.
+
+Tasks are pure: everything a step needs is a field, so a task can be closed over by `jax.jit`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+
+def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
+    """uint8 channels-last images -> float32 (x/255 - mean) / std, per channel."""
+    mean = jnp.asarray(mean, jnp.float32) * 255.0
+    inv_std = 1.0 / (jnp.asarray(std, jnp.float32) * 255.0)
+    return (images.astype(jnp.float32) - mean) * inv_std
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageTask:
+    """Shared by tasks whose model input is `batch['image']`, normalised by the dataset's statistics."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    metric_keys = ("loss", "count", "nonfinite")
+    watch = "loss"
+
+    def inputs(self, batch: dict) -> jax.Array:
+        return normalize(batch["image"], self.mean, self.std)
+
+    def zero_sums(self) -> dict:
+        return {k: jnp.zeros((), jnp.float32) for k in self.metric_keys}
