@@ -1,8 +1,4 @@
-"""Classification metrics: top-k correctness and confusion matrices.
-
-The train and eval steps return *sums* (of loss, of correct predictions, of examples) so that
-metrics over many batches — and over padded evaluation batches — are exact averages.
-"""
+"""Classification metrics: top-k correctness and confusion matrices."""
 
 from __future__ import annotations
 
@@ -20,20 +16,8 @@ def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
     return (rank < k).astype(jnp.float32)
 
 
-def summarize(sums: dict) -> dict:
-    """Averages of the summed metrics: loss, accuracy (top-1), top5_accuracy."""
-    sums = {k: float(v) for k, v in jax.device_get(sums).items()}
-    count = max(sums["count"], 1.0)
-    return {
-        "loss": sums["loss"] / count,
-        "accuracy": sums["correct1"] / count,
-        "top5_accuracy": sums["correct5"] / count,
-        "count": int(sums["count"]),
-    }
-
-
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts (true class, predicted class)."""
+    """Counts of (true class, predicted class): row i holds the examples of class i."""
     m = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(m, (np.asarray(labels), np.asarray(predictions)), 1)
     return m
