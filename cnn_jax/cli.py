@@ -3,6 +3,7 @@
     cnn-jax train --config configs/mnist_lenet5.py --workdir runs/x --config.optimizer.lr=0.05
     cnn-jax train --config configs/cifar10_resnet.py:56      # a config file's variant (get_config(arg))
     cnn-jax eval --workdir runs/x [--split test|val] [--checkpoint best|latest]
+    cnn-jax predict --workdir runs/x image.png ...     # top-5 classes, or a PNG overlay per image
     cnn-jax data import mnist --from PATH [--data_dir DIR]
     cnn-jax data list [--data_dir DIR]
     cnn-jax models [--family resnet]
@@ -24,6 +25,8 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from cnn_jax.errors import ConfigError, DataNotPreparedError, NonFiniteLossError, one_line
 
 
 def _split_config_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -72,7 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--workdir", help="run directory (default runs/<config name>)")
     _add_distributed_flags(t)
 
-    e = sub.add_parser("eval", help="evaluate a run's best (or latest) checkpoint")
+    pr = sub.add_parser("predict", help="a run's predictions for image files (top-5, or a PNG overlay)")
+    pr.add_argument("--workdir", required=True)
+    pr.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+    pr.add_argument("images", nargs="+", help="image files (resized to the model's input)")
+
+    e = sub.add_parser("eval", help="the task's metrics of a run's best (or latest) checkpoint")
     e.add_argument("--workdir", required=True)
     e.add_argument("--split", default="test", choices=("test", "val"))
     e.add_argument("--checkpoint", default="best", choices=("best", "latest"))
@@ -132,12 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         where = f"process {jax.process_index()} of {jax.process_count()}"
         if distributed.is_peer_failure(e):  # expected when a peer dies: one line, no traceback
-            distributed.die(f"{where} lost a peer in a collective ({distributed.one_line(e)}); "
+            distributed.die(f"{where} lost a peer in a collective ({one_line(e)}); "
                             f"another process died, was killed or lost its network")
         import traceback
 
         traceback.print_exc()
-        distributed.die(f"{where} failed: {distributed.one_line(e)}")
+        distributed.die(f"{where} failed: {one_line(e)}")
     if code:  # the error is printed; the other processes must not wait for this one
         distributed.exit_now(code)
     watchdog.finish()
@@ -145,8 +153,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_command(args, overrides: list[str]) -> int:
-    from cnn_jax.errors import ConfigError, DataNotPreparedError, NonFiniteLossError
-
     try:
         return _dispatch(args, overrides)
     except (ConfigError, DataNotPreparedError, NonFiniteLossError, FileNotFoundError) as e:
@@ -171,6 +177,12 @@ def _dispatch(args, overrides: list[str]) -> int:
         results = evaluate_workdir(args.workdir, args.split, args.checkpoint)
         if _is_main_process():
             print(json.dumps(results, indent=2))
+        return 0
+    if args.command == "predict":
+        from cnn_jax.training.predict import predict_files
+
+        for line in predict_files(args.workdir, args.images, args.checkpoint):
+            print(line)
         return 0
     if args.command == "data":
         from cnn_jax.data import data_main_import, default_data_dir, list_prepared

@@ -38,6 +38,9 @@ def base_config() -> ml_collections.ConfigDict:
     """Every key the trainer reads, with its default. Experiment files override values only."""
     c = ml_collections.ConfigDict()
     c.seed = 0  # one PRNG key, split for init, dropout, shuffling and augmentation
+    # What is learnt (cnn_jax/tasks): 'classification' (labels) or 'segmentation' (a class per
+    # pixel); the dataset must carry the task's targets.
+    c.task = "classification"
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "mnist"
@@ -131,8 +134,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.final_div_factor = 1e4
     c.optimizer.ema_decay = 0.0  # > 0: evaluate an exponential moving average of the parameters
 
+    # The loss (cnn_jax/losses.py; which names a task takes: cnn_jax/tasks). classification:
+    # 'cross_entropy' (softmax), 'categorical_cross_entropy' (on softmax probabilities), 'mse' and
+    # 'total_error' (softmax outputs against one-hot targets), 'sigmoid_binary_cross_entropy' and
+    # 'focal' (a sigmoid per class); segmentation: 'cross_entropy' and 'focal' per pixel.
     c.loss = ml_collections.ConfigDict()
-    c.loss.label_smoothing = 0.0
+    c.loss.name = "cross_entropy"
+    c.loss.label_smoothing = 0.0  # cross_entropy: 1 - eps on the label, eps / K on every class
+    c.loss.class_weights = ()  # per class (segmentation's cross_entropy); () = all 1
+    c.loss.focal_alpha = 0.25  # focal loss (Lin et al. 2017): alpha-balancing, -1 = off
+    c.loss.focal_gamma = 2.0  # focal loss: the exponent of (1 - p_t)
 
     # Early stopping: end training when the validation metric has not improved for `patience`
     # epochs (0 = off); the test uses the best checkpoint by validation accuracy, as always.

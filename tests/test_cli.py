@@ -92,3 +92,27 @@ def test_train_then_eval_through_the_cli(mnist_data_dir, tmp_path, capsys):
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["split"] == "val" and evaluated["count"] == 1024
     assert evaluated["accuracy"] == pytest.approx(results["val_best_accuracy"], abs=1e-6)
+
+
+def test_predict_prints_the_top_five_classes_the_run_gives_an_image_file(mnist_data_dir, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from cnn_jax.training.runs import load_run
+
+    workdir = tmp_path / "run"
+    assert main(["train", "--config", LENET5, "--workdir", str(workdir), f"--config.data.data_dir={mnist_data_dir}",
+                 "--config.data.val_size=1024", "--config.num_epochs=1", "--config.progress_bar=false"]) == 0
+    with np.load(mnist_data_dir / "mnist_small.npz") as d:
+        digit = d["x_test"][0]
+    Image.fromarray(digit).save(tmp_path / "digit.png")
+    capsys.readouterr()
+    assert main(["predict", "--workdir", str(workdir), str(tmp_path / "digit.png")]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{tmp_path / 'digit.png'}: ")
+    classes = [int(item.split()[0]) for item in line.split(": ", 1)[1].split(", ")]
+    probabilities = [float(item.split()[1]) for item in line.split(": ", 1)[1].split(", ")]
+    run = load_run(workdir)
+    expected = np.argsort(-np.asarray(run.predict(digit[None, :, :, None]))[0])[:5]
+    assert classes == expected.tolist() and probabilities == sorted(probabilities, reverse=True)
+    assert main(["predict", "--workdir", str(workdir), str(tmp_path / "nope.png")]) == 2

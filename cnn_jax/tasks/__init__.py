@@ -1,14 +1,49 @@
-"""Tasks: what differs between classification, segmentation, detection, ... in the one trainer."""
+"""Tasks: what differs between classification, segmentation, ... in the one trainer.
+
+`create_task(config, spec)` builds the task `config.task` names for a dataset spec; `TASKS` maps each
+name to its task class, the batch targets it needs and the loss names it takes.
+"""
 
 from __future__ import annotations
 
+from cnn_jax.errors import ConfigError, check_choice
+from cnn_jax.tasks import classification, segmentation
 from cnn_jax.tasks.base import ImageTask, normalize
 from cnn_jax.tasks.classification import ClassificationTask
+from cnn_jax.tasks.segmentation import SegmentationTask
 
-__all__ = ["ClassificationTask", "ImageTask", "create_task", "normalize"]
+# name: (the dataset targets the task reads, the loss names it takes)
+TASKS = {
+    "classification": (("label",), classification.LOSSES),
+    "segmentation": (("segmentation",), segmentation.LOSSES),
+}
+
+__all__ = ["TASKS", "ClassificationTask", "ImageTask", "SegmentationTask", "check_task", "create_task",
+           "normalize"]
+
+
+def check_task(config, spec) -> None:
+    """ConfigError unless the task exists, takes `config.loss.name` and the dataset carries its targets."""
+    check_choice(config.task, TASKS, "task")
+    targets, loss_names = TASKS[config.task]
+    check_choice(config.loss.name, loss_names, f"loss.name (task {config.task!r})")
+    missing = [t for t in targets if t not in getattr(spec, "targets", ("label",))]
+    if missing:
+        raise ConfigError(f"task {config.task!r} needs {', '.join(missing)} targets, which dataset "
+                          f"{spec.name!r} does not carry: choose a {config.task} dataset")
+    weights = config.loss.class_weights
+    if weights and len(weights) != spec.num_classes:
+        raise ConfigError(f"loss.class_weights has {len(weights)} entries for the {spec.num_classes} "
+                          f"classes of {spec.name!r}: give one weight per class")
 
 
 def create_task(config, spec):
-    """The task of a run: its config and the dataset's spec (normalisation statistics)."""
-    return ClassificationTask(mean=tuple(spec.mean), std=tuple(spec.std),
-                              label_smoothing=float(config.loss.label_smoothing))
+    """The task of a run: its config and the dataset's spec (normalisation statistics, classes)."""
+    check_task(config, spec)
+    common = dict(mean=tuple(spec.mean), std=tuple(spec.std), loss=config.loss.name,
+                  focal_alpha=float(config.loss.focal_alpha), focal_gamma=float(config.loss.focal_gamma))
+    if config.task == "segmentation":
+        return SegmentationTask(**common, num_classes=spec.num_classes,
+                                ignore_index=int(getattr(spec, "ignore_index", 255)),
+                                class_weights=tuple(float(w) for w in config.loss.class_weights))
+    return ClassificationTask(**common, label_smoothing=float(config.loss.label_smoothing))

@@ -41,6 +41,8 @@ import sys
 import threading
 import time
 
+from cnn_jax.errors import one_line
+
 log = logging.getLogger("cnn_jax")
 
 _KEY_ALIVE = "cnn_jax/alive/"
@@ -269,12 +271,6 @@ def exit_now(code: int) -> None:
         with contextlib.suppress(Exception):
             handler.flush()
     os._exit(code)
-
-
-def one_line(e: BaseException) -> str:
-    """The first line of an exception's message (its type's name when the message is empty)."""
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 # How a collective reports that the other end went away (Gloo on CPU, NCCL/grpc elsewhere).

@@ -27,10 +27,10 @@ from cnn_jax.errors import ConfigError, NonFiniteLossError
 from cnn_jax.tasks import create_task
 from cnn_jax.training import sharding
 from cnn_jax.training.checkpoint import RunCheckpoints
-from cnn_jax.training.evaluate import input_pipeline
 from cnn_jax.training.init import check_init_config
 from cnn_jax.training.monitor import Monitor
 from cnn_jax.training.reporting import MetricWriter, Progress, logging_to, stop_on_signals
+from cnn_jax.training.runs import input_pipeline
 from cnn_jax.training.state import build_train_state, count_params
 from cnn_jax.training.steps import StepRunner
 from cnn_jax.training.validate import validate_config

@@ -24,6 +24,7 @@ from cnn_jax.errors import BackendUnavailableError, ConfigError, check_choice, o
 from cnn_jax.layers import CONV_IMPLS
 from cnn_jax.models import create_model, get_model_spec
 from cnn_jax.optim import check_optimizer_config
+from cnn_jax.tasks import check_task
 from cnn_jax.training.sharding import parse_rules
 
 POSITIVE_KEYS = ("num_epochs", "batch_size", "eval_batch_size", "log_every_steps", "keep_checkpoints",
@@ -42,6 +43,7 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int) -> N
     except ValueError as e:
         raise ConfigError(one_line(e)) from None
     check_optimizer_config(config.optimizer)
+    check_task(config, spec)
     check_choice(config.model.dtype, DTYPES, "model.dtype")
     check_choice(config.early_stopping.metric, MONITOR_METRICS, "early_stopping.metric")
     check_choice(config.conv_impl, CONV_IMPLS, "conv_impl")
