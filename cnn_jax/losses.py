@@ -132,3 +132,56 @@ def pixel_cross_entropy(logits: jax.Array, labels: jax.Array, *, ignore_index: i
     if class_weights is not None:
         weight = weight * jnp.asarray(class_weights, jnp.float32)[safe]
     return jnp.where(valid, nll, 0.0) * weight, weight
+
+
+# ---- saliency (a density over the pixels of each image) ---------------------------------------
+# The dense losses the lecture compares for saliency prediction, per image: pixel losses on maps
+# in [0, 1] (the prediction S_hat against the ground truth S) and distribution losses on maps
+# normalised to sum 1. Where a distribution is zero, 0 log 0 and sqrt(0) are taken as 0 with a zero
+# gradient (the "double where": the masked branch never sees the zero), and the prediction inside a
+# logarithm gets DISTRIBUTION_EPSILON so that KL stays finite where the prediction has no mass.
+DISTRIBUTION_EPSILON = 1e-7
+MLNET_ALPHA = 1.1  # Cornia et al. 2016, ML-Net's loss: alpha = 1.1
+
+
+def _per_image(values: jax.Array) -> jax.Array:
+    return values.reshape(values.shape[0], -1)
+
+
+def ead(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """Exponential absolute difference of each image: mean(exp(|S - S_hat|) - 1)."""
+    predictions, targets = _f32(predictions, targets)
+    return jnp.mean(_per_image(jnp.expm1(jnp.abs(targets - predictions))), axis=-1)
+
+
+def mlnet_loss(predictions: jax.Array, targets: jax.Array, alpha: float = MLNET_ALPHA) -> jax.Array:
+    """ML-Net's weighted squared error of each image (Cornia et al. 2016):
+    mean((S - S_hat)^2 / (alpha - S)), larger weights where the ground truth is salient."""
+    predictions, targets = _f32(predictions, targets)
+    return jnp.mean(_per_image(jnp.square(targets - predictions) / (alpha - targets)), axis=-1)
+
+
+def to_distribution(maps: jax.Array) -> jax.Array:
+    """Each map flattened (all axes but the first) and scaled to sum 1; an all-zero map stays zero."""
+    maps = _per_image(jnp.asarray(maps).astype(jnp.float32))
+    return maps / jnp.maximum(jnp.sum(maps, axis=-1, keepdims=True), jnp.finfo(jnp.float32).tiny)
+
+
+def _where_positive(x: jax.Array, fn) -> jax.Array:
+    positive = x > 0
+    return jnp.where(positive, fn(jnp.where(positive, x, 1.0)), 0.0)
+
+
+def kl_divergence(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """KL(S || S_hat) = sum S log(S / S_hat) of each image, both maps normalised to sum 1, with
+    S_hat + DISTRIBUTION_EPSILON inside the logarithm and 0 log 0 = 0."""
+    p, q = to_distribution(targets), to_distribution(predictions)
+    return jnp.sum(_where_positive(p, jnp.log) * p - p * jnp.log(q + DISTRIBUTION_EPSILON), axis=-1)
+
+
+def bhattacharyya(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """Bhattacharyya distance of each image: -ln sum sqrt(S S_hat), both maps normalised to sum 1
+    (the sum floored at DISTRIBUTION_EPSILON: maps without common support give -ln(eps), not inf)."""
+    p, q = to_distribution(targets), to_distribution(predictions)
+    overlap = jnp.sum(_where_positive(p * q, jnp.sqrt), axis=-1)
+    return -jnp.log(jnp.maximum(overlap, DISTRIBUTION_EPSILON))
