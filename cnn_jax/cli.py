@@ -4,6 +4,7 @@
     cnn-jax train --config configs/cifar10_resnet.py:56      # a config file's variant (get_config(arg))
     cnn-jax eval --workdir runs/x [--split test|val] [--checkpoint best|latest]
     cnn-jax predict --workdir runs/x image.png ...     # top-5 classes, or a PNG overlay per image
+    cnn-jax report --workdir runs/x                    # runs/x/report/index.html and its PNGs
     cnn-jax data import mnist --from PATH [--data_dir DIR]
     cnn-jax data list [--data_dir DIR]
     cnn-jax models [--family resnet]
@@ -11,7 +12,7 @@
 Multi-host: every host runs the same `cnn-jax train` (or `eval`) with
     --coordinator-address HOST:PORT --num-processes N --process-id I
 (or, on TPU pods and under Slurm or Open MPI, `--distributed` alone); see
-cnn_jax/training/distributed.py and the README's "Scaling out".
+cnn_jax/training/distributed.py and docs/scaling.md.
 
 Errors a user can fix (bad config, missing data, bad input files) print one line and exit 2.
 Each command imports what it needs when it runs, so that `cnn-jax --help` starts without JAX.
@@ -51,7 +52,7 @@ def _split_config_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def _add_distributed_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("multi-process runs (one process per host; see README 'Scaling out')")
+    g = p.add_argument_group("multi-process runs (one process per host; see docs/scaling.md)")
     g.add_argument("--coordinator-address", metavar="HOST:PORT",
                    help="process 0's address, reachable from every process (env JAX_COORDINATOR_ADDRESS)")
     g.add_argument("--num-processes", type=int, metavar="N", help="processes in the run (env JAX_NUM_PROCESSES)")
@@ -95,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     di.add_argument("--data_dir", help="tfds data_dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     dl = dsub.add_parser("list", help="datasets prepared in the data_dir")
     dl.add_argument("--data_dir")
+
+    rp = sub.add_parser("report", help="a run's report page: curves, filters, Grad-CAM, confusion (W/report)")
+    rp.add_argument("--workdir", required=True)
+    rp.add_argument("--split", default="test", choices=("test", "val"))
+    rp.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+    rp.add_argument("--out", help="folder to write (default <workdir>/report)")
 
     m = sub.add_parser("models", help="list registered models")
     m.add_argument("--family")
@@ -183,6 +190,12 @@ def _dispatch(args, overrides: list[str]) -> int:
 
         for line in predict_files(args.workdir, args.images, args.checkpoint):
             print(line)
+        return 0
+    if args.command == "report":
+        from cnn_jax.analysis.report import write_report
+        from cnn_jax.training.runs import load_run
+
+        print(write_report(load_run(args.workdir, args.checkpoint), args.out, args.split))
         return 0
     if args.command == "data":
         from cnn_jax.data import data_main_import, default_data_dir, list_prepared

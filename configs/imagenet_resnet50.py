@@ -8,9 +8,9 @@ hour").
     cnn-jax train --config configs/imagenet_resnet50.py:1024 --workdir runs/imagenet_resnet50_1024
     # 2 hosts x 4 GPUs: the same command on each host, plus
     #   --coordinator-address HOST0:1234 --num-processes 2 --process-id {0,1}
-    #   (README "Scaling out")
+    #   (docs/scaling.md)
     cnn-jax train --config configs/imagenet_resnet50.py:4096 --workdir runs/imagenet_resnet50_4096
-    # e.g. a TPU pod slice: the same command on every host with --distributed (README "Scaling out")
+    # e.g. a TPU pod slice: the same command on every host with --distributed (docs/scaling.md)
 
 Expected (ImageNet validation set = our test split, single 224x224 center crop of the image
 resized to 256): about 76.1% top-1 / 92.9% top-5, i.e. 23.9% top-1 error: torchvision's ResNet-50

@@ -11,7 +11,12 @@ common:
     data_dir when it is not prepared there yet (what `cnn-jax data import` does);
   * `Run` / `train_run`: one config trained in its own workdir, timed, with the equivalent
     `cnn-jax train` command line so that any row of a table can be rerun by hand;
-  * `read_metrics`, `markdown_table`, `write_json`.
+  * `read_metrics`, `markdown_table`, `write_json`;
+  * the results file every script of experiments/ writes (`results_header`, `results_record`,
+    `save_results`): experiments/results/<name>.json by default, or --out, never for --smoke
+    unless --out is given. It holds the command line, the UTC date, the machine (CPU model, cores,
+    load average before and after), the library versions, the script's own fields and its
+    tables; experiments/render_results.py renders those tables into README.md and docs/.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -31,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO_ROOT / "experiments" / "results"
 DEFAULT_SHARED_DATA = Path(os.environ.get("CNN_JAX_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 # catalogue name -> file of ../shared/data it is imported from (see shared/data/README.md)
@@ -56,41 +63,21 @@ def experiment_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="",
                    help="parent folder of the runs' workdirs (default: a new temporary folder); "
                         "a finished run found there is reused, not retrained")
-    p.add_argument("--out", default="", help="also write the results as JSON to this file")
+    p.add_argument("--out", default="",
+                   help="the results file to write (default experiments/results/<script>.json; "
+                        "with --smoke, none unless given)")
     p.add_argument("--smoke", action="store_true",
                    help="tiny runs (a few hundred examples, 1 epoch, no pass/fail) to check the "
                         "script end to end")
     return p
 
 
-def environment() -> dict:
-    """Command line, library versions and machine, for the header of every result."""
-    import flax
-    import jax
-    import numpy as np
-    import optax
+def environment(argv: Sequence[str] | None = None, script: str | Path | None = None) -> dict:
+    """Command line, UTC date, commit, library versions, machine (load average before) and the
+    environment variables that change what runs: the header of every results file."""
+    import jax  # noqa: F401  (loaded first, so that the header names its devices)
 
-    try:
-        commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        commit = (commit + ("+uncommitted changes" if dirty else "")) or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
-    devices = jax.devices()
-    return {
-        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "cnn_jax_commit": commit,
-        "versions": {"python": platform.python_version(), "jax": jax.__version__,
-                     "flax": flax.__version__, "optax": optax.__version__,
-                     "numpy": np.__version__},
-        "machine": {"platform": platform.platform(), "cpu": _cpu_model(),
-                    "cpu_count": os.cpu_count(),
-                    "load_average": [round(x, 2) for x in os.getloadavg()],
-                    "devices": f"{len(devices)} x {devices[0].device_kind}"},
-    }
+    return results_header(script or sys.argv[0], sys.argv[1:] if argv is None else argv)
 
 
 def _cpu_model() -> str:
@@ -103,16 +90,18 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def print_header(title: str) -> dict:
-    """Prints the title, the command line, versions and machine; returns them for the JSON."""
-    env = environment()
+def print_header(title: str, argv: Sequence[str] | None = None,
+                 script: str | Path | None = None) -> dict:
+    """Prints the title, the command line, versions and machine; returns them for the results."""
+    env = environment(argv, script)
     m, v = env["machine"], env["versions"]
     print(f"# {title}\n")
     print(f"command:  {env['command']}")
     print(f"date:     {env['date']}   cnn_jax {env['cnn_jax_commit']}")
     print("versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
-    print(f"machine:  {m['cpu']}, {m['cpu_count']} cores, {m['devices']}, "
-          f"load average {m['load_average'][0]:.2f} at start ({m['platform']})\n", flush=True)
+    print(f"machine:  {m['cpu']}, {m['cpu_count']} cores, {m.get('devices', '')}, "
+          f"load average {m['load_average_before'][0]:.2f} at start ({m['platform']})\n",
+          flush=True)
     return env
 
 
@@ -244,3 +233,105 @@ def write_json(path: str | Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"\nwrote {path}")
+
+
+# --------------------------------------------------------------------------------------------
+# Results files (experiments/results/<name>.json, rendered by experiments/render_results.py)
+# --------------------------------------------------------------------------------------------
+# Distributions whose versions a results file records, when installed.
+VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "torch", "onednn-cpu-gomp")
+# Environment variables that change what a benchmark measures, recorded when set.
+RECORDED_VARIABLES = ("XLA_FLAGS", "CNN_JAX_ONEDNN", "JAX_PLATFORMS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")
+
+
+def command_line(script: str | Path, argv: Sequence[str]) -> str:
+    """The command that reruns this script with `argv`, paths relative to the repository."""
+    python = Path(sys.executable)
+    try:
+        python_text = str(python.relative_to(REPO_ROOT))
+    except ValueError:
+        python_text = python.name
+    script = Path(script).resolve()
+    try:
+        script_text = str(script.relative_to(REPO_ROOT))
+    except ValueError:
+        script_text = str(script)
+    return shlex.join([python_text, script_text, *map(str, argv)])
+
+
+def _versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for dist in VERSIONED:
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _commit() -> str:
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (commit + ("+uncommitted changes" if dirty else "")) or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def results_header(script: str | Path, argv: Sequence[str]) -> dict:
+    """What every results file starts with, taken when the measurement starts: the command line,
+    the UTC date, the commit, library versions, the machine (CPU model from /proc/cpuinfo, cores,
+    load average before) and the environment variables of RECORDED_VARIABLES that are set."""
+    machine = {"cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+               "cores_used": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count(),
+               "platform": platform.platform(), "load_average_before": _load()}
+    if "jax" in sys.modules:  # the devices of a script that has JAX loaded (never imported here)
+        devices = sys.modules["jax"].devices()
+        machine["devices"] = f"{len(devices)} x {devices[0].device_kind}"
+    return {
+        "command": command_line(script, argv),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "cnn_jax_commit": _commit(),
+        "versions": _versions(),
+        "machine": machine,
+        "environment": {k: os.environ[k] for k in RECORDED_VARIABLES if k in os.environ},
+    }
+
+
+def make_table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str = "",
+          notes: Sequence[str] = ()) -> dict:
+    """One table of a results file: every cell a string, as it is rendered."""
+    return {"title": title, "headers": [str(h) for h in headers],
+            "rows": [[str(c) for c in row] for row in rows], "notes": [str(n) for n in notes]}
+
+
+def results_record(name: str, title: str, header: dict, tables: Sequence[dict], **fields) -> dict:
+    """The results file's content: `header`, the load average now (after), the script's own
+    `fields` and its `tables` (of `make_table`)."""
+    record = {"name": name, "title": title, **header, **fields, "tables": list(tables)}
+    record["machine"] = {**header["machine"], "load_average_after": _load()}
+    return record
+
+
+def results_path(name: str, out: str | Path | None, smoke: bool) -> Path | None:
+    """Where a results file goes: `out` if given, else experiments/results/<name>.json, except
+    for smoke runs (toy sizes, numbers without meaning), which write nowhere unless asked."""
+    if out:
+        return Path(out)
+    return None if smoke else RESULTS_DIR / f"{name}.json"
+
+
+def save_results(record: dict, out: str | Path | None = None) -> Path | None:
+    """Writes `record` to its results file (see `results_path`); returns the path, or None."""
+    path = results_path(record["name"], out, bool(record.get("smoke")))
+    if path is not None:
+        write_json(path, record)
+    return path

@@ -25,7 +25,7 @@ Learning rate per activation, "chosen to make training as fast as possible": `--
 each activation for --probe-epochs (3) epochs at each rate of --lr-grid (0.001 0.003 0.01 0.03 0.1)
 and keeps the one with the lowest training error at the end of the probe (a rate whose error rises
 in its last probe epoch, or whose loss turns NaN, is out). Without --tune-lr the script uses
-LEARNING_RATES, the result of that probe measured on this machine (see LR_PROBE).
+LEARNING_RATES, the rates such a probe picked (a --tune-lr run records its probe).
 
 Training error, two ways, both printed: (1) of the parameters at the end of each epoch on a fixed
 2,000 of the training images (the first 2,000 of epoch 1's shuffled order), evaluated here from the
@@ -57,37 +57,34 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402  (the script's own folder first, then the shared helpers)
+    REPO_ROOT,
+    RESULTS_DIR,
     Run,
     ensure_dataset,
     experiment_parser,
     format_seconds,
+    make_table,
     markdown_table,
     print_header,
     read_metrics,
+    results_path,
+    results_record,
     run_root,
+    save_results,
     train_run,
-    write_json,
 )
 
+TITLE = "Training error per epoch by activation, small CNN on CIFAR-10 (Krizhevsky et al. 2012, Fig. 1)"
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "swish")
 TARGET_ERROR = 0.25  # Krizhevsky et al. 2012, Fig. 1
 PAPER_SPEEDUP = 6.0  # ReLU vs tanh epochs to 25% training error, same figure
 CONFIG = "configs/cifar10_activations.py"
 INPUTS = ("centred", "standardised")
 LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1)
-# The rates --tune-lr picked on this machine (centred inputs, the config's net and 5,000 images):
+# The rates a --tune-lr probe picked (centred inputs, the config's net and 5,000 images); a
+# --tune-lr run records its own probe in its results file:
 LEARNING_RATES = {"sigmoid": 0.1, "tanh": 0.03, "relu": 0.003, "leaky_relu": 0.003,
                   "elu": 0.003, "swish": 0.003}
-# ... from these running training errors (%) after the 3 probe epochs at each rate of LR_GRID
-# (None: the loss turned NaN). sigmoid's best is the grid's largest rate: it might go faster still.
-LR_PROBE = {
-    "sigmoid": {0.001: 89.9, 0.003: 90.0, 0.01: 90.0, 0.03: 90.4, 0.1: 85.1},
-    "tanh": {0.001: 76.9, 0.003: 77.8, 0.01: 69.2, 0.03: 65.3, 0.1: 69.1},
-    "relu": {0.001: 72.4, 0.003: 62.3, 0.01: 89.1, 0.03: 90.5, 0.1: 89.7},
-    "leaky_relu": {0.001: 72.3, 0.003: 62.0, 0.01: 68.5, 0.03: None, 0.1: None},
-    "elu": {0.001: 68.8, 0.003: 57.7, 0.01: 65.8, 0.03: None, 0.1: None},
-    "swish": {0.001: 73.7, 0.003: 63.1, 0.01: 73.4, 0.03: None, 0.1: 90.1},
-}
 TRAIN_EVAL_IMAGES = 2_000
 
 SMOKE_OVERRIDES = ("data.train_subset=256", "num_epochs=2", "eval_batch_size=100",
@@ -323,12 +320,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--kernel-init", default="",
                         help="weight initialiser of every layer, e.g. lecun_normal (default: the "
                              "config's, normal = N(0, 0.01))")
-    parser.add_argument("--plot", default="", help="PNG of the curves (default RUNS/activations.png)")
+    parser.add_argument("--plot", default="",
+                        help="PNG of the curves (default: beside the results file, "
+                             "experiments/results/activations.png, or RUNS/activations.png)")
     args = parser.parse_args(argv)
     centred = args.inputs == "centred"
 
-    env = print_header("Training error per epoch by activation, small CNN on CIFAR-10 "
-                       "(Krizhevsky et al. 2012, Fig. 1)")
+    env = print_header(TITLE, argv, __file__)
     data_note = ensure_dataset("cifar10", args.data_dir, args.shared_data)
     root = run_root(args.workdir, "activations")
     print(f"data:     {data_note}\nruns in:  {root}", flush=True)
@@ -424,7 +422,11 @@ def main(argv=None) -> dict:
         if not args.smoke and speedup and not bound and speedup < PAPER_SPEEDUP / 1.5:
             print(f"The paper's ratio of about {PAPER_SPEEDUP:g} is not reproduced by this setup "
                   f"(measured {speedup:.2f}).")
-    plot = Path(args.plot) if args.plot else root / "activations.png"
+    # The figure goes beside the results file when that is experiments/results/activations.json.
+    default_results = results_path("activations", args.out, args.smoke) == RESULTS_DIR / "activations.json"
+    plot = Path(args.plot) if args.plot else (
+        RESULTS_DIR / "activations.png" if default_results else root / "activations.png")
+    plot.parent.mkdir(parents=True, exist_ok=True)
     plot_curves(curves, plot, f"CIFAR-10 (JPEG-degraded copy), first {subset:,} training images, "
                               f"{args.inputs} inputs, {config.model.kwargs.kernel_init} weights,\n"
                               + ("lr per activation" if not args.lr else f"lr {args.lr:g}")
@@ -441,14 +443,59 @@ def main(argv=None) -> dict:
                                      "this script replaces the std by 1/255)" if centred else "")
           + "; CIFAR-10 here is a JPEG-degraded copy (quality 75)")
 
-    payload = {"experiment": "activations", "smoke": args.smoke, **env, "data": data_note,
-               "train_subset": subset, "epochs_cap": cap, "inputs": args.inputs,
-               "target_error": TARGET_ERROR, "relu_vs_tanh_speedup": speedup,
-               "speedup_is_lower_bound": bound, "plot": str(plot), "runs": results,
-               "total_wall_seconds": round(total, 1)}
-    if args.out:
-        write_json(args.out, payload)
-    return payload
+    notes = [f"CIFAR-10 (JPEG-degraded copy), first {subset:,} training images, {args.inputs} "
+             f"inputs, {config.model.kwargs.kernel_init} weights, at most {cap} epochs; training "
+             f"error of each epoch's final parameters on {len(labels):,} fixed training images.",
+             speedup_sentence(speedup, bound, by_name),
+             f"Total wall time {format_seconds(total)}"
+             + (f" (learning-rate probes {format_seconds(probe_wall)})." if probes else ".")]
+    try:
+        figure = str(plot.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        figure = str(plot)
+    record = results_record(
+        "activations", TITLE, env, [make_table(
+            ["activation", "learning rate", "epochs to 25% training error", "same, running mean",
+             "training error at the last epoch trained %", "test error %", "wall"],
+            [[r["activation"], f"{r['lr']:g}", _reached(r["epochs_to_25"], r["epochs_trained"]),
+              _reached(r["epochs_to_25_running"], len(r["running_train_error_per_epoch"])),
+              f"{100 * r['train_error_per_epoch'][-1]:.1f}" if r["train_error_per_epoch"] else "-",
+              f"{100 * (1 - r['results']['test']['accuracy']):.1f}" if "results" in r else "-",
+              format_seconds(r["wall_seconds"])] for r in results], notes=notes)],
+        experiment="activations", smoke=args.smoke, data=data_note, train_subset=subset,
+        epochs_cap=cap, inputs=args.inputs, target_error=TARGET_ERROR,
+        relu_vs_tanh_speedup=speedup, speedup_is_lower_bound=bound, plot=str(plot),
+        figure=figure, runs=results, total_wall_seconds=round(total, 1))
+    save_results(record, args.out)
+    return record
+
+
+# --------------------------------------------------------------------------------------------
+# The results file's sentences, and the row of the README's results table
+# --------------------------------------------------------------------------------------------
+def speedup_sentence(speedup: float | None, bound: bool, by_name: dict) -> str:
+    if speedup is None:
+        return "ReLU or tanh did not reach 25% training error (or was not run): no ratio."
+    relu = by_name["relu"]["epochs_to_25"]
+    if bound:
+        return (f"tanh/ReLU epochs to 25% training error: at least {speedup:.2f} (tanh not "
+                f"within {by_name['tanh']['epochs_trained']} epochs, ReLU at epoch {relu}); "
+                f"paper: about {PAPER_SPEEDUP:g}.")
+    return (f"tanh/ReLU epochs to 25% training error: {by_name['tanh']['epochs_to_25']}/{relu} "
+            f"= {speedup:.2f}; paper: about {PAPER_SPEEDUP:g}.")
+
+
+def readme_rows(record: dict | None) -> list[dict]:
+    """The README's results row: tanh/ReLU epochs to 25% training error, ours from `record`."""
+    ours = None
+    if record and record.get("relu_vs_tanh_speedup"):
+        ours = ("at least " if record["speedup_is_lower_bound"] else "") + \
+            f"{record['relu_vs_tanh_speedup']:.2f}x"
+    elif record:
+        ours = "not reached"
+    return [{"what": "ReLU vs tanh, CIFAR-10: epochs to 25% training error, tanh / ReLU",
+             "how": "`experiments/activations.py`", "ours": ours,
+             "paper": f"about {PAPER_SPEEDUP:g}x (Krizhevsky et al. 2012, Fig. 1)"}]
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """One 3x3 convolution layer of ResNet-20, forward + both gradients, jitted JAX against PyTorch
-eager, and the plain NHWC -> CHWN transpose its weight gradient needs: README "Performance"
+eager, and the plain NHWC -> CHWN transpose its weight gradient needs: docs/performance.md
 (the evidence that the ResNet-20 step's gap is fusion, not the convolution kernels).
 
     .venv-bench/bin/python experiments/bench_conv_layer.py          # torch side if torch imports
@@ -19,6 +19,9 @@ the cores XLA uses.
 LeNet-5's C5 at the time-to-accuracy recipe's batch 256 first), forward + both gradients by
 XLA's convolution, by oneDNN's (`covering_as_dot=False`), and by what `cnn_jax.layers.Conv` runs
 for them on a CPU (the flattened input times the flattened kernel, XLA's dot).
+
+The results go to experiments/results/bench_conv_layer.json, or bench_conv_layer_covering.json
+with --covering (or --out; --smoke writes none unless --out is given).
 """
 
 from __future__ import annotations
@@ -28,9 +31,15 @@ import json
 import multiprocessing
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import make_table, results_header, results_record, save_results  # noqa: E402
 
 SHAPES = ((32, 16), (16, 32), (8, 64))  # ResNet-20's stages: spatial size, channels
 # (batch, size, in channels, out channels) of convolutions whose kernel is size x size
@@ -138,11 +147,17 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--covering", action="store_true",
                         help="kernels covering the whole input: XLA, oneDNN and cnn_jax's dot")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--out", help="the results file (default experiments/results/bench_conv_layer*.json)")
     args = parser.parse_args(argv)
+    header = results_header(__file__, sys.argv[1:] if argv is None else argv)
     if args.covering:
         if args.smoke:
             args.steps = 2
-        return main_covering(args)
+        rows = main_covering(args)
+        save_results(results_record(
+            "bench_conv_layer_covering", COVERING_TITLE, header, [covering_table(rows, args)],
+            smoke=args.smoke, rows=rows), args.out)
+        return rows
     shapes = SHAPES
     if args.smoke:
         args.batch, args.steps, shapes = 2, 2, SHAPES[-1:]
@@ -169,7 +184,36 @@ def main(argv=None) -> list[dict]:
         print(f"| {r['size']}x{r['size']}x{r['channels']} | {r['jax_fwd_bwd_ms']} | "
               f"{r.get('jax_onednn_fwd_bwd_ms', 'n/a')} | {r.get('torch_fwd_bwd_ms', 'n/a')} | "
               f"{r['jax_transpose_chwn_ms']} |")
+    save_results(results_record("bench_conv_layer", TITLE, header, [layer_table(rows, args, threads)],
+                                smoke=args.smoke, rows=rows), args.out)
     return rows
+
+
+# --------------------------------------------------------------------------------------------
+# The results files
+# --------------------------------------------------------------------------------------------
+TITLE = "One 3x3 convolution layer, forward + both gradients: XLA, oneDNN and PyTorch"
+COVERING_TITLE = "Kernels that cover their whole input, forward + both gradients: XLA, oneDNN, dot"
+
+
+def layer_table(rows: list[dict], args, threads: int) -> dict:
+    return make_table(
+        ["input", "JAX, XLA's convolution, ms", "JAX, oneDNN, ms", "PyTorch, ms",
+         "JAX, the CHWN transpose alone, ms"],
+        [[f"{r['size']}x{r['size']}x{r['channels']}", r["jax_fwd_bwd_ms"],
+          r.get("jax_onednn_fwd_bwd_ms", "n/a"), r.get("torch_fwd_bwd_ms", "n/a"),
+          r["jax_transpose_chwn_ms"]] for r in rows],
+        notes=[f"Batch {args.batch}, ms per call, median of 5 repeats of {args.steps} calls, "
+               f"{threads} threads; PyTorch in its own process."])
+
+
+def covering_table(rows: list[dict], args) -> dict:
+    return make_table(
+        ["batch", "input", "output channels", "XLA's convolution, ms", "oneDNN's convolution, ms",
+         "cnn_jax (dot), ms"],
+        [[r["batch"], f"{r['size']}x{r['size']}x{r['in']}", r["out"], r["xla_ms"],
+          r.get("onednn_conv_ms", "n/a"), r.get("cnn_jax_ms", "n/a")] for r in rows],
+        notes=[f"ms per call, median of 5 repeats of {args.steps} calls."])
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """Throughput of the input pipeline: JPEG decode + augment, images/s per CPU core, and the batch
 augmentation of MNIST/CIFAR-10 next to the model's training images/s.
 
-    python experiments/bench_input_pipeline.py [--images 200] [--batch 32] [--workers 2] [--json out.json]
+    python experiments/bench_input_pipeline.py [--images 200] [--batch 32] [--workers 2] [--out out.json]
     python experiments/bench_input_pipeline.py --smoke     # tiny sizes, seconds (what the test runs)
+
+The results go to experiments/results/bench_input_pipeline[_stages_<stages>].json (or --out;
+--smoke writes none unless --out is given).
 
 Two real photo folders from ../shared/data:
   * imagenet_fullsize_sample: 220 full-size ImageNet photos (86..1280 px wide, 23 grayscale);
@@ -16,7 +19,7 @@ with threads (data.num_workers=0) and with worker processes (data.num_workers=N)
 wall-clock images/s and images per CPU-second (user+sys of this process and its workers), the
 number that does not depend on how many cores happen to be free.
 
-Stage 3 (issue 4: "the pipeline is not the bottleneck") runs the cached Grain train pipeline of
+Stage 3 ("the pipeline is not the bottleneck") runs the cached Grain train pipeline of
 cnn_jax.data.pipeline on real MNIST and CIFAR-10 arrays with two augmentation recipes and sets
 its images/s beside the images/s of the trainer's jitted train step (`StepRunner`) for the model
 each recipe trains, at the same batch size (128):
@@ -45,11 +48,15 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn_jax.data import catalog, formats, transforms
-from cnn_jax.data.augment import build_augment, random_flip_lr
-from cnn_jax.data.folder import is_image_file
-from cnn_jax.data.pipeline import InputPipeline, create_input_pipeline
-from cnn_jax.data.sources import ArraySource
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import make_table, results_header, results_record, save_results  # noqa: E402
+
+from cnn_jax.data import catalog, formats, transforms  # noqa: E402
+from cnn_jax.data.augment import build_augment, random_flip_lr  # noqa: E402
+from cnn_jax.data.folder import is_image_file  # noqa: E402
+from cnn_jax.data.pipeline import InputPipeline, create_input_pipeline  # noqa: E402
+from cnn_jax.data.sources import ArraySource  # noqa: E402
 
 SHARED = Path(os.environ.get("CNN_JAX_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 FOLDERS = {
@@ -277,8 +284,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--stages", default="1,2,3", help="which stages to run, e.g. 3")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes and mlp_linear: a check that the script runs")
-    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--out", "--json", dest="out",
+                        help="the results file (default experiments/results/bench_input_pipeline*.json)")
     args = parser.parse_args(argv)
+    header = results_header(__file__, sys.argv[1:] if argv is None else argv)
     if args.smoke:
         args.images, args.batch, args.batches, args.copies, args.workers = 3, 4, 2, 1, 0
         args.aug_images, args.aug_batch, args.aug_batches, args.model_steps = 96, 16, 3, 2
@@ -302,10 +311,55 @@ def main(argv=None) -> dict:
     if 3 in stages:
         results["augmentation_vs_model"] = bench_augmentation_vs_model(args)
     _print_tables(args, results)
-    print(json.dumps(results, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    return results
+    name = "bench_input_pipeline" + ("" if args.stages == parser.get_default("stages")
+                                     else "_stages_" + args.stages.replace(",", "_"))
+    record = results_record(name, TITLE, header, results_tables(args, results), smoke=args.smoke,
+                            **results)
+    print(json.dumps(record, indent=2))
+    save_results(record, args.out)
+    return record
+
+
+# --------------------------------------------------------------------------------------------
+# The results file
+# --------------------------------------------------------------------------------------------
+TITLE = "Input pipeline on the CPU: decode, augmentation and Grain, next to the model's train step"
+
+
+def results_tables(args, results: dict) -> list[dict]:
+    tables = []
+    if results["per_image"]:
+        stages = list(next(iter(results["per_image"].values())))
+        tables.append(make_table(
+            ["photo folder"] + [f"{s}, images per CPU-s" for s in stages],
+            [[f"`{name}`"] + [f"{rates[s]:,.0f}" for s in stages]
+             for name, rates in results["per_image"].items()],
+            title="Per image, one thread (stage 1)",
+            notes=[f"{args.images} photos per folder, best of 2 passes."]))
+    if results["pipeline"]:
+        tables.append(make_table(
+            ["photo folder", "mode", "images/s (wall)", "images per CPU-s", "cores used",
+             "first batch s"],
+            [[f"`{name}`", mode, f"{r['images_per_s']:,.0f}", f"{r['images_per_cpu_s']:,.0f}",
+              f"{r['cores_used']:.2f}", f"{r['first_batch_s']:.2f}"]
+             for name, modes in results["pipeline"].items() for mode, r in modes.items()],
+            title="Grain train pipeline: decode + random resized crop 224 + flip (stage 2)",
+            notes=[f"Batches of {args.batch}, {args.batches} batches timed after 4 untimed."]))
+    if results["augmentation_vs_model"]:
+        tables.append(make_table(
+            ["recipe", "model", "augmentation pipeline img/s (img per CPU-s)",
+             "train step img/s", "augmentation / model"],
+            [[f"`{name}`", r["model"],
+              f"{r['augment_pipeline']['images_per_s']:,.0f} "
+              f"({r['augment_pipeline']['images_per_cpu_s']:,.0f})",
+              f"{r['train_step']['images_per_s']:,.0f}", f"**{r['ratio']:.1f}x**"]
+             for name, r in results["augmentation_vs_model"].items()],
+            title="Augmentation pipeline against the model's train step (stage 3)",
+            notes=[f"Cached Grain pipeline, one thread, {args.aug_batches} batches of "
+                   f"{args.aug_batch} from the first {args.aug_images:,} training images; the "
+                   f"model's jitted step (base_config's SGD), {args.model_steps} steps, run "
+                   "after the pipeline on the same cores."]))
+    return tables
 
 
 def _print_tables(args, results: dict) -> None:

@@ -1,11 +1,13 @@
 """Time to accuracy on the CPU: MNIST LeNet-5 from a cold start to >= 99.0% test accuracy,
 cnn_jax's CLI against an idiomatic PyTorch script with the same recipe, A/B.
 
-    .venv-bench/bin/python experiments/bench_time_to_accuracy.py                 # the README table
-    .venv-bench/bin/python experiments/bench_time_to_accuracy.py --repeats 5 --json out.json
+    .venv-bench/bin/python experiments/bench_time_to_accuracy.py                 # docs/performance.md
+    .venv-bench/bin/python experiments/bench_time_to_accuracy.py --repeats 5 --out out.json
     python experiments/bench_time_to_accuracy.py --smoke   # 512 digits, 1 epoch (what the test runs)
 
-(`.venv-bench` holds torch==2.13.0, the CPU build the issue names: README "Performance".)
+(`.venv-bench` holds torch==2.13.0, the CPU build: docs/performance.md.) The results go to
+experiments/results/bench_time_to_accuracy.json (or --out; --smoke writes none unless --out is
+given).
 
 cnn_jax side: `cnn-jax train --config configs/mnist_lenet5_fast.py --workdir W
 --config.data.data_dir=D` in a fresh process: the real trainer and input pipeline (Grain over the
@@ -44,6 +46,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+
+from _common import make_table, results_header, results_record, save_results  # noqa: E402
+
 DEFAULT_SHARED = Path(os.environ.get("CNN_JAX_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 CONFIG = "configs/mnist_lenet5_fast.py"
 TARGET_ACCURACY = 0.99
@@ -164,7 +169,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for both sides, e.g. --set num_epochs=3")
     parser.add_argument("--smoke", action="store_true", help="512 digits, one epoch: checks that it runs")
-    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--out", "--json", dest="out",
+                        help="the results file (default experiments/results/bench_time_to_accuracy.json)")
     # the PyTorch side, in its own process
     parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help=argparse.SUPPRESS)
@@ -178,6 +184,7 @@ def main(argv=None) -> dict:
 
     from bench_train_step import machine_info
 
+    header = results_header(__file__, sys.argv[1:] if argv is None else argv)
     overrides = list(args.set)
     subset = 0
     if args.smoke:
@@ -226,8 +233,11 @@ def main(argv=None) -> dict:
         summary["cnn_jax"]["median_compile_s"] = statistics.median(r["compile_s"] or 0 for r in runs["cnn_jax"])
     if runs["torch"] and runs["cnn_jax"]:
         summary["speedup_vs_torch"] = round(summary["torch"]["median_wall_s"] / summary["cnn_jax"]["median_wall_s"], 2)
-    out = {"machine": info, "import_s": import_s, "runs": runs, "summary": summary,
-           "command": " ".join(sys.argv)}
+    out = results_record("bench_time_to_accuracy", TITLE, header, [results_table(runs, summary, args)],
+                         smoke=args.smoke, settings=info, import_s=import_s, runs=runs,
+                         summary=summary)
+    if info.get("torch"):  # the PyTorch side's interpreter may not be this one
+        out["versions"]["torch"] = info["torch"]
     print(f"\nMNIST LeNet-5 to >= {TARGET_ACCURACY:.1%} test accuracy, cold start, median of {args.repeats} "
           f"(A/B alternated); {info['cpu']}, {info['cores']} cores; jax {info['jax']}, torch {info['torch']}; "
           f"{info['date']}; data import {import_s} s, oneDNN build {info['onednn_build']} (not in the times)\n")
@@ -241,11 +251,43 @@ def main(argv=None) -> dict:
             loads = ", ".join(f"{r['load']:.1f}" for r in rs)
             print(f"| {side} | {summary[side]['median_wall_s']:.1f} | {compile_s} | {accuracies} | {loads} |")
     print(json.dumps(out, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    save_results(out, args.out)
     if not args.workdir:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# The results file
+# --------------------------------------------------------------------------------------------
+TITLE = "Time to 99% on MNIST, CPU: `cnn-jax train` against a PyTorch script, cold start, A/B"
+
+
+def results_table(runs: dict, summary: dict, args) -> dict:
+    rows = []
+    for side, rs in runs.items():
+        if not rs:
+            continue
+        if side == "cnn_jax":
+            label = "cnn_jax (`cnn-jax train`)"
+            compile_s = f"{summary['cnn_jax']['median_compile_s']:.1f} (first step)"
+        else:
+            label = "PyTorch, DataLoader"
+            compile_s = f"{statistics.median(r['first_step_s'] for r in rs):.2f} (first step)"
+        rows.append([label, f"**{summary[side]['median_wall_s']:.1f}**",
+                     ", ".join(f"{r['wall_s']:.1f}" for r in rs), compile_s,
+                     ", ".join(f"{r['accuracy']:.2%}" for r in rs),
+                     ", ".join(f"{r['load']:.1f}" for r in rs)])
+    notes = [f"`{CONFIG}`, wall time of each run from process launch to its test accuracy, "
+             f"median of {args.repeats}, sides alternated; the data import and the oneDNN build "
+             "run once before, untimed."]
+    if "speedup_vs_torch" in summary:
+        notes.append(f"PyTorch's median / cnn_jax's median: **{summary['speedup_vs_torch']:.2f}x**; "
+                     f"every run >= {TARGET_ACCURACY:.0%}: cnn_jax "
+                     f"{'yes' if summary['cnn_jax']['all_reach_target'] else 'no'}, PyTorch "
+                     f"{'yes' if summary['torch']['all_reach_target'] else 'no'}.")
+    return make_table(["side", "wall s, median", "each run, s", "compile s", "test accuracy (each run)",
+                       "load (each run)"], rows, notes=notes)
 
 
 if __name__ == "__main__":

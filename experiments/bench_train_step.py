@@ -1,12 +1,14 @@
 """Training-step throughput on the CPU: cnn_jax's real train step against PyTorch eager, A/B.
 
-    .venv-bench/bin/python experiments/bench_train_step.py                       # the README table
-    .venv-bench/bin/python experiments/bench_train_step.py --models lenet5 --chunk 8 --json out.json
+    .venv-bench/bin/python experiments/bench_train_step.py                       # docs/performance.md
+    .venv-bench/bin/python experiments/bench_train_step.py --models lenet5 --chunk 8 --out out.json
     .venv-bench/bin/python experiments/bench_train_step.py --depthwise-impl xla  # the lever, off
     XLA_FLAGS=--xla_cpu_use_thunk_runtime=false .venv-bench/bin/python experiments/bench_train_step.py
     python experiments/bench_train_step.py --smoke     # tiny sizes, seconds (what the test runs)
 
-(`.venv-bench` holds torch==2.13.0, the CPU build the issue names: README "Performance".)
+(`.venv-bench` holds torch==2.13.0, the CPU build: docs/performance.md.) The results go to
+experiments/results/bench_train_step[_<models>][_conv_<impl>][_depthwise_<impl>].json (or --out;
+--smoke writes none unless --out is given).
 
 cnn_jax side: the step the trainer runs, `StepRunner` (jit, shardings, donated state and metric
 sums, loss + top-1 + top-5 sums on device), with the optimizer `create_optimizer` builds from the
@@ -30,7 +32,7 @@ The load average before and after is printed with the results: on a shared machi
 ratios measured in the same run rather than images/s across runs.
 
 Models and recipes: LeNet-5 on 28x28x1 (configs/mnist_lenet5.py), ResNet-20 on 32x32x3
-(configs/cifar10_resnet20.py), MobileNet v1 alpha 0.5 on 32x32x3 (configs/cifar10_mobilenet_v1.py
+(configs/cifar10_resnet.py:20), MobileNet v1 alpha 0.5 on 32x32x3 (configs/cifar10_mobilenet_v1.py
 with model mobilenet_v1_050); batch 128 each, random images and labels. `--models lenet5_fast`
 (with `--batch 256`) times the time-to-accuracy recipe's step (configs/mnist_lenet5_fast.py).
 """
@@ -52,10 +54,12 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import make_table, results_header, results_record, save_results  # noqa: E402
+
 # model -> (shipped config, image shape, config overrides)
 MODELS = {
     "lenet5": ("configs/mnist_lenet5.py", (28, 28, 1), ()),
-    "resnet20": ("configs/cifar10_resnet20.py", (32, 32, 3), ()),
+    "resnet20": ("configs/cifar10_resnet.py:20", (32, 32, 3), ()),
     "mobilenet_v1_050": ("configs/cifar10_mobilenet_v1.py", (32, 32, 3), ("model.name=mobilenet_v1_050",)),
     # the time-to-accuracy recipe (modern LeNet-5, batch 256): not in the default --models
     "lenet5_fast": ("configs/mnist_lenet5_fast.py", (28, 28, 1), ()),
@@ -353,8 +357,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (default: the cores XLA uses)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: a check that the script runs")
-    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--out", "--json", dest="out",
+                        help="the results file (default experiments/results/bench_train_step*.json)")
     args = parser.parse_args(argv)
+    header = results_header(__file__, sys.argv[1:] if argv is None else argv)
+    name = results_name(args, parser)  # before --smoke shrinks the settings
     if args.smoke:
         args.batch, args.steps, args.warmup, args.repeats = 8, 2, 1, 1
         args.chunk = args.chunk or 2
@@ -375,16 +382,59 @@ def main(argv=None) -> dict:
                         depthwise_impl=args.depthwise_impl, conv_impl=args.conv_impl)
         results.append(r)
         print(json.dumps(r), flush=True)
-    out = {"machine": info, "results": results, "command": " ".join(sys.argv)}
+    out = results_record(name, TITLE, header,
+                         [results_table(results, args, threads)], smoke=args.smoke, settings=info,
+                         results=results)
     print(f"\ntrain step, images/s (median of {args.repeats} repeats of {args.steps} steps, A/B alternated); "
           f"{info['cpu']}, {info['cores']} cores, {threads} threads; jax {info['jax']}, torch {info['torch']}; "
           f"XLA_FLAGS={info['xla_flags']!r}; conv {args.conv_impl}, depthwise {args.depthwise_impl}; "
           f"{info['date']}\n")
     print(markdown_table(results))
     print(json.dumps(out, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    save_results(out, args.out)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# The results file
+# --------------------------------------------------------------------------------------------
+TITLE = "Training step on the CPU: cnn_jax's trainer step against PyTorch eager, A/B"
+
+
+def results_name(args, parser) -> str:
+    """bench_train_step, suffixed by the choices that change what is measured."""
+    name = "bench_train_step"
+    if args.models != parser.get_default("models"):
+        name += "_" + args.models.replace(",", "_")
+    if args.conv_impl != "auto":
+        name += f"_conv_{args.conv_impl}"
+    if args.depthwise_impl != "auto":
+        name += f"_depthwise_{args.depthwise_impl}"
+    return name
+
+
+def results_table(results: list[dict], args, threads: int) -> dict:
+    k = args.chunk
+    variants = ["cnn_jax"] + ([f"cnn_jax_chunk{k}"] if k > 1 else [])
+    labels = {"cnn_jax": "1 step/call", f"cnn_jax_chunk{k}": f"{k} steps/call"}
+    headers = (["model (config)"] + [f"cnn_jax, {labels[v]}, img/s" for v in variants]
+               + ["torch img/s"] + [f"{labels[v]} / torch" for v in variants] + ["load before-after"])
+    rows = []
+    for r in results:
+        ips, ratio = r["images_per_s"], r.get("ratio_vs_torch", {})
+        config = MODELS[r["model"]][0] + "".join(f" --config.{o}" for o in MODELS[r["model"]][2])
+        rows.append([f"{r['model']} (`{config}`)"] + [f"{ips[v]:,.0f}" for v in variants]
+                    + [f"{ips['torch']:,.0f}" if "torch" in ips else "-"]
+                    + [f"**{ratio[v]:.2f}x**" if v in ratio else "-" for v in variants]
+                    + [f"{r['load_before']:.1f}-{r['load_after']:.1f}"])
+    return make_table(headers, rows, notes=[
+        f"Images/s, median of {args.repeats} repeats of {args.steps} steps at batch {args.batch} "
+        f"after {args.warmup} warm-up steps, variants alternated, each in its own process, "
+        f"{threads} threads each; random images and labels; conv_impl {args.conv_impl}, "
+        f"depthwise {args.depthwise_impl}. {k} steps/call: {k} steps per jitted call, as the "
+        f"trainer runs with `steps_per_call = {k}`." if k > 1 else
+        f"Images/s, median of {args.repeats} repeats of {args.steps} steps at batch {args.batch}, "
+        f"variants alternated, each in its own process, {threads} threads each."])
 
 
 if __name__ == "__main__":

@@ -48,13 +48,16 @@ from _common import (  # noqa: E402  (the script's own folder first, then the sh
     error_percent,
     experiment_parser,
     format_seconds,
+    make_table,
     markdown_table,
     print_header,
+    results_record,
     run_root,
+    save_results,
     train_run,
-    write_json,
 )
 
+TITLE = "LeCun et al. 1998 Fig. 9 on real MNIST: paper vs ours (test error %)"
 TOLERANCE = 0.3  # points of test error above the paper's number that still pass (issue 4)
 BUDGET_MINUTES = 45.0  # the whole table on this 2-core CPU
 
@@ -93,7 +96,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     rows = [r for r in ROWS if r.key in args.rows]
 
-    env = print_header("LeCun et al. 1998 Fig. 9 on real MNIST: paper vs ours (test error %)")
+    env = print_header(TITLE, argv, __file__)
     data_note = ensure_dataset("mnist", args.data_dir, args.shared_data)
     root = run_root(args.workdir, "lenet_table")
     print(f"data:     {data_note}\nruns in:  {root}", flush=True)
@@ -134,13 +137,50 @@ def main(argv=None) -> dict:
           "schedule), not the paper's (RBF outputs, stochastic diagonal Levenberg-Marquardt); "
           "distortions drawn anew every epoch (this script's docstring says more)")
 
-    payload = {"experiment": "lenet_table", "smoke": args.smoke, **env, "data": data_note,
-               "tolerance_points": TOLERANCE, "rows": results,
-               "total_wall_seconds": round(total, 1), "within_budget": within_budget,
-               "all_pass": None if args.smoke else all(r["pass"] for r in results)}
-    if args.out:
-        write_json(args.out, payload)
-    return payload
+    name = "lenet_table" if len(rows) == len(ROWS) else "lenet_table_" + "_".join(args.rows)
+    record = results_record(
+        name, TITLE, env, [results_table(results, total, within_budget)],
+        experiment="lenet_table", smoke=args.smoke, data=data_note, tolerance_points=TOLERANCE,
+        rows=results, total_wall_seconds=round(total, 1), within_budget=within_budget,
+        all_pass=None if args.smoke else all(r["pass"] for r in results))
+    save_results(record, args.out)
+    return record
+
+
+# --------------------------------------------------------------------------------------------
+# The results file's table, and the rows of the README's results table
+# --------------------------------------------------------------------------------------------
+def config_cell(run: Run) -> str:
+    """A row's config file and overrides, as a markdown code span."""
+    return "`" + " ".join([run.config, *(f"--config.{o}" for o in run.overrides)]) + "`"
+
+
+def results_table(results: list[dict], total: float, within_budget: bool | None) -> dict:
+    by_key = {r.key: r for r in ROWS}
+    budget = {None: "", True: f" (budget {BUDGET_MINUTES:g} min: PASS)",
+              False: f" (budget {BUDGET_MINUTES:g} min: FAIL)"}[within_budget]
+    return make_table(
+        ["row", "config", "paper test error %", "ours %", "ours - paper",
+         f"<= paper + {TOLERANCE}", "epochs", "wall"],
+        [[r["label"], config_cell(by_key[r["row"]].run), f"{r['paper_error']:g}",
+          f"**{r['error']:.2f}**", f"{r['error'] - r['paper_error']:+.2f}",
+          "smoke" if r["pass"] is None else ("PASS" if r["pass"] else "FAIL"),
+          r["results"]["epochs"],
+          format_seconds(r["wall_seconds"]) + (" (reused)" if r["reused"] else "")]
+         for r in results],
+        notes=[f"Total wall time {format_seconds(total)}{budget}.",
+               "Test error of the checkpoint with the best validation accuracy (5,000 digits "
+               "held out of the training set); paper: LeCun et al. 1998, Fig. 9."])
+
+
+def readme_rows(record: dict | None) -> list[dict]:
+    """The rows of the README's results table: one per row of the paper's table, with ours
+    from `record` (a lenet_table results file) or None where it has no such row."""
+    measured = {r["row"]: r for r in (record or {}).get("rows", [])}
+    return [{"what": f"{row.label}, MNIST test error", "how": config_cell(row.run),
+             "ours": f"{measured[row.key]['error']:.2f}%" if row.key in measured else None,
+             "paper": f"{row.paper_error:g}% (LeCun et al. 1998, Fig. 9)"}
+            for row in ROWS]
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Where the CPU time of cnn_jax's train step goes, and what alternative convolution lowerings do
-to it: README "Performance" (the profile of the ResNet-20 step and the convolution levers).
+to it: docs/performance.md (the profile of the ResNet-20 step and the convolution levers).
 
     python experiments/profile_train_step.py --model resnet20                    # time + profile
     python experiments/profile_train_step.py --model resnet20 --conv xla         # XLA's convolutions
@@ -26,6 +26,9 @@ parameters are the same:
              output gradient and input before XLA's own backward convolutions.
 The last three build the model with `conv_impl='xla'` and replace, for this process only, the
 XLA convolution its layers bind.
+
+The results go to experiments/results/profile_train_step_<model>_<conv>.json (or --out; --smoke
+writes none unless --out is given).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+from _common import make_table, results_header, results_record, save_results  # noqa: E402
 from jax import lax  # noqa: E402
 
 CONV_IMPLS = ("auto", "onednn", "xla", "im2col", "tap-dw", "barrier")
@@ -169,7 +173,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--top", type=int, default=15, help="operations listed")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: a check that the script runs")
+    parser.add_argument("--out", help="the results file (default experiments/results/profile_train_step_*.json)")
     args = parser.parse_args(argv)
+    header = results_header(__file__, sys.argv[1:] if argv is None else argv)
     if args.smoke:
         args.model, args.batch, args.steps, args.repeats = "lenet5", 8, 2, 1
     conv_impl = use_conv(args.conv)
@@ -190,7 +196,24 @@ def main(argv=None) -> dict:
     for kind, v in list(ops.items())[:args.top]:
         print(f"  {v:9.2f} ms/step  {kind}")
     print(json.dumps(out))
-    return out
+    fields = {k: v for k, v in out.items() if k not in ("date", "jax", "load_average")}
+    record = results_record(f"profile_train_step_{args.model}_{args.conv.replace('-', '_')}",
+                            f"Where the CPU time of the {args.model} train step goes "
+                            f"(conv {args.conv})", header, [profile_table(out, args)],
+                            smoke=args.smoke, repeats=args.repeats, steps=args.steps, **fields)
+    save_results(record, args.out)
+    return record
+
+
+def profile_table(out: dict, args) -> dict:
+    """The results file's table: ms per step by kind of operation, the largest first."""
+    kinds = list(out["ms_per_step_by_kind"].items())[:args.top]
+    return make_table(
+        ["kind of operation (XLA)", "ms per step"], [[f"`{k}`", f"{v:.2f}"] for k, v in kinds],
+        notes=[f"{out['model']}, conv {out['conv']}, batch {out['batch']}: **{out['ms_per_step']:.1f} "
+               f"ms per step** ({out['images_per_s']:,.0f} images/s), median of {args.repeats} "
+               f"runs of {args.steps} steps; then {args.steps} steps under `jax.profiler.trace`, "
+               f"events summed by kind (the {len(kinds)} largest shown)."])
 
 
 if __name__ == "__main__":

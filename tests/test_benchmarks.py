@@ -1,5 +1,6 @@
 """The speed benchmarks of experiments/ keep running: each one end to end at toy sizes (--smoke),
-checking the shape of what it reports, never a time (README "Performance" holds the numbers)."""
+checking the shape of what it reports and of the results file it writes, never a time (the numbers
+are in experiments/results/, rendered into docs/performance.md)."""
 
 import importlib.util
 import json
@@ -47,8 +48,14 @@ def test_train_step_benchmark_reports_both_sides_and_their_ratio(tmp_path):
     assert all(v > 0 for v in row["images_per_s"].values())
     assert row["ratio_vs_torch"]["cnn_jax"] == pytest.approx(
         row["images_per_s"]["cnn_jax"] / row["images_per_s"]["torch"], rel=1e-2)
-    assert out["machine"]["threads"] >= 1 and len(out["machine"]["load_average"]) == 3
-    assert json.loads((tmp_path / "out.json").read_text())["results"][0]["model"] == "lenet5"
+    assert out["settings"]["threads"] >= 1
+    assert len(out["machine"]["load_average_before"]) == len(out["machine"]["load_average_after"]) == 3
+    assert json.loads((tmp_path / "out.json").read_text()) == json.loads(json.dumps(out))
+    assert out["command"].endswith(f"experiments/bench_train_step.py --smoke --json {tmp_path / 'out.json'}")
+    assert out["name"] == "bench_train_step" and out["smoke"] is True
+    (results_table,) = out["tables"]
+    assert results_table["rows"][0][0] == "lenet5 (`configs/mnist_lenet5.py`)"
+    assert results_table["rows"][0][-3] == f"**{row['ratio_vs_torch']['cnn_jax']:.2f}x**"
     table = bench.markdown_table(out["results"])
     assert table.splitlines()[2].startswith("| lenet5 | 8 |")
 
@@ -75,7 +82,9 @@ def test_fast_mnist_config_is_valid_and_trains_without_a_validation_split():
 def test_gpu_benchmark_runs_every_part_on_the_cpu_at_toy_sizes(shared_data, tmp_path):
     bench = _script("bench_gpu")
     out = bench.main(["--smoke", "--cifar", str(shared_data / "cifar10_jpeg.npz"), "--json", str(tmp_path / "g.json")])
-    assert out["machine"]["platform"] == "cpu"
+    assert out["device"]["platform"] == "cpu" and out["machine"]["devices"].startswith("1 x ")
+    assert [r[0].split(",")[0] for r in out["tables"][0]["rows"]] == [
+        "ResNet-50 training", "ResNet-50 inference", "CIFAR-10"]
     assert out["resnet50_train"]["images_per_s"] > 0 and 0 < out["resnet50_train"]["mfu"] < 1
     assert out["resnet50_infer"]["images_per_s"] > 0
     (run,) = out["airbench"]["runs"]
@@ -126,10 +135,33 @@ def test_each_convolution_lever_of_the_profile_computes_the_same_convolution_and
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_conv_layer_benchmark_reports_each_side_per_shape():
-    rows = _script("bench_conv_layer").main(["--smoke"])
+def test_conv_layer_benchmark_reports_each_side_per_shape(tmp_path):
+    rows = _script("bench_conv_layer").main(["--smoke", "--out", str(tmp_path / "conv.json")])
     assert len(rows) == 1 and rows[0]["jax_fwd_bwd_ms"] > 0 and rows[0]["jax_transpose_chwn_ms"] > 0
     assert "torch_fwd_bwd_ms" in rows[0]  # CI installs torch (the parity tests need it)
+    record = json.loads((tmp_path / "conv.json").read_text())
+    assert record["name"] == "bench_conv_layer" and record["rows"] == rows
+    assert record["tables"][0]["rows"] == [["8x8x64", *(str(rows[0].get(k, "n/a")) for k in (
+        "jax_fwd_bwd_ms", "jax_onednn_fwd_bwd_ms", "torch_fwd_bwd_ms", "jax_transpose_chwn_ms"))]]
+
+
+def test_a_smoke_results_file_renders_with_its_command_machine_and_table(tmp_path):
+    _script("bench_conv_layer").main(["--covering", "--smoke", "--out", str(tmp_path / "cov.json")])
+    record = json.loads((tmp_path / "cov.json").read_text())
+    text = _script("render_results").render_record(record)
+    first, table = text.split("\n\n")[:2]
+    assert first.startswith(f"`{record['command']}` · {record['date'][:10]} ")
+    assert f"{record['machine']['cpu']}, {record['machine']['cores_used']} cores, load average" in first
+    assert f"jax {record['versions']['jax']}" in first and "smoke run" in first
+    assert table.splitlines()[0].startswith("| batch | input ") and table.splitlines()[2].startswith("| 2 ")
+
+
+def test_smoke_runs_write_no_results_file_unless_asked(tmp_path):
+    sys.path.insert(0, str(EXPERIMENTS))
+    common = importlib.import_module("_common")  # the module the scripts share, not a copy
+    assert common.results_path("bench_gpu", None, smoke=True) is None
+    assert common.results_path("bench_gpu", "", smoke=False) == REPO_ROOT / "experiments/results/bench_gpu.json"
+    assert common.results_path("bench_gpu", tmp_path / "g.json", smoke=True) == tmp_path / "g.json"
 
 
 def test_conv_layer_benchmark_times_covering_kernels_three_ways():

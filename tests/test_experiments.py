@@ -3,7 +3,8 @@
 Each script is run in-process on slices of the real data (MNIST, Fashion-MNIST, the JPEG CIFAR-10
 copy) imported into one temporary tfds data_dir; --smoke trains every row for an epoch or two on
 a few hundred images, so only the shape of the output is checked here, not the papers' numbers
-(those come from the full runs, whose results are in the README).
+(those come from the full runs, whose results files in experiments/results/ are rendered into the
+README and docs/results.md by experiments/render_results.py, checked here too).
 """
 
 import importlib.util
@@ -104,6 +105,25 @@ def test_lenet_table_rows_option_runs_only_the_rows_asked_for(small_data_dir, tm
     payload = _smoke("lenet_table", small_data_dir, tmp_path, "--rows", "fc300", "linear")
     assert [r["row"] for r in payload["rows"]] == ["linear", "fc300"]  # in the table's order
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["fc300", "linear"]
+    assert payload["name"] == "lenet_table_fc300_linear"
+    assert [row[0] for row in payload["tables"][0]["rows"]] == ["FC 10 only (linear)", "FC 300-10"]
+
+    # The README's results table shows the measured rows and names the command for the others.
+    table = _script("render_results").readme_table(tmp_path).split("\n\n")[0].splitlines()
+    rows = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in table[2:]}
+    measured = {r["label"]: r["error"] for r in payload["rows"]}
+    assert rows["FC 300-10, MNIST test error"] == f"**{measured['FC 300-10']:.2f}%**"
+    assert rows["LeNet-5, MNIST test error"] == "run `python experiments/lenet_table.py`"
+    assert rows["ReLU vs tanh, CIFAR-10: epochs to 25% training error, tanh / ReLU"].startswith("run ")
+
+
+def test_committed_docs_are_what_the_committed_results_files_render(capsys):
+    render = _script("render_results")
+    assert render.main(["--check"]) == 0, capsys.readouterr().out
+    for path in render.RESULTS_DIR.glob("*.json"):  # every committed file has what a section shows
+        record = json.loads(path.read_text())
+        assert not record.get("smoke"), path
+        assert {"command", "date", "machine", "versions", "tables"} <= set(record), path
 
 
 @pytest.mark.parametrize("spec", ["mnist_mlp.py:distorted", "cifar10_activations.py",
