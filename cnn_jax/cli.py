@@ -6,6 +6,7 @@
     cnn-jax predict --workdir runs/x image.png ...     # top-5 classes, or a PNG overlay per image
     cnn-jax report --workdir runs/x                    # runs/x/report/index.html and its PNGs
     cnn-jax data import mnist --from PATH [--data_dir DIR]
+    cnn-jax data generate digit_scenes [--data_dir DIR]
     cnn-jax data list [--data_dir DIR]
     cnn-jax models [--family resnet]
 
@@ -94,6 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     di.add_argument("--from", dest="path", required=True,
                     help="a folder of the standard distribution files, an archive, or an .npz")
     di.add_argument("--data_dir", help="tfds data_dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    dg = dsub.add_parser("generate", help="generate a dataset with exact ground truth (digit scenes)")
+    dg.add_argument("name", help="digit_scenes, digit_scenes_single, or a variant such as "
+                                 "digit_scenes/canvas=96,max_digits=6")
+    dg.add_argument("--data_dir", help="tfds data_dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     dl = dsub.add_parser("list", help="datasets prepared in the data_dir")
     dl.add_argument("--data_dir")
 
@@ -198,10 +203,17 @@ def _dispatch(args, overrides: list[str]) -> int:
         print(write_report(load_run(args.workdir, args.checkpoint), args.out, args.split))
         return 0
     if args.command == "data":
-        from cnn_jax.data import data_main_import, default_data_dir, list_prepared
+        from cnn_jax.data import (
+            data_main_generate,
+            data_main_import,
+            default_data_dir,
+            list_prepared,
+        )
 
         if args.data_command == "import":
             print(data_main_import(args.name, args.path, args.data_dir))
+        elif args.data_command == "generate":
+            print(data_main_generate(args.name, args.data_dir))
         else:
             for line in list_prepared(args.data_dir or default_data_dir()):
                 print(line)

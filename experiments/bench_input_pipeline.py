@@ -198,7 +198,7 @@ def bench_augment_pipeline(dataset: str, augment: dict, images: np.ndarray, labe
                            batch: int, num_batches: int) -> dict[str, float]:
     """Images/s of the cached Grain train pipeline (gather + augmentation), as the trainer reads it."""
     spec = catalog.DATASETS[dataset]
-    source = ArraySource(images, labels, np.arange(len(labels)))
+    source = ArraySource({"image": images, "label": labels}, np.arange(len(labels)))
     aug = build_augment(augment, image_shape=spec.image_shape, num_classes=spec.num_classes)
     pipe = InputPipeline(spec, source, None, source, seed=0, batch_size=batch, eval_batch_size=batch,
                          process_index=0, process_count=1, augment=aug, cached=True, num_workers=0)

@@ -116,3 +116,16 @@ def test_predict_prints_the_top_five_classes_the_run_gives_an_image_file(mnist_d
     expected = np.argsort(-np.asarray(run.predict(digit[None, :, :, None]))[0])[:5]
     assert classes == expected.tolist() and probabilities == sorted(probabilities, reverse=True)
     assert main(["predict", "--workdir", str(workdir), str(tmp_path / "nope.png")]) == 2
+
+
+def test_data_generate_writes_digit_scenes_from_imported_mnist(mnist_data_dir, tmp_path, capsys):
+    import shutil
+
+    data_dir = tmp_path / "tfds"
+    shutil.copytree(mnist_data_dir, data_dir)
+    name = "digit_scenes/train_size=64,test_size=16"
+    assert main(["data", "generate", name, "--data_dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "64" in out and "16" in out
+    assert main(["data", "list", "--data_dir", str(data_dir)]) == 0
+    assert "digit_scenes" in capsys.readouterr().out

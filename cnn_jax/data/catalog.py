@@ -18,6 +18,17 @@ their `image_shape`; they use the ImageNet statistics (0.485, 0.456, 0.406)/(0.2
   * imagenette (fast.ai's 10-class ImageNet subset, full-size v2): tfds downloads it.
   * any ImageFolder tree, named `folder:/path/to/root` (see cnn_jax.data.folder): read straight
     from the files, nothing to prepare.
+
+Datasets with targets beyond a label (`DatasetSpec.targets`, the keys of cnn_jax.data.targets):
+  * digit_scenes: generated canvases of MNIST digits with exact segmentation (11 pixel classes:
+    background + 10 digits), instances and tight boxes (cnn_jax.data.scenes); prepared from the
+    imported MNIST on first use. 'digit_scenes/canvas=96,max_digits=6,train_size=20000' names a
+    variant (the fields of scenes.DigitSceneParams), stored beside the default.
+  * digit_scenes_single: one digit per canvas, with its `label` and box (localisation).
+  * nuclei_dsb2018: the 2018 Data Science Bowl image (Caicedo et al. 2019) in shared/data: 128 x 128
+    tiles of its left half for training, the tiles of its right half for testing.
+  * voc2012_segmentation: Pascal VOC 2012 segmentation (Everingham et al. 2010) from a local copy,
+    photos of varying size with 21 pixel classes and 255 as the void border.
 """
 
 from __future__ import annotations
@@ -26,7 +37,11 @@ import dataclasses
 import difflib
 import os
 
+import numpy as np
+
 from cnn_jax.data import folder
+from cnn_jax.data.scenes import DigitSceneParams
+from cnn_jax.data.targets import BOX_TARGETS, IGNORE
 from cnn_jax.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -53,10 +68,54 @@ class DatasetSpec:
     variable_size: bool = False
     manual_files: tuple[str, ...] = ()  # files tfds prepares from, put in <data_dir>/downloads/manual
     folder: str = ""  # root of an ImageFolder tree ('folder:' datasets); no tfds builder then
+    # What a batch carries besides 'image' (cnn_jax.data.targets). num_classes counts the classes
+    # of 'label' when there is one, else the pixel classes of 'segmentation', background included.
+    targets: tuple[str, ...] = ("label",)
+    max_boxes: int = 0  # rows of 'boxes' / 'classes' / 'box_mask' (padding included)
+    object_classes: int = 0  # detection classes 0..K-1 of 'classes' (background is not one)
+    # Where the data comes from: 'tfds' (tfds' builder, or `cnn-jax data import`), 'import' (only
+    # `cnn-jax data import`), 'generated' (`cnn-jax data generate`, or the first run that needs it).
+    origin: str = "tfds"
+    # Photos with dense targets: evaluation images are padded (IGNORE in the targets) to
+    # eval_size x eval_size, so every pixel of every image counts once; 0: image_shape.
+    eval_size: int = 0
 
     @property
     def tfds_full_name(self) -> str:
         return f"{self.tfds_name}:{self.tfds_version}" if self.tfds_version else self.tfds_name
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The names of the num_classes classes (pixel classes for segmentation datasets)."""
+        return self.label_names
+
+    @property
+    def ignore_index(self) -> int:
+        """The 'segmentation' value of pixels that do not count."""
+        return IGNORE
+
+    @property
+    def eval_image_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of evaluation images: image_shape, or eval_size square for padded photos."""
+        if self.eval_size:
+            return (self.eval_size, self.eval_size, self.image_shape[2])
+        return self.image_shape
+
+    def example_arrays(self, image_shape: tuple[int, ...] | None = None) -> dict[str, tuple]:
+        """{key: (shape, dtype)} of one example of a batch: 'image' then the targets, in the
+        order batches hold them (cnn_jax.data.targets), for images of `image_shape` (default:
+        the training image_shape)."""
+        h, w, c = image_shape or self.image_shape
+        shapes = {"image": ((h, w, c), np.uint8), "label": ((), np.int32),
+                  "segmentation": ((h, w), np.uint8), "boxes": ((self.max_boxes, 4), np.float32),
+                  "classes": ((self.max_boxes,), np.int32), "box_mask": ((self.max_boxes,), bool),
+                  "instances": ((h, w), np.uint8)}
+        return {k: shapes[k] for k in ("image", *self.targets)}
+
+    def zeros(self, n: int, image_shape: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
+        """A batch of n all-zero examples (the padding of evaluation batches)."""
+        return {k: np.zeros((n, *shape), dtype) for k, (shape, dtype) in
+                self.example_arrays(image_shape).items()}
 
 
 CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer",
@@ -82,7 +141,15 @@ CIFAR100_COARSE_LABELS = (
     "reptiles", "small_mammals", "trees", "vehicles_1", "vehicles_2",
 )
 
+VOC_LABELS = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+              "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+              "sheep", "sofa", "train", "tvmonitor")
+DIGITS = tuple(str(i) for i in range(10))
+DETECTION = ("segmentation", *BOX_TARGETS, "instances")
+
 DEFAULT_IMAGE_SIZE = 224  # training crop of ImageNet-style datasets when data.image_size=0
+NUCLEI_TILE = 128  # side of the nuclei_dsb2018 tiles (cnn_jax.data.dense_formats)
+NUCLEI_MAX_BOXES = 32  # more than the nuclei any tile holds (checked at import)
 
 DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
@@ -128,8 +195,64 @@ DATASETS: dict[str, DatasetSpec] = {
         source_url="https://s3.amazonaws.com/fast-ai-imageclas/imagenette2.tgz",
         description="Imagenette v2 (fast.ai): 9,469 train / 3,925 validation full-size photos "
                     "of 10 easy ImageNet classes"),
+    "nuclei_dsb2018": DatasetSpec(
+        name="nuclei_dsb2018", tfds_name="nuclei_dsb2018", tfds_version="1.0.0",
+        image_shape=(NUCLEI_TILE, NUCLEI_TILE, 1), num_classes=2, object_classes=1,
+        max_boxes=NUCLEI_MAX_BOXES, targets=DETECTION, label_names=("background", "nucleus"),
+        # the training (left) half of the image, in [0, 1] pixel units
+        mean=(0.1355,), std=(0.1042,), origin="import",
+        description="2018 Data Science Bowl nuclei (Caicedo et al. 2019, BBBC038; the stardist "
+                    "sample): one 512x512 fluorescence image, 125 nuclei; train = 65 tiles of "
+                    "128x128 at stride 32 over the left half (columns 0-255), test = the 8 tiles "
+                    "that cover the right half (columns 256-511) exactly"),
+    "voc2012_segmentation": DatasetSpec(
+        name="voc2012_segmentation", tfds_name="voc2012_segmentation", tfds_version="1.0.0",
+        image_shape=(320, 320, 3), num_classes=21, targets=("segmentation",),
+        label_names=VOC_LABELS, mean=IMAGENET_MEAN, std=IMAGENET_STD, test_split="validation",
+        variable_size=True, eval_size=512, origin="import",
+        source_url="http://host.robots.ox.ac.uk/pascal/VOC/voc2012/",
+        description="Pascal VOC 2012 segmentation (Everingham et al. 2010): 1,464 train (10,582 "
+                    "with SBD's train_aug) / 1,449 val photos up to 500x500, 20 classes + "
+                    "background, 255 = void; trained on random scale-and-crops, evaluated whole "
+                    "(padded to 512x512)"),
 }
 
+
+def _digit_scenes_spec(name: str, params: DigitSceneParams, single: bool) -> DatasetSpec:
+    """The spec of one digit-scene variant (cnn_jax.data.scenes): a tfds config per parameters."""
+    base = "digit_scenes_single" if single else "digit_scenes"
+    c = params.canvas
+    what = ("one digit" if single else f"{params.min_digits}-{params.max_digits} digits")
+    common = dict(
+        name=name, tfds_name=f"{base}/{params.config_name()}", tfds_version="1.0.0",
+        image_shape=(c, c, 1), object_classes=10, max_boxes=params.max_digits,
+        # pixel statistics of the default training scenes
+        mean=(0.1020,), std=(0.2640,), origin="generated",
+        description=f"generated from MNIST (LeCun et al. 1998): {c}x{c} canvases of {what} "
+                    f"{params.min_height}-{params.max_height} px tall, {params.train_size:,} train "
+                    f"(training digits) / {params.test_size:,} test (test digits), seed "
+                    f"{params.seed}")
+    if single:
+        return DatasetSpec(**common, num_classes=10, label_names=DIGITS,
+                           targets=("label", *BOX_TARGETS, "instances"))
+    return DatasetSpec(**common, num_classes=11, label_names=("background", *DIGITS),
+                       targets=DETECTION)
+
+
+GENERATED = ("digit_scenes", "digit_scenes_single")
+DATASETS["digit_scenes"] = _digit_scenes_spec("digit_scenes", DigitSceneParams(), single=False)
+DATASETS["digit_scenes_single"] = _digit_scenes_spec(
+    "digit_scenes_single", DigitSceneParams(min_digits=1, max_digits=1), single=True)
+
+
+def digit_scene_params(name: str) -> DigitSceneParams:
+    """The generation parameters of 'digit_scenes[/k=v,...]' or 'digit_scenes_single[/k=v,...]'."""
+    base, _, options = name.partition("/")
+    if base not in GENERATED:
+        raise ValueError(f"{name!r} is not a generated dataset ({', '.join(GENERATED)})")
+    if base == "digit_scenes_single":
+        return DigitSceneParams.parse(options, min_digits=1, max_digits=1)
+    return DigitSceneParams.parse(options)
 
 
 def get_dataset_spec(name: str, image_size: int = 0) -> DatasetSpec:
@@ -144,6 +267,13 @@ def get_dataset_spec(name: str, image_size: int = 0) -> DatasetSpec:
         raise ValueError(f"data.image_size must not be negative, got {image_size}")
     if folder.is_folder_name(name):
         return _folder_spec(name, image_size or DEFAULT_IMAGE_SIZE)
+    base, variant, _ = str(name).partition("/")
+    if variant and base in GENERATED:
+        params = digit_scene_params(name)
+        single = base == "digit_scenes_single"
+        options = params.options(skip=("min_digits", "max_digits") if single else ())
+        spec = _digit_scenes_spec(f"{base}/{options}" if options else base, params, single)
+        return _with_image_size(spec, image_size)
     try:
         spec = DATASETS[name]
     except KeyError:
@@ -151,6 +281,12 @@ def get_dataset_spec(name: str, image_size: int = 0) -> DatasetSpec:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"unknown dataset {name!r}{hint}; known: {', '.join(DATASETS)}, "
                          f"or folder:ROOT for an ImageFolder tree") from None
+    return _with_image_size(spec, image_size)
+
+
+def _with_image_size(spec: DatasetSpec, image_size: int) -> DatasetSpec:
+    """`spec` with the training crop data.image_size (photos), after checking it fits."""
+    name = spec.name
     if spec.variable_size:
         if image_size and image_size != spec.image_shape[0]:
             spec = dataclasses.replace(spec, image_shape=(image_size, image_size, 3))

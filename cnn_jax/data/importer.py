@@ -4,35 +4,31 @@ exactly what tfds' builder would write.
 `cnn_jax.data.formats` reads the files (MNIST/Fashion-MNIST IDX, CIFAR batches, .npz arrays or
 JPEG bytes) into uint8 arrays; `import_local` checks them against the catalogue and writes the
 tfds dataset: same name, version, features, split names and label names, so the same pipeline
-(and `tfds.load` for TensorFlow users) reads it. A record of where it came from
-(`prepare.IMPORT_RECORD`) is written beside it.
+(and `tfds.load` for TensorFlow users) reads it. Datasets with masks that tfds has no builder for
+(nuclei_dsb2018, voc2012_segmentation) are read by `cnn_jax.data.dense_formats` and written with
+the features of their catalogue spec (`writer.dataset_info`). A record of where the data came
+from (`prepare.IMPORT_RECORD`) is written beside it (cnn_jax.data.writer).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 
-from cnn_jax.data import formats
+from cnn_jax.data import dense_formats, formats, writer
 from cnn_jax.data.catalog import (
     CIFAR10_LABELS,
     CIFAR100_COARSE_LABELS,
     CIFAR100_LABELS,
     DatasetSpec,
     get_dataset_spec,
-    resolve_data_dir,
 )
-from cnn_jax.data.prepare import IMPORT_RECORD, import_hint
+from cnn_jax.data.prepare import import_hint
 from cnn_jax.errors import DataImportError
 
 log = logging.getLogger(__name__)
@@ -68,12 +64,6 @@ _NAMES_SET_AT_PREPARE = {
     "cifar10": {"label": CIFAR10_LABELS},
     "cifar100": {"label": CIFAR100_LABELS, "coarse_label": CIFAR100_COARSE_LABELS},
 }
-
-
-def _png(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _validated(spec: DatasetSpec, data: formats.LocalData, source: str) -> formats.LocalData:
@@ -122,9 +112,9 @@ def _verification_note(spec: DatasetSpec, data: formats.LocalData) -> str | None
     return "not identical to the canonical IDX files (MD5 differs: a subset or a modified copy)"
 
 
-def _examples(spec: DatasetSpec, split: str, a: formats.SplitArrays, builder) -> list[dict]:
-    pngs = formats.parallel_map(_png, a.images)
-    features = set(builder.info.features.keys())
+def _examples(spec: DatasetSpec, split: str, a: formats.SplitArrays, features) -> list[dict]:
+    pngs = formats.parallel_map(writer.encode_png, a.images)
+    features = set(features.keys())
     examples = []
     for i, png in enumerate(pngs):
         ex = {spec.image_key: png, spec.label_key: int(a.labels[i])}
@@ -141,6 +131,10 @@ def _import(name: str, path: str | os.PathLike, data_dir: str | os.PathLike | No
         spec = get_dataset_spec(name)
     except ValueError as e:
         raise DataImportError(str(e)) from None
+    if spec.origin == "generated":
+        raise DataImportError(f"{name} is generated, not imported: {import_hint(name)}")
+    if spec.origin == "import":
+        return _import_dense(spec, path, data_dir)
     if spec.variable_size:
         raise DataImportError(f"{name} photos are not imported: {import_hint(name)} "
                               f"(or let tfds prepare it)")
@@ -153,43 +147,37 @@ def _import(name: str, path: str | os.PathLike, data_dir: str | os.PathLike | No
     if data.lossy:
         log.warning("%s from %s: the pixels are JPEG-degraded, not the original pixels", name, source)
 
-    root = Path(resolve_data_dir(data_dir))
-    root.mkdir(parents=True, exist_ok=True)
-    target = root / spec.tfds_name / spec.tfds_version
-    # Write into a temporary folder of the same file system and rename it into place at the end:
-    # tfds treats any folder with a dataset_info.json as prepared, so a failed or interrupted
-    # import must never leave one at `target`.
-    staging = Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=root))
-    try:
-        builder = tfds.builder(spec.tfds_full_name, data_dir=os.fspath(staging),
-                               file_format="array_record")
+    def info_for(staging: str):
+        builder = tfds.builder(spec.tfds_full_name, data_dir=staging, file_format="array_record")
         for feature, default in _NAMES_SET_AT_PREPARE.get(name, {}).items():
             builder.info.features[feature].names = data.label_names.get(feature) or list(default)
-        os.makedirs(builder.data_dir)
-        writer = tfds.core.SequentialWriter(builder.info, max_examples_per_shard=100_000,
-                                            overwrite=True, file_format="array_record")
-        splits = (spec.train_split, spec.test_split)
-        writer.initialize_splits(list(splits))
-        counts = {}
-        for split in splits:
-            a = data.splits[split]
-            writer.add_examples({split: _examples(spec, split, a, builder)})
-            counts[split] = len(a.labels)
-        writer.close_all()
-        record = {"source": source, "format": data.source_format, "lossy": data.lossy,
-                  "notes": data.notes, "counts": counts}
-        Path(builder.data_dir, IMPORT_RECORD).write_text(json.dumps(record, indent=2))
+        return builder.info
 
-        target.parent.mkdir(parents=True, exist_ok=True)
-        replaced = target.exists()
-        if replaced:  # move the old copy aside first; it is deleted with the staging folder
-            os.rename(target, staging / "replaced")
-        os.rename(builder.data_dir, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return ImportReport(name=name, counts=counts, target=os.fspath(target), source=source,
+    def examples_for(info) -> dict[str, list[dict]]:
+        return {split: _examples(spec, split, data.splits[split], info.features)
+                for split in (spec.train_split, spec.test_split)}
+
+    record = {"source": source, "format": data.source_format, "lossy": data.lossy,
+              "notes": data.notes}
+    written = writer.write_dataset(spec, data_dir, info_for, examples_for, record)
+    return ImportReport(name=name, counts=written.counts, target=written.target, source=source,
                         source_format=data.source_format, lossy=data.lossy, notes=data.notes,
-                        replaced=replaced)
+                        replaced=written.replaced)
+
+
+def _import_dense(spec: DatasetSpec, path: str | os.PathLike,
+                  data_dir: str | os.PathLike | None) -> ImportReport:
+    """Imports a dataset with masks (dense_formats) under the features of its catalogue spec."""
+    source = os.fspath(Path(path).expanduser())
+    data = dense_formats.read_dense(spec, source)
+    record = {"source": source, "format": data.source_format, "lossy": False, "notes": data.notes}
+    written = writer.write_dataset(
+        spec, data_dir, lambda staging: writer.dataset_info(spec, staging),
+        lambda info: {s: writer.encode_examples(examples) for s, examples in data.splits.items()},
+        record)
+    return ImportReport(name=spec.name, counts=written.counts, target=written.target,
+                        source=source, source_format=data.source_format, lossy=False,
+                        notes=data.notes, replaced=written.replaced)
 
 
 def import_local(name: str, path: str | os.PathLike, data_dir: str | os.PathLike | None) -> dict[str, int]:
@@ -198,7 +186,9 @@ def import_local(name: str, path: str | os.PathLike, data_dir: str | os.PathLike
     `path`: a folder of the standard distribution files (MNIST/Fashion-MNIST IDX, .gz or not;
     CIFAR python or binary batches, or their .tar.gz), or a .npz (x_train, y_train, x_test,
     y_test; or JPEG bytes + offsets as shared/data/cifar10_jpeg.npz, with an optional
-    `<stem>_test_order.npz` beside it). Examples keep the source order. An existing copy in
+    `<stem>_test_order.npz` beside it); for nuclei_dsb2018 shared/data/nuclei_dsb2018.npz, for
+    voc2012_segmentation a VOCdevkit folder (layouts in cnn_jax.data.dense_formats). Examples
+    keep the source order. An existing copy in
     `data_dir` is replaced atomically. Raises DataImportError (one line) on bad input.
     """
     return _import(name, path, data_dir).counts

@@ -5,13 +5,21 @@
                                                       # + 'targets' float32 (B, K) with mixup/cutmix
     for batch in pipe.eval_batches('val'): ...                   # + 'mask' (False on padding)
 
+Batches hold 'image' and the targets the dataset carries (`DatasetSpec.targets`: 'label', or
+'segmentation', 'boxes', 'classes', 'box_mask', 'instances'; dtypes and shapes in
+cnn_jax.data.targets); every key travels through the cache, the splits, the padding, the
+multi-host slicing and the augmentation as the images do.
+
 Design:
   * Reading (cnn_jax.data.sources): `tfds.data_source` over the array_record files (no
     TensorFlow); with `data.cache=True` a split is decoded once into uint8 arrays and kept on disk
     beside the tfds files (cnn_jax.data.cache). Photographs of varying size (ImageNet-style:
     imagenet2012, imagenette, 'folder:ROOT' trees; `DatasetSpec.variable_size`) are decoded per
     record by `transforms.PhotoTransform` (PIL decode to RGB, then the random resized crop for
-    training, resize-256-center-crop-224 for evaluation).
+    training, resize-256-center-crop-224 for evaluation); photos with masks (VOC) by
+    `photo_targets.DensePhotoTransform` (random scale and crop for training, the whole photo
+    padded to `DatasetSpec.eval_size` for evaluation). Generated datasets (digit scenes) are
+    generated into the data_dir the first time a run needs them (cnn_jax.data.generate).
   * Splits (cnn_jax.data.splits): validation and an optional test set are held out of the train
     split by a permutation fixed by `data.split_seed` alone.
   * Grain (cnn_jax.data.batches): one `grain.MapDataset` element is one batch, built and
@@ -51,8 +59,8 @@ import grain
 import numpy as np
 from absl import flags as absl_flags
 
-from cnn_jax.data import cache, prepare
-from cnn_jax.data.augment import Compose, build_augment
+from cnn_jax.data import cache, generate, prepare
+from cnn_jax.data.augment import Compose, build_augment, check_for_targets
 from cnn_jax.data.batches import (
     AugmentBatch,
     EvalBatches,
@@ -61,6 +69,7 @@ from cnn_jax.data.batches import (
     TrainBatches,
 )
 from cnn_jax.data.catalog import DatasetSpec, get_dataset_spec
+from cnn_jax.data.photo_targets import AnyPhotoTransform, DensePhotoTransform
 from cnn_jax.data.sources import PhotoSource, RecordSource, Source, open_sources, photo_records
 from cnn_jax.data.splits import train_val_test_rows
 from cnn_jax.data.streams import shuffle_rng
@@ -115,15 +124,22 @@ def dataset_spec_from_config(data_config: Mapping[str, Any] | Any) -> DatasetSpe
     checks that need no data: unknown or negative options, image sizes, augmentation that does
     not fit the dataset. For a 'folder:' dataset it lists the class folders, nothing more.
 
-    Raises ValueError (one line). `config.validate_config` calls it before any run starts.
+    Raises ValueError (one line; ConfigError when the augmentation cannot move the dataset's
+    targets, `augment.check_for_targets`). `config.validate_config` calls it before any run.
     """
     return _resolve_spec(DataConfig.from_config(data_config))
 
 
 def _resolve_spec(cfg: DataConfig) -> DatasetSpec:
     spec = get_dataset_spec(cfg.name, cfg.image_size)
+    check_for_targets(cfg.augment, spec.targets)
     _build_augment(cfg, spec)  # bad augmentation options fail here, before any data is read
-    if spec.variable_size:
+    if spec.variable_size and spec.eval_size:  # photos with masks: evaluated whole, padded
+        if spec.eval_size < spec.image_shape[0]:
+            raise ValueError(f"data.image_size={spec.image_shape[0]} is larger than the "
+                             f"{spec.eval_size}x{spec.eval_size} evaluation images of {spec.name}: "
+                             f"use at most {spec.eval_size}")
+    elif spec.variable_size:
         size = spec.image_shape[0]
         if cfg.eval_resize and cfg.eval_resize < size:
             raise ValueError(f"data.eval_resize={cfg.eval_resize} is smaller than the {size}x{size} "
@@ -155,7 +171,7 @@ class InputPipeline:
     def __init__(self, spec: DatasetSpec, train: Source, val: Source | None, test: Source, *,
                  seed: int, batch_size: int, eval_batch_size: int, process_index: int,
                  process_count: int, augment: Compose, cached: bool, num_workers: int,
-                 transform: PhotoTransform | None = None):
+                 transform: AnyPhotoTransform | None = None):
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value < 1 or value % process_count:
                 raise ValueError(f"{key}={value} must be a positive multiple of the "
@@ -266,7 +282,7 @@ class InputPipeline:
         if isinstance(source, PhotoSource):
             return self._iterate(self._photo_eval_dataset(source))
         batches = EvalBatches(source, self.eval_batch_size, self.local_eval_batch_size,
-                              self.process_index, self.spec.image_shape)
+                              self.process_index, self.spec)
         return self._iterate(grain.MapDataset.source(batches))
 
     def _photo_eval_dataset(self, source: PhotoSource) -> grain.MapDataset:
@@ -276,7 +292,7 @@ class InputPipeline:
         grid = (np.arange(num_batches)[:, None] * g + self.process_index * b + np.arange(b)).reshape(-1)
         rows = np.where(grid < n, source.rows[np.minimum(grid, n - 1)], -1)
         ds = grain.MapDataset.source(rows)
-        ds = ds.map(PhotoEvalRecord(source.records, self.transform, self.spec.image_shape))
+        ds = ds.map(PhotoEvalRecord(source.records, self.transform, self.spec))
         return ds.batch(b, drop_remainder=True)
 
 
@@ -295,11 +311,19 @@ def create_input_pipeline(data_config: Mapping[str, Any] | Any, *, seed: int, ba
                    augment=_build_augment(cfg, spec), cached=cfg.cache,
                    num_workers=cfg.num_workers)
     if spec.variable_size:
-        train, val, test = _photo_sources(cfg, spec)
-        transform = PhotoTransform(spec.image_shape[0], cfg.eval_resize, cfg.random_resized_crop)
+        transform = _photo_transform(cfg, spec)
+        train, val, test = _photo_sources(cfg, spec, transform)
         return InputPipeline(spec, train, val, test, transform=transform, **options)
     train, val, test = _array_sources(cfg, spec)
     return InputPipeline(spec, train, val, test, **options)
+
+
+def _photo_transform(cfg: DataConfig, spec: DatasetSpec) -> AnyPhotoTransform:
+    """The per-photo transform: with masks or boxes the one that moves them with the photo."""
+    if spec.targets == ("label",):
+        return PhotoTransform(spec.image_shape[0], cfg.eval_resize, cfg.random_resized_crop)
+    return DensePhotoTransform(spec.image_shape[0], spec.eval_size, cfg.random_resized_crop,
+                               spec.max_boxes)
 
 
 def _rows(cfg: DataConfig, num_examples: int):
@@ -310,7 +334,10 @@ def _rows(cfg: DataConfig, num_examples: int):
 
 def _array_sources(cfg: DataConfig, spec: DatasetSpec) -> tuple[Source, Source | None, Source]:
     """Train, val (None without) and test sources of a fixed-size dataset, decoded once into
-    memory with data.cache, else read record by record."""
+    memory with data.cache, else read record by record; a generated dataset is generated first
+    if the data_dir lacks it."""
+    if spec.origin == "generated":
+        generate.ensure_generated(spec.name, cfg.data_dir, cfg.download)
     builder, sources, real = open_sources(spec, cfg.data_dir, cfg.download)
     if real:
         record = prepare.import_record(builder)
@@ -336,8 +363,8 @@ def _array_sources(cfg: DataConfig, spec: DatasetSpec) -> tuple[Source, Source |
     return out["train"], out.get("val"), out["test"]
 
 
-def _photo_sources(cfg: DataConfig,
-                   spec: DatasetSpec) -> tuple[PhotoSource, PhotoSource | None, PhotoSource]:
+def _photo_sources(cfg: DataConfig, spec: DatasetSpec, transform: AnyPhotoTransform
+                   ) -> tuple[PhotoSource, PhotoSource | None, PhotoSource]:
     """Train, val (None without) and test sources of an ImageNet-style dataset; with data.cache
     every photo they hold is decoded once (cache.cache_photos)."""
     train_records, test_records = photo_records(spec, cfg.data_dir, cfg.download)
@@ -345,7 +372,6 @@ def _photo_sources(cfg: DataConfig,
     held_out = held_test_idx is not None  # data.test_size: the test set is part of train
     test_idx = held_test_idx if held_out else np.arange(len(test_records))
     if cfg.cache:
-        transform = PhotoTransform(spec.image_shape[0], cfg.eval_resize, False)
         parts = [p for p in (train_idx, val_idx, held_test_idx) if p is not None]
         train_records = cache.cache_photos(train_records, np.concatenate(parts), transform,
                                            f"{spec.name}/{spec.train_split}")

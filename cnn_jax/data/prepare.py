@@ -6,6 +6,10 @@ needed). `ensure_prepared` uses the copy in the data_dir if there is one; else t
 `download_and_prepare` builds it (needs the network and TensorFlow: ``pip install
 'cnn-jax[tf]'``; ImageNet from the tars a user downloads); else it raises DataNotPreparedError
 naming the fix, usually `cnn-jax data import NAME --from PATH` (cnn_jax.data.importer).
+
+Datasets tfds has no builder for (`DatasetSpec.origin` 'import' or 'generated': nuclei, VOC
+segmentation, digit scenes) are written in the same format by cnn_jax.data.importer and
+cnn_jax.data.generate and read back from their files (`tfds.builder_from_directory`).
 """
 
 from __future__ import annotations
@@ -37,15 +41,29 @@ def tfds_builder(name: str, data_dir: str | os.PathLike | None):
     """
     spec = get_dataset_spec(name)
     where = resolve_data_dir(data_dir)
+    if spec.origin != "tfds":
+        path = dataset_path(spec, where)
+        if not (path / "dataset_info.json").is_file():
+            raise DataNotPreparedError(f"dataset {name!r} is not prepared in {where}: "
+                                       f"{import_hint(name)}")
+        return tfds.builder_from_directory(os.fspath(path))
     builder = tfds.builder(spec.tfds_full_name, data_dir=where)
     if is_prepared(builder):
         return builder
     return tfds.builder(spec.tfds_full_name, data_dir=where, file_format="array_record")
 
 
+def dataset_path(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> Path:
+    """Where `spec`'s files are (or go): <data_dir>/<tfds name>[/<config>]/<version>."""
+    return Path(resolve_data_dir(data_dir), spec.tfds_name, spec.tfds_version)
+
+
 def import_hint(name: str) -> str:
     """How a user gets `name` into the data_dir without tfds' download (for error messages)."""
-    if name in DATASETS and DATASETS[name].variable_size:
+    spec = DATASETS.get(name.partition("/")[0])  # 'digit_scenes/k=v': a variant of digit_scenes
+    if spec is not None and spec.origin == "generated":
+        return f"run `cnn-jax data generate {name}` (it needs only MNIST imported)"
+    if spec is not None and spec.origin == "tfds" and spec.variable_size:
         # Photos are not imported: an extracted copy is read in place as an ImageFolder tree.
         return ("put its images in ROOT/train/<class>/ and ROOT/val/<class>/ and use "
                 "data.name=folder:ROOT")
@@ -144,7 +162,7 @@ def ensure_prepared(name: str, data_dir: str | os.PathLike | None, download: boo
     if spec.folder:
         raise ValueError(f"{name} is an ImageFolder tree: it is read in place, not prepared")
     where = resolve_data_dir(data_dir)
-    builder = tfds_builder(name, where)
+    builder = tfds_builder(name, where)  # datasets without a tfds builder: there, or the hint
     if is_prepared(builder):
         check_readable(builder, name, where)
         return builder
@@ -169,22 +187,29 @@ def ensure_prepared(name: str, data_dir: str | os.PathLike | None, download: boo
 
 
 def list_prepared(data_dir: str | os.PathLike | None) -> list[str]:
-    """One line per catalogue dataset prepared in `data_dir`: name, version, split sizes, origin."""
+    """One line per catalogue dataset prepared in `data_dir`: name, version, split sizes, origin
+    (every variant of a generated dataset)."""
     root = resolve_data_dir(data_dir)
     lines = []
     for name, spec in DATASETS.items():
-        variant = Path(root, spec.tfds_name, spec.tfds_version)
-        if not (variant / "dataset_info.json").is_file():
-            continue
-        builder = tfds_builder(name, root)
-        counts = ", ".join(f"{s} {info.num_examples}" for s, info in builder.info.splits.items())
-        origin = "prepared by tfds"
-        record = _read_import_record(variant)
-        if record is not None:
-            origin = f"imported from {record.get('source')} ({record.get('format')})"
-            if record.get("lossy"):
-                origin += ", JPEG-degraded pixels"
-        lines.append(f"{name:14s} {spec.tfds_version:6s} {counts:24s} {origin}")
+        variants = [Path(root, spec.tfds_name, spec.tfds_version)]
+        if spec.origin == "generated":  # variants: <root>/<name>/<config>/<version>
+            variants = sorted(Path(root, name).glob(f"*/{spec.tfds_version}"))
+        for variant in variants:
+            if not (variant / "dataset_info.json").is_file():
+                continue
+            builder = tfds.builder_from_directory(os.fspath(variant))
+            splits = builder.info.splits.items()
+            counts = ", ".join(f"{s} {info.num_examples}" for s, info in splits)
+            origin = "prepared by tfds"
+            record = _read_import_record(variant)
+            if record is not None:
+                verb = "generated" if record.get("generated") else "imported"
+                origin = f"{verb} from {record.get('source')} ({record.get('format')})"
+                if record.get("lossy"):
+                    origin += ", JPEG-degraded pixels"
+            label = f"{name}/{variant.parent.name}" if spec.origin == "generated" else name
+            lines.append(f"{label:14s} {spec.tfds_version:6s} {counts:24s} {origin}")
     if not lines:
         lines.append(f"no dataset of the catalogue is prepared in {root} "
                      f"({import_hint('NAME')} to add one)")

@@ -1,15 +1,19 @@
 """Sources: where the examples of a split come from, read and decoded on demand.
 
-Fixed-size datasets (MNIST, CIFAR) are read through `tfds.data_source` over the array_record
-files (no TensorFlow): a `RecordSource` decodes the records it is asked for, an `ArraySource`
-holds a split already decoded in memory (cnn_jax.data.cache). Either maps positions
-0..len-1 to record ids (`rows`), so the train / val / test parts of one split are sources over
-the same records; `gather(positions)` returns (images uint8 (N, H, W, C), labels int32 (N,)).
+Fixed-size datasets (MNIST, CIFAR, digit scenes, nuclei tiles) are read through
+`tfds.data_source` over the array_record files (no TensorFlow): a `RecordSource` decodes the
+records it is asked for, an `ArraySource` holds a split already decoded in memory
+(cnn_jax.data.cache). Either maps positions 0..len-1 to record ids (`rows`), so the train / val /
+test parts of one split are sources over the same records; `gather(positions)` returns the
+examples as a dict of arrays, 'image' uint8 (N, H, W, C) and the dataset's targets
+(`DatasetSpec.targets`, shapes and dtypes in cnn_jax.data.targets; stored boxes are padded to
+max_boxes rows here).
 
-Photographs of varying size (ImageNet-style datasets, 'folder:' trees) are records that a
-per-photo transform turns into fixed-size images: `FileRecords` (image files), `TfdsRecords`
-(encoded bytes of a tfds split) or `MemoryRecords` (decoded once, data.cache); a `PhotoSource`
-is the positions -> record ids map over them.
+Photographs of varying size (ImageNet-style datasets, 'folder:' trees, VOC) are records that a
+per-photo transform turns into fixed-size arrays: `FileRecords` (image files), `TfdsRecords`
+(encoded bytes of a tfds split) or `MemoryRecords` (decoded once, data.cache); `read(row)` gives
+the example's raw fields ('image' and 'label' or its targets). A `PhotoSource` is the positions
+-> record ids map over them.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from PIL import Image
 
 from cnn_jax.data import folder, prepare
 from cnn_jax.data.catalog import DatasetSpec, resolve_data_dir
+from cnn_jax.data.targets import DENSE_TARGETS, pad_boxes
 
 # --------------------------------------------------------------------------------------------
-# Fixed-size images: positions -> (images, labels)
+# Fixed-size images: positions -> examples
 # --------------------------------------------------------------------------------------------
 
 
@@ -42,34 +47,41 @@ def _decode_image(value: Any, shape: tuple[int, int, int]) -> np.ndarray:
 
 
 def read_records(source, indices: np.ndarray, spec: DatasetSpec,
-                 batched: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 (N, H, W, C), labels int32 (N,)) of records `indices` of a tfds source."""
-    images = np.empty((len(indices), *spec.image_shape), np.uint8)
-    labels = np.empty((len(indices),), np.int32)
+                 batched: bool) -> dict[str, np.ndarray]:
+    """The examples (a dict of arrays, module docstring) of records `indices` of a tfds source."""
+    out = {k: np.empty((len(indices), *shape), dtype)
+           for k, (shape, dtype) in spec.example_arrays().items()}
+    h, w, _ = spec.image_shape
     keys = [int(i) for i in indices]
     # A batched array_record read costs less per record than single reads; tfds' mock sources
     # only implement single reads.
     records = source.__getitems__(keys) if batched else [source[k] for k in keys]
     for j, record in enumerate(records):
-        images[j] = _decode_image(record[spec.image_key], spec.image_shape)
-        labels[j] = int(record[spec.label_key])
-    return images, labels
+        out["image"][j] = _decode_image(record[spec.image_key], spec.image_shape)
+        if "label" in out:
+            out["label"][j] = int(record[spec.label_key])
+        for key in DENSE_TARGETS:
+            if key in out:
+                out[key][j] = _decode_image(record[key], (h, w, 1))[..., 0]
+        if "boxes" in out:
+            out["boxes"][j], out["classes"][j], out["box_mask"][j] = pad_boxes(
+                record["boxes"], record["classes"], spec.max_boxes)
+    return out
 
 
 @dataclasses.dataclass
 class ArraySource:
-    """Decoded examples in memory; position p is row `rows[p]` of `images` / `labels`."""
+    """Decoded examples in memory; position p is row `rows[p]` of every array of `arrays`."""
 
-    images: np.ndarray  # (N, H, W, C) uint8
-    labels: np.ndarray  # (N,) int32
+    arrays: dict[str, np.ndarray]  # 'image' (N, H, W, C) uint8 and the targets, batch-major
     rows: np.ndarray
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def gather(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def gather(self, positions: np.ndarray) -> dict[str, np.ndarray]:
         r = self.rows[positions]
-        return self.images[r], self.labels[r]
+        return {k: v[r] for k, v in self.arrays.items()}
 
 
 @dataclasses.dataclass
@@ -84,7 +96,7 @@ class RecordSource:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def gather(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def gather(self, positions: np.ndarray) -> dict[str, np.ndarray]:
         return read_records(self.source, self.rows[positions], self.spec, self.batched)
 
 
@@ -117,17 +129,17 @@ class FileRecords:
     def describe(self, row: int) -> str:
         return os.path.join(self.root, os.fsdecode(self.relpaths[row]))
 
-    def read(self, row: int) -> tuple[str, int]:
-        return self.describe(row), int(self.labels[row])
+    def read(self, row: int) -> dict[str, Any]:
+        return {"image": self.describe(row), "label": int(self.labels[row])}
 
 
 @dataclasses.dataclass(frozen=True)
 class TfdsRecords:
-    """Records of one tfds split (JPEG bytes with SkipDecoding; arrays from tfds' mock data)."""
+    """Records of one tfds split (JPEG bytes with SkipDecoding; arrays from tfds' mock data):
+    `fields` pairs each example key with the record's feature ('label' is read as an int)."""
 
     source: Any  # tfds ArrayRecordDataSource (picklable)
-    image_key: str
-    label_key: str
+    fields: tuple[tuple[str, str], ...]
     name: str
 
     def __len__(self) -> int:
@@ -136,18 +148,17 @@ class TfdsRecords:
     def describe(self, row: int) -> str:
         return f"record {row} of {self.name}"
 
-    def read(self, row: int) -> tuple[Any, int]:
+    def read(self, row: int) -> dict[str, Any]:
         record = self.source[int(row)]
-        return record[self.image_key], int(record[self.label_key])
+        return {k: int(record[f]) if k == "label" else record[f] for k, f in self.fields}
 
 
 @dataclasses.dataclass(frozen=True)
 class MemoryRecords:
-    """Photos decoded once (data.cache=True): record ids `ids` (sorted) -> uint8 arrays."""
+    """Photos decoded once (data.cache=True): record ids `ids` (sorted) -> decoded examples."""
 
     ids: np.ndarray
-    images: tuple[np.ndarray, ...]
-    labels: np.ndarray
+    examples: tuple[dict[str, Any], ...]
     name: str
 
     def __len__(self) -> int:
@@ -156,9 +167,8 @@ class MemoryRecords:
     def describe(self, row: int) -> str:
         return f"cached record {row} of {self.name}"
 
-    def read(self, row: int) -> tuple[np.ndarray, int]:
-        k = int(np.searchsorted(self.ids, row))
-        return self.images[k], int(self.labels[k])
+    def read(self, row: int) -> dict[str, Any]:
+        return self.examples[int(np.searchsorted(self.ids, row))]
 
 
 Records = FileRecords | TfdsRecords | MemoryRecords
@@ -178,11 +188,11 @@ class PhotoSource:
 Source = ArraySource | RecordSource | PhotoSource
 
 
-def decode_record(records: Records, row: int, fn: Callable, *args) -> tuple[np.ndarray, int]:
-    """(fn(data, *args), label) of record `row`; an unreadable image raises one line naming it."""
-    data, label = records.read(row)
+def decode_record(records: Records, row: int, fn: Callable, *args) -> dict[str, Any]:
+    """fn(example, *args) of record `row`; an unreadable image raises one line naming it."""
+    example = records.read(row)
     try:
-        return fn(data, *args), label
+        return fn(example, *args)
     except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for unreadable files
         raise ValueError(f"cannot decode image {records.describe(row)}: {e}") from None
 
@@ -196,13 +206,18 @@ def _open(builder, spec: DatasetSpec, encoded: bool) -> dict[str, Any]:
     # With SkipDecoding we get the PNG bytes and decode them ourselves (faster than tfds' path,
     # and threads can run it in parallel); tfds' mock data cannot encode without TensorFlow, so
     # mocked sources are read decoded.
-    decoders = {spec.image_key: tfds.decode.SkipDecoding()} if encoded else None
+    images = [k for k in (spec.image_key, *DENSE_TARGETS) if k in builder.info.features]
+    decoders = {k: tfds.decode.SkipDecoding() for k in images} if encoded else None
     return {s: builder.as_data_source(split=s, decoders=decoders)
             for s in (spec.train_split, spec.test_split)}
 
 
 def open_sources(spec: DatasetSpec, data_dir: str, download: bool):
-    """(builder, {split: tfds data source}, is_real) for `spec`, preparing it if needed."""
+    """(builder, {split: tfds data source}, is_real) for `spec`, preparing it if needed
+    (generated datasets are generated before, by cnn_jax.data.generate)."""
+    if spec.origin != "tfds":  # not a tfds builder: the files are all there is
+        builder = prepare.ensure_prepared(spec.name, data_dir, download)
+        return builder, _open(builder, spec, encoded=True), True
     builder = prepare.tfds_builder(spec.name, data_dir)
     if prepare.is_prepared(builder):
         prepare.check_readable(builder, spec.name, resolve_data_dir(data_dir))
@@ -225,5 +240,8 @@ def photo_records(spec: DatasetSpec, data_dir: str, download: bool) -> tuple[Rec
         test = folder.scan_split(root, spec.test_split, spec.label_names)
         return FileRecords.from_split(root, train), FileRecords.from_split(root, test)
     _, sources, _ = open_sources(spec, data_dir, download)
-    return tuple(TfdsRecords(sources[s], spec.image_key, spec.label_key, f"{spec.name}/{s}")
+    fields = (("image", spec.image_key),
+              *((k, spec.label_key if k == "label" else k) for k in spec.targets if k in
+                ("label", *DENSE_TARGETS, "boxes", "classes")))
+    return tuple(TfdsRecords(sources[s], fields, f"{spec.name}/{s}")
                  for s in (spec.train_split, spec.test_split))

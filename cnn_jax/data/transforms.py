@@ -176,3 +176,14 @@ class PhotoTransform:
         the evaluation size, so `eval` on it gives exactly the uncached result."""
         resized = resize_shorter_side(decode_rgb(data), self.eval_resize or self.image_size)
         return np.asarray(resized, dtype=np.uint8)
+
+    # The same on a record's example {'image': data, 'label': class}, as the pipeline reads it.
+
+    def train_example(self, example: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {"image": self.train(example["image"], rng), "label": np.int32(example["label"])}
+
+    def eval_example(self, example: dict) -> dict[str, np.ndarray]:
+        return {"image": self.eval(example["image"]), "label": np.int32(example["label"])}
+
+    def cache_example(self, example: dict) -> dict:
+        return {"image": self.cache(example["image"]), "label": example["label"]}

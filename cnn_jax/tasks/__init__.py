@@ -27,7 +27,7 @@ def check_task(config, spec) -> None:
     check_choice(config.task, TASKS, "task")
     targets, loss_names = TASKS[config.task]
     check_choice(config.loss.name, loss_names, f"loss.name (task {config.task!r})")
-    missing = [t for t in targets if t not in getattr(spec, "targets", ("label",))]
+    missing = [t for t in targets if t not in spec.targets]
     if missing:
         raise ConfigError(f"task {config.task!r} needs {', '.join(missing)} targets, which dataset "
                           f"{spec.name!r} does not carry: choose a {config.task} dataset")
@@ -44,6 +44,6 @@ def create_task(config, spec):
                   focal_alpha=float(config.loss.focal_alpha), focal_gamma=float(config.loss.focal_gamma))
     if config.task == "segmentation":
         return SegmentationTask(**common, num_classes=spec.num_classes,
-                                ignore_index=int(getattr(spec, "ignore_index", 255)),
+                                ignore_index=int(spec.ignore_index),
                                 class_weights=tuple(float(w) for w in config.loss.class_weights))
     return ClassificationTask(**common, label_smoothing=float(config.loss.label_smoothing))

@@ -25,7 +25,7 @@ def mnist_small_dir(tmp_path_factory, mnist_small):
     return import_mnist_small(tmp_path_factory, mnist_small)
 
 
-@pytest.mark.parametrize("name", sorted(DATASETS))
+@pytest.mark.parametrize("name", sorted(n for n, s in DATASETS.items() if s.origin == "tfds"))
 def test_catalogue_entries_match_the_tfds_builders(name):
     spec = DATASETS[name]
     builder = tfds.builder(spec.tfds_name)  # the version tfds would generate today
@@ -216,3 +216,58 @@ def test_photo_datasets_are_read_in_place_not_imported(tmp_path):
 def test_unknown_dataset_error_mentions_folder_trees():
     with pytest.raises(ValueError, match="folder:ROOT for an ImageFolder tree"):
         catalog.get_dataset_spec("imagenet")
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in DATASETS.items() if s.origin != "tfds"))
+def test_datasets_without_a_tfds_builder_store_the_features_their_spec_promises(name):
+    from cnn_jax.data.writer import dataset_features
+
+    spec = DATASETS[name]
+    features = dataset_features(spec)
+    stored = {"segmentation", "instances", "boxes", "label"} & set(spec.targets)
+    assert set(features.keys()) == {"image", *stored, *(("classes",) if "boxes" in stored else ())}
+    h, w, c = (None, None, 3) if spec.variable_size else spec.image_shape
+    assert features["image"].shape == (h, w, c)
+    for key in {"segmentation", "instances"} & stored:
+        assert features[key].shape == (h, w, 1)
+    assert len(spec.label_names) == spec.num_classes == len(spec.class_names)
+    assert spec.ignore_index == 255 and len(spec.mean) == len(spec.std) == c
+    assert ("boxes" in spec.targets) == (spec.max_boxes > 0) == (spec.object_classes > 0)
+
+
+def test_dense_datasets_count_pixel_classes_with_the_background_and_objects_without():
+    scenes, single = DATASETS["digit_scenes"], DATASETS["digit_scenes_single"]
+    assert (scenes.num_classes, scenes.object_classes) == (11, 10)
+    assert scenes.label_names[:2] == ("background", "0")
+    assert (single.num_classes, single.object_classes, single.targets[0]) == (10, 10, "label")
+    voc = DATASETS["voc2012_segmentation"]
+    assert voc.num_classes == 21
+    assert voc.label_names[0] == "background" and voc.label_names[-1] == "tvmonitor"
+    assert voc.eval_image_shape == (512, 512, 3) and voc.test_split == "validation"
+    assert catalog.get_dataset_spec("voc2012_segmentation", 256).image_shape == (256, 256, 3)
+    mnist = DATASETS["mnist"]
+    assert mnist.targets == ("label",) and mnist.eval_image_shape == (28, 28, 1)
+    zeros = DATASETS["digit_scenes"].zeros(2)
+    assert {k: (v.shape, v.dtype.name) for k, v in zeros.items()} == {
+        "image": ((2, 64, 64, 1), "uint8"), "segmentation": ((2, 64, 64), "uint8"),
+        "boxes": ((2, 4, 4), "float32"), "classes": ((2, 4), "int32"), "box_mask": ((2, 4), "bool"),
+        "instances": ((2, 64, 64), "uint8")}
+
+
+def test_digit_scene_variants_are_named_by_options_and_stored_apart():
+    spec = catalog.get_dataset_spec("digit_scenes/max_digits=6, canvas=96")
+    assert spec.name == "digit_scenes/canvas=96,max_digits=6"  # canonical order
+    assert spec.image_shape == (96, 96, 1) and spec.max_boxes == 6
+    assert spec.tfds_name == ("digit_scenes/canvas96_digits1-6_height16-40_overlap30_train12000_"
+                              "test2000_seed0")
+    assert catalog.get_dataset_spec("digit_scenes/seed=0") == DATASETS["digit_scenes"]
+    with pytest.raises(ValueError, match="key=value"):
+        catalog.get_dataset_spec("digit_scenes/colour=red")
+
+
+def test_generated_datasets_are_not_imported_and_say_how_to_generate_them(tmp_path):
+    with pytest.raises(DataImportError, match="cnn-jax data generate digit_scenes"):
+        importer.import_local("digit_scenes", tmp_path, tmp_path)
+    assert "cnn-jax data generate digit_scenes_single" in prepare.import_hint("digit_scenes_single")
+    assert prepare.import_hint("voc2012_segmentation") == ("run `cnn-jax data import "
+                                                           "voc2012_segmentation --from PATH`")

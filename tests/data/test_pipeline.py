@@ -90,6 +90,25 @@ def test_resuming_at_start_step_gives_the_batches_an_uninterrupted_epoch_gives(m
     assert list(pipe.train_batches(2, start_step=pipe.steps_per_epoch)) == []
 
 
+def test_classification_batches_are_the_permuted_examples_given_the_image_ops(mnist_small_dir,
+                                                                             mnist_small):
+    from cnn_jax.data.streams import augment_rng, shuffle_rng
+
+    augment = {"random_crop_padding": 2, "rotation": 8.0, "elastic_alpha": 10.0,
+               "horizontal_flip": True, "brightness": 0.2, "cutout": 6}
+    pipe = make(mnist_small_dir, seed=4, augment=augment)
+    train_idx, _ = split_train_val(600, 100, 0)
+    order = shuffle_rng(4, 1).permutation(500)
+    for step in (0, 7):
+        rows = train_idx[order[step * 50:(step + 1) * 50]]
+        batch = pipe.train_batch(1, step)
+        assert set(batch) == {"image", "label"} and batch["label"].dtype == np.int32
+        images = mnist_small["x_train"][rows][..., None]
+        expected = build_augment(augment)(images, augment_rng(4, 1, step))
+        assert np.array_equal(batch["image"], expected)
+        assert np.array_equal(batch["label"], mnist_small["y_train"][rows])
+
+
 def test_augmentation_changes_batches_reproducibly(mnist_small_dir):
     plain = make(mnist_small_dir).train_batch(0, 0)
     aug = make(mnist_small_dir, augment={"random_crop_padding": 4, "horizontal_flip": True})
@@ -215,7 +234,8 @@ def test_cached_train_iterator_is_fast(capsys):
     # A full MNIST-sized epoch from memory with crop + flip, through Grain, on one core.
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (60_000, 28, 28, 1), dtype=np.uint8)
-    source = ArraySource(images, rng.integers(0, 10, 60_000).astype(np.int32), np.arange(60_000))
+    source = ArraySource({"image": images, "label": rng.integers(0, 10, 60_000).astype(np.int32)},
+                         np.arange(60_000))
     aug = build_augment({"random_crop_padding": 2, "horizontal_flip": True})
     pipe = InputPipeline(catalog.DATASETS["mnist"], source, None, source, seed=0, batch_size=128,
                          eval_batch_size=1000, process_index=0, process_count=1, augment=aug,

@@ -12,9 +12,10 @@ processes can run them, in the order `build_augment` applies them:
   5. mixing (`mix`): `Mix`, mixup and CutMix of images and class targets.
 
 The geometric ops are `GeometricOp`s: each draws its random parameters once per batch and
-applies them to the images, and anything in image coordinates (masks, boxes) can be moved with
-the same parameters; photometric ops change pixel values only. `Compose` and `build_augment`
-(`compose`) turn `config.data.augment` into one callable; `AUGMENT_OPS` lists its keys.
+applies them to the images and to the targets in image coordinates (segmentation, instances,
+boxes: cnn_jax.data.targets) alike; photometric ops change pixel values only. `Compose` and
+`build_augment` (`compose`) turn `config.data.augment` into one callable; `AUGMENT_OPS` lists its
+keys; `check_for_targets` refuses options that cannot move a dataset's targets.
 
 Multi-host: with `rows=(start, total)` an op augments rows [start, start + N) of a global batch
 of `total` rows and draws exactly what it would for the whole batch, so the result does not
@@ -22,12 +23,19 @@ depend on the process count (`base`, `mix`).
 """
 
 from cnn_jax.data.augment.base import GeometricOp, as_generator
-from cnn_jax.data.augment.compose import AUGMENT_OPS, PER_IMAGE_OPTIONS, Compose, build_augment
+from cnn_jax.data.augment.compose import (
+    AUGMENT_OPS,
+    PER_IMAGE_OPTIONS,
+    Compose,
+    build_augment,
+    check_for_targets,
+)
 from cnn_jax.data.augment.geometry import (
     RandomCrop,
     RandomFlipLR,
     RandomFlipUD,
     RandomWarp,
+    affine_boxes,
     affine_matrices,
     elastic_displacement,
     invert_affine,
@@ -36,6 +44,7 @@ from cnn_jax.data.augment.geometry import (
     random_flip_ud,
     random_warp,
     warp,
+    warp_nearest,
 )
 from cnn_jax.data.augment.mix import Mix, cutmix, mix_partners, mixup, one_hot
 from cnn_jax.data.augment.photometric import ColorJitter, Cutout, color_jitter, cutout
@@ -52,9 +61,11 @@ __all__ = [
     "RandomFlipLR",
     "RandomFlipUD",
     "RandomWarp",
+    "affine_boxes",
     "affine_matrices",
     "as_generator",
     "build_augment",
+    "check_for_targets",
     "color_jitter",
     "cutmix",
     "cutout",
@@ -68,4 +79,5 @@ __all__ = [
     "random_flip_ud",
     "random_warp",
     "warp",
+    "warp_nearest",
 ]

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from cnn_jax.data.targets import DENSE_TARGETS, fill_value, settle_boxes
+
 RngLike = np.random.Generator | int | np.integer
 # (start, total): the images are rows [start, start + N) of a batch of `total` rows (module doc).
 Rows = tuple[int, int] | None
@@ -61,10 +63,13 @@ class GeometricOp(abc.ABC):
 
     It works in two steps: `draw(rng, shape, rows)` draws the random parameters of a batch of
     `shape` (N, H, W, C), all of them and in a fixed order, and `apply_image(images, params)`
-    moves the pixels. Calling the op does both. Anything that lives in image coordinates (a
-    segmentation mask, boxes) moves with the same parameters, so it stays aligned with its image;
-    an op without this split (colour, cutout, mixing) leaves such targets where they are.
-    Subclasses are frozen dataclasses, picklable for Grain worker processes.
+    moves the pixels. Calling the op does both. The targets in image coordinates move with the
+    same parameters (`apply_targets`, cnn_jax.data.targets): per-pixel maps by nearest neighbour
+    (`apply_segmentation`, IGNORE where the op leaves the image; `apply_instances`, 0 there) and
+    boxes through `apply_boxes`, then clipped to the image (boxes left mostly outside become
+    padding, `targets.settle_boxes`). An op without this split (colour, cutout, mixing) leaves
+    targets where they are. Subclasses are frozen dataclasses, picklable for Grain worker
+    processes.
     """
 
     @abc.abstractmethod
@@ -74,6 +79,42 @@ class GeometricOp(abc.ABC):
     @abc.abstractmethod
     def apply_image(self, images: np.ndarray, params: Any) -> np.ndarray:
         """The images (uint8 (N, H, W, C)) moved by `params` from `draw`."""
+
+    @abc.abstractmethod
+    def apply_map(self, maps: np.ndarray, params: Any, fill: int) -> np.ndarray:
+        """Per-pixel maps (N, H, W) moved by `params` (nearest neighbour), `fill` where the
+        op leaves the image."""
+
+    @abc.abstractmethod
+    def apply_boxes(self, boxes: np.ndarray, params: Any, shape: tuple[int, ...]) -> np.ndarray:
+        """xyxy boxes (N, M, 4) of images of `shape` moved by `params`, not clipped yet."""
+
+    def apply_segmentation(self, masks: np.ndarray, params: Any) -> np.ndarray:
+        """Class maps (N, H, W) moved by `params`; IGNORE where the op leaves the image."""
+        return self.apply_map(masks, params, fill_value("segmentation"))
+
+    def apply_instances(self, instances: np.ndarray, params: Any) -> np.ndarray:
+        """Instance maps (N, H, W) moved by `params`; 0 (no object) where the op leaves the
+        image."""
+        return self.apply_map(instances, params, fill_value("instances"))
+
+    def move_maps(self, targets: dict[str, np.ndarray], params: Any) -> dict[str, np.ndarray]:
+        """`targets` with its per-pixel maps (segmentation, instances) moved by `params`."""
+        out = dict(targets)
+        for key in DENSE_TARGETS:
+            if key in out:
+                out[key] = self.apply_map(np.asarray(out[key]), params, fill_value(key))
+        return out
+
+    def apply_targets(self, targets: dict[str, np.ndarray], params: Any,
+                      shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        """The targets of a batch of images of `shape` (a dict with any of the keys of
+        cnn_jax.data.targets) moved by `params`; other entries are returned as they are."""
+        out = self.move_maps(targets, params)
+        if "boxes" in out:
+            out = settle_boxes(out, self.apply_boxes(np.asarray(out["boxes"]), params, shape),
+                               shape[1], shape[2])
+        return out
 
     def __call__(self, images: np.ndarray, rng: RngLike, rows: Rows = None) -> np.ndarray:
         images = check_batch(images)

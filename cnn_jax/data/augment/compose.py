@@ -6,7 +6,10 @@ the `config.data.augment` section after checking it.
 `apply(batch, rng)` is what the pipeline calls: {'image', 'label'} -> {'image', 'label'} with the
 image ops applied, plus, when mixup or cutmix is on, 'targets' float32 (N, num_classes) whose
 rows sum to 1 ('label' becomes the class with the largest target). Every training batch of such
-a run carries 'targets', so the jitted train step always sees one batch structure. Calling the
+a run carries 'targets', so the jitted train step always sees one batch structure. Targets in
+image coordinates ('segmentation', 'instances', 'boxes' with 'classes' and 'box_mask', see
+cnn_jax.data.targets) move with every geometric op's draw; photometric ops leave them alone;
+mixing cannot blend them, which `check_for_targets` says before a run starts. Calling the
 `Compose` on images applies the image ops alone.
 
 `PER_IMAGE_OPTIONS` are augmentation keys that act on each photo before it has its final size
@@ -24,10 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from cnn_jax.data.augment.base import RngLike, Rows, as_generator
+from cnn_jax.data.augment.base import GeometricOp, RngLike, Rows, as_generator, check_batch
 from cnn_jax.data.augment.geometry import RandomCrop, RandomFlipLR, RandomFlipUD, RandomWarp
 from cnn_jax.data.augment.mix import Mix
 from cnn_jax.data.augment.photometric import ColorJitter, Cutout
+from cnn_jax.data.targets import SPATIAL_TARGETS
+from cnn_jax.errors import ConfigError
 
 ImageOp = Callable[..., np.ndarray]  # (images, rng, rows=None) -> images
 
@@ -49,17 +54,32 @@ class Compose:
 
     def apply(self, batch: Mapping[str, np.ndarray], rng: RngLike,
               rows: Rows = None) -> dict[str, np.ndarray]:
-        """{'image', 'label', ...} -> the same keys with augmented images; with mixing also
+        """{'image', 'label' or other targets, ...} -> the same keys with augmented images and
+        the targets in image coordinates moved by each geometric op's draw; with mixing also
         'targets' float32 (N, num_classes), rows summing to 1, and 'label' = argmax(targets).
         `rows=(start, total)`: the batch is that slice of a global batch (module doc); with
         mixing, `start` and N must be even."""
         rng = as_generator(rng)
         out = dict(batch)
+        moved = [k for k in SPATIAL_TARGETS if k in batch]
+        if self.mix is not None and moved:
+            raise ValueError(f"mixup/cutmix mix class labels and cannot mix {', '.join(moved)}: "
+                             f"set data.augment.mixup_alpha and cutmix_alpha to 0")
         if rows is not None and self.mix is not None and (rows[0] % 2 or len(batch["label"]) % 2):
             raise ValueError(f"mixup/cutmix pair rows 2k and 2k+1: a slice of a global batch must "
                              f"start at an even row and hold an even number of rows, got rows "
                              f"{rows[0]}..{rows[0] + len(batch['label'])} of {rows[1]}")
-        out["image"] = self(batch["image"], rng, rows)
+        image = batch["image"]
+        for op in self.ops:
+            if isinstance(op, GeometricOp):  # what op(image, rng, rows) does, keeping the draw
+                image = check_batch(image)
+                params = op.draw(rng, image.shape, rows)
+                if moved:
+                    out = op.apply_targets(out, params, image.shape)
+                image = op.apply_image(image, params)
+            else:
+                image = op(image, rng, rows)
+        out["image"] = image
         if self.mix is not None:
             out["image"], targets = self.mix(out["image"], np.asarray(batch["label"]), rng)
             out["targets"] = targets
@@ -155,6 +175,26 @@ def _check_fits(values: dict[str, Any], image_shape: Sequence[int] | None,
         if num_classes < 2:
             raise ValueError(f"data.augment.mixup_alpha/cutmix_alpha mix class labels, and this "
                              f"dataset has {num_classes} class(es): set them to 0")
+
+
+def check_for_targets(augment_config: Mapping[str, Any] | Any | None,
+                      targets: Sequence[str]) -> None:
+    """ConfigError (one line naming the option to switch off) when `config.data.augment` asks for
+    an op that cannot move a dataset's `targets` (DatasetSpec.targets): mixup and cutmix blend
+    two images' labels, which has no meaning for masks, instances or boxes; elastic distortions
+    move boxes only through instance masks (cnn_jax.data.augment.geometry)."""
+    if augment_config is None:
+        return
+    values = {**_DEFAULTS, **dict(augment_config.items())}
+    moved = [k for k in SPATIAL_TARGETS if k in targets]
+    for key in ("mixup_alpha", "cutmix_alpha"):
+        if values[key] and moved:
+            raise ConfigError(f"data.augment.{key}={values[key]} mixes class labels and cannot mix "
+                              f"{' and '.join(moved)}: set data.augment.{key}=0")
+    if values["elastic_alpha"] and "boxes" in targets and "instances" not in targets:
+        raise ConfigError(f"data.augment.elastic_alpha={values['elastic_alpha']} moves boxes only "
+                          f"through instance masks, which this dataset lacks: set "
+                          f"data.augment.elastic_alpha=0")
 
 
 def build_augment(augment_config: Mapping[str, Any] | Any | None, *,

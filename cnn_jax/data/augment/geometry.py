@@ -14,8 +14,15 @@
   * `RandomFlipLR()` (He et al. 2016, sec. 4.2) and `RandomFlipUD()`, each with probability 1/2.
 
 Each is a `GeometricOp`: `draw` gives the random parameters of a batch (`CropOffsets`, a flip
-mask, `WarpParams`), `apply_image` moves the pixels. `random_crop`, `random_warp`,
-`random_flip_lr` and `random_flip_ud` are the same ops as functions.
+mask, `WarpParams`), `apply_image` moves the pixels and `apply_targets` moves segmentation,
+instances and boxes with the same draw (cnn_jax.data.targets). Crops and flips move everything
+by whole pixels, so masks and boxes move exactly. The warps sample the maps at the nearest
+input pixel of the very coordinates the image is sampled at bilinearly, and map each box's four
+corners through the affine map, keeping the box that encloses them. The elastic field moves each
+pixel differently, which no box transform follows: boxes are then recomputed as the tight boxes
+of the warped `instances` (exact), which a dataset with boxes must carry to use it
+(`compose.check_for_targets`). `random_crop`, `random_warp`, `random_flip_lr` and
+`random_flip_ud` are the same ops as functions.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from cnn_jax.data.augment.base import (
     span,
     to_uint8,
 )
+from cnn_jax.data.targets import box_area, settle_boxes, tight_boxes
 
 # --------------------------------------------------------------------------------------------
 # Crop
@@ -69,18 +77,34 @@ class RandomCrop(GeometricOp):
         dx = rng.integers(0, 2 * self.padding + 1, size=total)[mine]
         return CropOffsets(dy, dx)
 
-    def apply_image(self, images: np.ndarray, params: CropOffsets | None) -> np.ndarray:
+    def _crop(self, x: np.ndarray, params: CropOffsets | None, fill: int) -> np.ndarray:
+        """(N, H, W, C) arrays padded with `fill` and cropped at the drawn offsets."""
         if params is None:
-            return images.copy()
+            return x.copy()
         p = self.padding
-        n, h, w, c = images.shape
-        padded = np.zeros((n, h + 2 * p, w + 2 * p, c), dtype=images.dtype)
-        padded[:, p:p + h, p:p + w] = images
+        n, h, w, c = x.shape
+        padded = np.full((n, h + 2 * p, w + 2 * p, c), fill, dtype=x.dtype)
+        padded[:, p:p + h, p:p + w] = x
         # A (2P+1) x (2P+1) grid of H x W windows per image, as a strided view (no copy); one
         # fancy index then picks each image's window.
         windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(1, 2))
         crops = windows[np.arange(n), params.dy, params.dx]  # (N, C, H, W)
         return np.ascontiguousarray(crops.transpose(0, 2, 3, 1))
+
+    def apply_image(self, images: np.ndarray, params: CropOffsets | None) -> np.ndarray:
+        return self._crop(images, params, 0)
+
+    def apply_map(self, maps: np.ndarray, params: CropOffsets | None, fill: int) -> np.ndarray:
+        return self._crop(maps[..., None], params, fill)[..., 0]
+
+    def apply_boxes(self, boxes: np.ndarray, params: CropOffsets | None,
+                    shape: tuple[int, ...]) -> np.ndarray:
+        if params is None:
+            return boxes.astype(np.float32)
+        # Content at x in the image is at x + P in the padded one and x + P - dx in the crop.
+        sx = (self.padding - params.dx).astype(np.float32)[:, None]
+        sy = (self.padding - params.dy).astype(np.float32)[:, None]
+        return boxes.astype(np.float32) + np.stack([sx, sy, sx, sy], axis=-1)
 
 
 def random_crop(images: np.ndarray, padding: int, rng: RngLike, rows: Rows = None) -> np.ndarray:
@@ -150,6 +174,20 @@ def elastic_displacement(n: int, height: int, width: int, alpha: float, sigma: f
     return field.reshape(2, n, height, width)
 
 
+def _source_coordinates(n: int, h: int, w: int, inverse: np.ndarray,
+                        displacement: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) float32 (N, H, W): where each output pixel samples the input (pixel centres)."""
+    m = np.asarray(inverse, np.float32)[:, :, :, None, None]  # (N, 2, 3, 1, 1)
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    src_x = m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2]  # (N, H, W)
+    src_y = m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]
+    if displacement is not None:
+        src_x += displacement[0]
+        src_y += displacement[1]
+    return src_x, src_y
+
+
 def warp(images: np.ndarray, inverse: np.ndarray, displacement: np.ndarray | None = None) -> np.ndarray:
     """Resamples each image: output pixel (x, y) takes the input at inverse[i] @ (x, y, 1)
     (+ displacement[:, i, y, x] when given), bilinearly, with zeros outside the input.
@@ -159,14 +197,7 @@ def warp(images: np.ndarray, inverse: np.ndarray, displacement: np.ndarray | Non
     """
     images = check_batch(images)
     n, h, w, c = images.shape
-    m = np.asarray(inverse, np.float32)[:, :, :, None, None]  # (N, 2, 3, 1, 1)
-    xs = np.arange(w, dtype=np.float32)[None, :]
-    ys = np.arange(h, dtype=np.float32)[:, None]
-    src_x = m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2]  # (N, H, W)
-    src_y = m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]
-    if displacement is not None:
-        src_x += displacement[0]
-        src_y += displacement[1]
+    src_x, src_y = _source_coordinates(n, h, w, inverse, displacement)
     # Pad with one ring of zeros: in padded coordinates (+1) the input is [1, W] x [1, H], and
     # anything outside [0, W + 1] x [0, H + 1] samples only the ring.
     hp, wp = h + 2, w + 2
@@ -193,6 +224,34 @@ def warp(images: np.ndarray, inverse: np.ndarray, displacement: np.ndarray | Non
     bottom += fx * (flat.take(index + wp + 1, axis=0) - bottom)
     top += fy * (bottom - top)
     return to_uint8(top.reshape(n, h, w, c))
+
+
+def warp_nearest(maps: np.ndarray, inverse: np.ndarray, displacement: np.ndarray | None,
+                 fill: int) -> np.ndarray:
+    """`warp` for per-pixel maps (N, H, W): each output pixel takes the input pixel nearest to
+    where `warp` samples the image, or `fill` when that pixel is outside the input. The nearest
+    pixel is one of the four `warp` blends, with weight >= 1/4, so a map of `image > 0` stays
+    inside the warped image's non-zero pixels."""
+    n, h, w = maps.shape
+    src_x, src_y = _source_coordinates(n, h, w, inverse, displacement)
+    ix = np.floor(src_x + 0.5).astype(np.int64)
+    iy = np.floor(src_y + 0.5).astype(np.int64)
+    inside = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
+    index = np.clip(iy, 0, h - 1) * w + np.clip(ix, 0, w - 1)
+    index += (np.arange(n) * (h * w))[:, None, None]
+    return np.where(inside, maps.reshape(-1)[index], maps.dtype.type(fill))
+
+
+def affine_boxes(boxes: np.ndarray, forward: np.ndarray) -> np.ndarray:
+    """The boxes (N, M, 4) that enclose the four corners of each box mapped by the forward
+    affine maps (N, 2, 3) (pixel-centre coordinates, so box coordinates are shifted by 1/2)."""
+    x0, y0, x1, y1 = (boxes[..., k].astype(np.float64) - 0.5 for k in range(4))
+    xs = np.stack([x0, x1, x0, x1], -1)  # (N, M, 4 corners)
+    ys = np.stack([y0, y0, y1, y1], -1)
+    a = forward[:, None, None]  # (N, 1, 1, 2, 3)
+    mx = a[..., 0, 0] * xs + a[..., 0, 1] * ys + a[..., 0, 2] + 0.5
+    my = a[..., 1, 0] * xs + a[..., 1, 1] * ys + a[..., 1, 2] + 0.5
+    return np.stack([mx.min(-1), my.min(-1), mx.max(-1), my.max(-1)], -1).astype(np.float32)
 
 
 class WarpParams(NamedTuple):
@@ -235,6 +294,31 @@ class RandomWarp(GeometricOp):
     def apply_image(self, images: np.ndarray, params: WarpParams) -> np.ndarray:
         return warp(images, invert_affine(params.forward), params.displacement)
 
+    def apply_map(self, maps: np.ndarray, params: WarpParams, fill: int) -> np.ndarray:
+        return warp_nearest(maps, invert_affine(params.forward), params.displacement, fill)
+
+    def apply_boxes(self, boxes: np.ndarray, params: WarpParams,
+                    shape: tuple[int, ...]) -> np.ndarray:
+        """Boxes through the affine part (corners, enclosing box); the elastic part is handled
+        by `apply_targets` from the instances."""
+        return affine_boxes(boxes, params.forward)
+
+    def apply_targets(self, targets: dict[str, np.ndarray], params: WarpParams,
+                      shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        if params.displacement is None or "boxes" not in targets:
+            return super().apply_targets(targets, params, shape)
+        if "instances" not in targets:
+            raise ValueError("elastic distortions move boxes only through instance masks, and "
+                             "this batch has boxes without 'instances': set elastic_alpha=0")
+        out = self.move_maps(targets, params)
+        # The tight boxes of the warped instances; the affine image of the old box is the area
+        # the visible fraction is measured against.
+        boxes = np.asarray(out["boxes"])
+        moved, present = tight_boxes(out["instances"], boxes.shape[1])
+        out["box_mask"] = np.asarray(out["box_mask"], bool) & present
+        reference = box_area(self.apply_boxes(boxes, params, shape))
+        return settle_boxes(out, moved, shape[1], shape[2], reference_area=reference)
+
 
 def random_warp(images: np.ndarray, rng: RngLike, *, rotation=0.0, translate=0.0, shear=0.0,
                 zoom=0.0, squeeze=0.0, elastic_alpha=0.0, elastic_sigma=4.0,
@@ -262,6 +346,22 @@ class _RandomFlip(GeometricOp):
     def apply_image(self, images: np.ndarray, params: np.ndarray) -> np.ndarray:
         out = images.copy()
         out[params] = np.flip(images[params], axis=self.axis)
+        return out
+
+    def apply_map(self, maps: np.ndarray, params: np.ndarray, fill: int) -> np.ndarray:
+        return self.apply_image(maps, params)  # (N, H, W): the same axes as (N, H, W, C)
+
+    def apply_boxes(self, boxes: np.ndarray, params: np.ndarray,
+                    shape: tuple[int, ...]) -> np.ndarray:
+        # A flip maps x to W - x (y to H - y): the box's far edge becomes its near edge.
+        out = boxes.astype(np.float32)
+        near = 0 if self.axis == 2 else 1
+        side = np.float32(shape[self.axis])
+        flipped = out[params]  # (k, M, 4)
+        moved = flipped.copy()
+        moved[..., near] = side - flipped[..., near + 2]
+        moved[..., near + 2] = side - flipped[..., near]
+        out[params] = moved
         return out
 
 
