@@ -3,13 +3,18 @@
 The trainer (`cnn_jax.training`) is the same loop for every task; a task is a small frozen object
 that says what differs:
 
-* `inputs(batch)`: the model's input, normalised on device from the uint8 pipeline batch;
+* `inputs(batch)`: the model's input, normalised on device from the uint8 pipeline batch
+  (`batch[input_key]`: images, or clips for video); `model_kwargs(batch, train)` any other
+  arguments the model takes (e.g. the targets a two-stage detector samples its proposals from);
 * `train_loss(outputs, batch)`: the scalar loss to minimise and this batch's metric sums;
 * `eval_sums(outputs, batch)`: the metric sums of one evaluation batch, whose padding rows carry
   `batch['mask'] == 0` and must not count;
 * `metric_keys`: the sums carried on device between log points (exact averages over batches,
   devices and hosts), and `summarize(sums)` the metrics written to metrics.jsonl and results.json;
-* `watch`: the validation metric (higher is better) that picks the best checkpoint.
+* `watch`: the validation metric (higher is better) that picks the best checkpoint;
+* optionally, for metrics that are not sums (COCO's AP, AUCs): `host_outputs(outputs, batch)`,
+  fixed-shape per-example arrays the evaluation gathers from every batch and every process, and
+  `host_metrics(gathered)`, the metrics computed from them on the host.
 
 Tasks are pure: everything a step needs is a field, so a task can be closed over by `jax.jit`.
 """
@@ -32,16 +37,23 @@ def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float]) ->
 
 @dataclasses.dataclass(frozen=True)
 class ImageTask:
-    """Shared by tasks whose model input is `batch['image']`, normalised by the dataset's statistics."""
+    """Shared by tasks whose model input is one uint8 array of the batch (`input_key`: 'image', or
+    'clip' for video), normalised per channel by the dataset's statistics."""
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    input_key: str = "image"
 
     metric_keys = ("loss", "count", "nonfinite")
     watch = "loss"
 
     def inputs(self, batch: dict) -> jax.Array:
-        return normalize(batch["image"], self.mean, self.std)
+        return normalize(batch[self.input_key], self.mean, self.std)
+
+    def model_kwargs(self, batch: dict, train: bool) -> dict:
+        """Keyword arguments the model takes besides its input and `train` (none here)."""
+        del batch, train
+        return {}
 
     def zero_sums(self) -> dict:
         return {k: jnp.zeros((), jnp.float32) for k in self.metric_keys}

@@ -78,6 +78,16 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
 
 
+def to_host(tree) -> dict:
+    """The global arrays of `tree` as numpy arrays on this host: every process gets the whole of
+    each array (its own rows and the other processes'), as `shard_batch` split them."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
 def replicate(tree, mesh: Mesh):
     """Places every leaf of `tree` on every device of the mesh."""
     return jax.device_put(tree, replicated(mesh))

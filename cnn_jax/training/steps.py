@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from cnn_jax.training import sharding
 from cnn_jax.training.state import TrainState
@@ -39,7 +40,7 @@ def train_step(state: TrainState, sums: dict, batch: dict, *, task, dropout_key:
     def loss_fn(params, batch_stats, micro, key):
         outputs, new_model_state = state.apply_fn(
             {"params": params, "batch_stats": batch_stats}, task.inputs(micro), train=True,
-            mutable=["batch_stats"], rngs={"dropout": key})
+            mutable=["batch_stats"], rngs={"dropout": key}, **task.model_kwargs(micro, True))
         loss, micro_sums = task.train_loss(outputs, micro)
         return loss, (micro_sums, new_model_state.get("batch_stats", batch_stats))
 
@@ -84,12 +85,23 @@ def train_steps(state: TrainState, sums: dict, batches: Sequence[dict], **step_k
     return state, sums
 
 
+def _eval_outputs(state: TrainState, batch: dict, task):
+    return state.apply_fn({"params": state.eval_params, "batch_stats": state.batch_stats},
+                          task.inputs(batch), train=False, **task.model_kwargs(batch, False))
+
+
 def eval_step(state: TrainState, sums: dict, batch: dict, *, task) -> dict:
     """Adds the metric sums of one (padded, masked) evaluation batch to `sums`; evaluates the
     moving average of the parameters when the state keeps one."""
-    outputs = state.apply_fn({"params": state.eval_params, "batch_stats": state.batch_stats},
-                             task.inputs(batch), train=False)
+    outputs = _eval_outputs(state, batch, task)
     return jax.tree.map(jnp.add, sums, task.eval_sums(outputs, batch))
+
+
+def eval_step_with_host_outputs(state: TrainState, sums: dict, batch: dict, *, task) -> tuple[dict, dict]:
+    """`eval_step`, and the task's per-example `host_outputs` of the batch (for metrics that are
+    not sums, computed on the host once every batch is in)."""
+    outputs = _eval_outputs(state, batch, task)
+    return jax.tree.map(jnp.add, sums, task.eval_sums(outputs, batch)), task.host_outputs(outputs, batch)
 
 
 class StepRunner:
@@ -122,6 +134,12 @@ class StepRunner:
         self._eval = jax.jit(functools.partial(eval_step, task=task),
                              in_shardings=(state_sharding, self._sums_sharding, batch_sharding),
                              out_shardings=self._sums_sharding, donate_argnums=(1,))
+        self._eval_host = None
+        if hasattr(task, "host_outputs"):
+            self._eval_host = jax.jit(functools.partial(eval_step_with_host_outputs, task=task),
+                                      in_shardings=(state_sharding, self._sums_sharding, batch_sharding),
+                                      out_shardings=(self._sums_sharding, batch_sharding),
+                                      donate_argnums=(1,))
         self._compiled_k = None
 
     def zero_sums(self) -> dict:
@@ -155,8 +173,17 @@ class StepRunner:
         return self._compiled_k
 
     def evaluate(self, state: TrainState, batches: Iterable[dict]) -> dict:
-        """The task's metrics over `batches` (padded evaluation batches of one split)."""
+        """The task's metrics over `batches` (padded evaluation batches of one split): the
+        averages of its sums, and for a task with host outputs the metrics computed from them,
+        gathered from every batch of every process."""
         sums = self.zero_sums()
+        if self._eval_host is None:
+            for batch in batches:
+                sums = self._eval(state, sums, sharding.shard_batch(batch, self.mesh))
+            return self.task.summarize(sums)
+        gathered = []
         for batch in batches:
-            sums = self._eval(state, sums, sharding.shard_batch(batch, self.mesh))
-        return self.task.summarize(sums)
+            sums, host = self._eval_host(state, sums, sharding.shard_batch(batch, self.mesh))
+            gathered.append(sharding.to_host(host))
+        merged = {k: np.concatenate([g[k] for g in gathered]) for k in gathered[0]} if gathered else {}
+        return {**self.task.summarize(sums), **self.task.host_metrics(merged)}
