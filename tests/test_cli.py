@@ -98,7 +98,7 @@ def test_predict_prints_the_top_five_classes_the_run_gives_an_image_file(mnist_d
     import numpy as np
     from PIL import Image
 
-    from cnn_jax.training.runs import load_run
+    from cnn_jax.training import load_run
 
     workdir = tmp_path / "run"
     assert main(["train", "--config", LENET5, "--workdir", str(workdir), f"--config.data.data_dir={mnist_data_dir}",
