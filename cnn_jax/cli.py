@@ -91,13 +91,15 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="prepare datasets")
     dsub = d.add_subparsers(dest="data_command", required=True)
     di = dsub.add_parser("import", help="import local copies into the tfds data_dir (offline)")
-    di.add_argument("name", help="mnist, fashion_mnist, cifar10, cifar100")
+    di.add_argument("name", help="mnist, fashion_mnist, cifar10, cifar100, nuclei_dsb2018, "
+                                 "voc2012_segmentation, voc2007_detection, voc2012_detection, coco2017, "
+                                 "salicon, mit1003")
     di.add_argument("--from", dest="path", required=True,
                     help="a folder of the standard distribution files, an archive, or an .npz")
     di.add_argument("--data_dir", help="tfds data_dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
-    dg = dsub.add_parser("generate", help="generate a dataset with exact ground truth (digit scenes)")
-    dg.add_argument("name", help="digit_scenes, digit_scenes_single, or a variant such as "
-                                 "digit_scenes/canvas=96,max_digits=6")
+    dg = dsub.add_parser("generate", help="generate a dataset with exact ground truth")
+    dg.add_argument("name", help="digit_scenes, digit_scenes_single, search_scenes, moving_mnist, or a "
+                                 "variant such as digit_scenes/canvas=96,max_digits=6")
     dg.add_argument("--data_dir", help="tfds data_dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     dl = dsub.add_parser("list", help="datasets prepared in the data_dir")
     dl.add_argument("--data_dir")

@@ -2,15 +2,20 @@
 generated datasets, ImageFolder trees of photos ('folder:ROOT'), target-aware augmentation,
 per-photo transforms and the Grain input pipeline.
 
-Batches are dicts of numpy arrays: 'image' and the targets a dataset carries ('label';
-'segmentation', 'boxes', 'classes', 'box_mask', 'instances'), see `targets`.
+Batches are dicts of numpy arrays: the input 'image' (or 'clip' for clip datasets,
+`DatasetSpec.input_key`) and the targets a dataset carries ('label'; 'segmentation', 'boxes',
+'classes', 'box_mask', 'difficult', 'crowd', 'instances'; 'saliency', 'fixations'), see
+`targets`.
 
 Modules, each resting only on those below it:
     pipeline      DataConfig, InputPipeline, create_input_pipeline
-    generate      digit scenes rendered from the imported MNIST into the data_dir
+    generate      generated datasets rendered into the data_dir (digit scenes and Moving MNIST
+                  from the imported MNIST, search scenes from their seed)
     batches       the Grain elements: one train / eval batch from (seed, epoch, step)
     cache         decoded splits in memory and on disk, photos decoded once
     importer      local distribution files -> tfds dataset in the data_dir
+    detection_formats  readers of Pascal VOC 2007/2012 detection and COCO 2017
+    saliency_formats   readers of SALICON and MIT1003 (photos, saliency maps, fixations)
     dense_formats readers of the datasets with masks (nuclei .npz, VOC folder)
     writer        writing a tfds dataset atomically, with its import record
     sources       readers of records: tfds sources, image files, decoded arrays
@@ -23,6 +28,9 @@ Modules, each resting only on those below it:
     catalog       DatasetSpec and DATASETS
     transforms    per-photo decode, resize and crops (PIL)
     scenes        digit scenes with exact masks, instances and boxes (numpy)
+    search_scenes visual-search scenes with an exact saliency map and fixations (numpy)
+    moving_mnist  Moving MNIST clips labelled by their direction of motion (numpy)
+    variants      generated datasets' variants named by 'key=value' options
     targets       the batch contract of targets, IGNORE, box clipping and dropping
     folder        ImageFolder trees
 

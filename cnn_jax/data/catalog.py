@@ -29,6 +29,17 @@ Datasets with targets beyond a label (`DatasetSpec.targets`, the keys of cnn_jax
     tiles of its left half for training, the tiles of its right half for testing.
   * voc2012_segmentation: Pascal VOC 2012 segmentation (Everingham et al. 2010) from a local copy,
     photos of varying size with 21 pixel classes and 255 as the void border.
+  * voc2007_detection, voc2012_detection, coco2017: detection photos of varying size from local
+    copies, boxes with VOC's `difficult` / COCO's `crowd` flags (COCO also instance masks);
+    `label_names` start with 'background', so label_names[1:] name the object `classes`.
+  * search_scenes: generated visual-search scenes with an exact saliency map and fixations
+    (cnn_jax.data.search_scenes); salicon and mit1003: eye-tracking data from local copies.
+  * moving_mnist: generated clips (`input_key` 'clip', image_shape (T, H, W, C)) of MNIST digits
+    moving in one of 8 directions, the label (cnn_jax.data.moving_mnist).
+
+Generated datasets ('origin' generated) are named with their variant's options after a slash:
+'search_scenes/grid=5,centre_bias=0' (the fields of the base's parameter dataclass); each
+variant is stored in its own folder.
 """
 
 from __future__ import annotations
@@ -40,8 +51,10 @@ import os
 import numpy as np
 
 from cnn_jax.data import folder
+from cnn_jax.data.moving_mnist import DIRECTIONS, MovingMnistParams
 from cnn_jax.data.scenes import DigitSceneParams
-from cnn_jax.data.targets import BOX_TARGETS, IGNORE
+from cnn_jax.data.search_scenes import SearchSceneParams
+from cnn_jax.data.targets import BOX_TARGETS, IGNORE, SALIENCY_TARGETS
 from cnn_jax.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -51,14 +64,15 @@ class DatasetSpec:
 
     name: str
     tfds_name: str
-    image_shape: tuple[int, int, int]  # (H, W, C)
-    num_classes: int
+    image_shape: tuple[int, ...]  # (H, W, C); clips (T, H, W, C)
+    num_classes: int  # 0 for datasets without classes (saliency)
     mean: tuple[float, ...]  # per channel, [0,1] pixel units: x_norm = (x/255 - mean) / std
     std: tuple[float, ...]
     train_split: str = "train"
     test_split: str = "test"
-    image_key: str = "image"
+    image_key: str = "image"  # the stored feature of the input
     label_key: str = "label"
+    input_key: str = "image"  # the batch key of the model's input: 'image', or 'clip' for clips
     tfds_version: str = ""  # the builder version tfds 4.9 generates; import_local writes the same
     label_names: tuple[str, ...] = ()
     source_url: str = ""  # where tfds downloads from (also the host probed for connectivity)
@@ -95,22 +109,23 @@ class DatasetSpec:
         return IGNORE
 
     @property
-    def eval_image_shape(self) -> tuple[int, int, int]:
+    def eval_image_shape(self) -> tuple[int, ...]:
         """(H, W, C) of evaluation images: image_shape, or eval_size square for padded photos."""
         if self.eval_size:
             return (self.eval_size, self.eval_size, self.image_shape[2])
         return self.image_shape
 
     def example_arrays(self, image_shape: tuple[int, ...] | None = None) -> dict[str, tuple]:
-        """{key: (shape, dtype)} of one example of a batch: 'image' then the targets, in the
-        order batches hold them (cnn_jax.data.targets), for images of `image_shape` (default:
-        the training image_shape)."""
-        h, w, c = image_shape or self.image_shape
-        shapes = {"image": ((h, w, c), np.uint8), "label": ((), np.int32),
-                  "segmentation": ((h, w), np.uint8), "boxes": ((self.max_boxes, 4), np.float32),
-                  "classes": ((self.max_boxes,), np.int32), "box_mask": ((self.max_boxes,), bool),
-                  "instances": ((h, w), np.uint8)}
-        return {k: shapes[k] for k in ("image", *self.targets)}
+        """{key: (shape, dtype)} of one example of a batch: the input (`input_key`) then the
+        targets, in the order batches hold them (cnn_jax.data.targets), for inputs of
+        `image_shape` (default: the training image_shape)."""
+        shape = tuple(image_shape or self.image_shape)
+        hw, m = shape[-3:-1], (self.max_boxes,)
+        shapes = {"label": ((), np.int32), "segmentation": (hw, np.uint8),
+                  "boxes": ((*m, 4), np.float32), "classes": (m, np.int32), "box_mask": (m, bool),
+                  "difficult": (m, bool), "crowd": (m, bool), "instances": (hw, np.uint8),
+                  "saliency": (hw, np.float32), "fixations": (hw, np.uint8)}
+        return {self.input_key: (shape, np.uint8), **{k: shapes[k] for k in self.targets}}
 
     def zeros(self, n: int, image_shape: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
         """A batch of n all-zero examples (the padding of evaluation batches)."""
@@ -144,12 +159,30 @@ CIFAR100_COARSE_LABELS = (
 VOC_LABELS = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
               "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
               "sheep", "sofa", "train", "tvmonitor")
+# The 80 object categories of COCO 2017 in the order of their category ids (Lin et al. 2014).
+COCO_LABELS = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)
 DIGITS = tuple(str(i) for i in range(10))
 DETECTION = ("segmentation", *BOX_TARGETS, "instances")
 
 DEFAULT_IMAGE_SIZE = 224  # training crop of ImageNet-style datasets when data.image_size=0
 NUCLEI_TILE = 128  # side of the nuclei_dsb2018 tiles (cnn_jax.data.dense_formats)
 NUCLEI_MAX_BOXES = 32  # more than the nuclei any tile holds (checked at import)
+# Rows of the detection imports' boxes: more than any image of the standard copies holds (an image
+# with more is an import error); COCO's is also the number of detections its evaluation keeps.
+VOC_MAX_BOXES = 56
+COCO_MAX_BOXES = 100
+SALIENCY_SHAPE = (240, 320, 3)  # eye-tracking photos are letterboxed to this at import
 
 DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
@@ -215,6 +248,42 @@ DATASETS: dict[str, DatasetSpec] = {
                     "with SBD's train_aug) / 1,449 val photos up to 500x500, 20 classes + "
                     "background, 255 = void; trained on random scale-and-crops, evaluated whole "
                     "(padded to 512x512)"),
+    "voc2007_detection": DatasetSpec(
+        name="voc2007_detection", tfds_name="voc2007_detection", tfds_version="1.0.0",
+        image_shape=(448, 448, 3), num_classes=21, object_classes=20, max_boxes=VOC_MAX_BOXES,
+        targets=(*BOX_TARGETS, "difficult"), label_names=VOC_LABELS, mean=IMAGENET_MEAN,
+        std=IMAGENET_STD, variable_size=True, eval_size=512, origin="import",
+        source_url="http://host.robots.ox.ac.uk/pascal/VOC/voc2007/",
+        description="Pascal VOC 2007 detection (Everingham et al. 2010): 5,011 trainval / 4,952 "
+                    "test photos up to 500x500, 20 classes, boxes with the difficult flag"),
+    "voc2012_detection": DatasetSpec(
+        name="voc2012_detection", tfds_name="voc2012_detection", tfds_version="1.0.0",
+        image_shape=(448, 448, 3), num_classes=21, object_classes=20, max_boxes=VOC_MAX_BOXES,
+        targets=(*BOX_TARGETS, "difficult"), label_names=VOC_LABELS, mean=IMAGENET_MEAN,
+        std=IMAGENET_STD, test_split="validation", variable_size=True, eval_size=512,
+        origin="import", source_url="http://host.robots.ox.ac.uk/pascal/VOC/voc2012/",
+        description="Pascal VOC 2012 detection (Everingham et al. 2010): 5,717 train / 5,823 val "
+                    "photos up to 500x500, 20 classes, boxes with the difficult flag"),
+    "coco2017": DatasetSpec(
+        name="coco2017", tfds_name="coco2017", tfds_version="1.0.0", image_shape=(512, 512, 3),
+        num_classes=81, object_classes=80, max_boxes=COCO_MAX_BOXES,
+        targets=(*BOX_TARGETS, "crowd", "instances"), label_names=("background", *COCO_LABELS),
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, test_split="validation", variable_size=True,
+        eval_size=640, origin="import", source_url="https://cocodataset.org/#download",
+        description="COCO 2017 detection (Lin et al. 2014): 118,287 train / 5,000 val photos up "
+                    "to 640x640, 80 classes, boxes with the crowd flag and instance masks"),
+    "salicon": DatasetSpec(
+        name="salicon", tfds_name="salicon", tfds_version="1.0.0", image_shape=SALIENCY_SHAPE,
+        num_classes=0, targets=SALIENCY_TARGETS, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        test_split="validation", origin="import", source_url="http://salicon.net/",
+        description="SALICON (Jiang et al. 2015): 10,000 train / 5,000 val COCO photos of 640x480 "
+                    "with mouse-tracking saliency maps and fixations, halved to 320x240"),
+    "mit1003": DatasetSpec(
+        name="mit1003", tfds_name="mit1003", tfds_version="1.0.0", image_shape=SALIENCY_SHAPE,
+        num_classes=0, targets=SALIENCY_TARGETS, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        origin="import", source_url="https://people.csail.mit.edu/tjudd/WherePeopleLook/",
+        description="MIT1003 (Judd et al. 2009): 1,003 photos up to 1024 px with the fixations of "
+                    "15 observers, letterboxed to 320x240; 900 train / 103 test"),
 }
 
 
@@ -239,20 +308,67 @@ def _digit_scenes_spec(name: str, params: DigitSceneParams, single: bool) -> Dat
                        targets=DETECTION)
 
 
-GENERATED = ("digit_scenes", "digit_scenes_single")
-DATASETS["digit_scenes"] = _digit_scenes_spec("digit_scenes", DigitSceneParams(), single=False)
-DATASETS["digit_scenes_single"] = _digit_scenes_spec(
-    "digit_scenes_single", DigitSceneParams(min_digits=1, max_digits=1), single=True)
+def _search_scenes_spec(name: str, params: SearchSceneParams) -> DatasetSpec:
+    """The spec of one search-scene variant (cnn_jax.data.search_scenes)."""
+    c = params.canvas
+    return DatasetSpec(
+        name=name, tfds_name=f"search_scenes/{params.config_name()}", tfds_version="1.0.0",
+        image_shape=(c, c, 3), num_classes=0, targets=SALIENCY_TARGETS, origin="generated",
+        # pixel statistics of the default training scenes
+        mean=(0.4481, 0.4417, 0.4215), std=(0.1433, 0.1022, 0.1260),
+        description=f"generated visual search (Treisman & Gelade 1980): {c}x{c} grids of "
+                    f"{params.grid}x{params.grid} items, {params.min_odd}-{params.max_odd} odd "
+                    f"ones out, saliency a Gaussian mixture at them (sigma {params.sigma:g} px, "
+                    f"centre bias {params.centre_bias:g}), {params.fixations} fixations each; "
+                    f"{params.train_size:,} train / {params.test_size:,} test, seed {params.seed}")
 
 
-def digit_scene_params(name: str) -> DigitSceneParams:
-    """The generation parameters of 'digit_scenes[/k=v,...]' or 'digit_scenes_single[/k=v,...]'."""
+def _moving_mnist_spec(name: str, params: MovingMnistParams) -> DatasetSpec:
+    """The spec of one Moving MNIST variant (cnn_jax.data.moving_mnist)."""
+    t, c = params.frames, params.canvas
+    return DatasetSpec(
+        name=name, tfds_name=f"moving_mnist/{params.config_name()}", tfds_version="1.0.0",
+        image_shape=(t, c, c, 1), num_classes=len(DIRECTIONS), label_names=DIRECTIONS,
+        image_key="clip", input_key="clip", origin="generated",
+        # pixel statistics of the default training clips
+        mean=(0.0493,), std=(0.1998,),
+        description=f"generated from MNIST (LeCun et al. 1998; Srivastava et al. 2015): {t} "
+                    f"frames of {c}x{c} with {params.digits} digits moving together on a torus, "
+                    f"label = one of 8 directions; {params.train_size:,} train (training digits) "
+                    f"/ {params.test_size:,} test (test digits), seed {params.seed}")
+
+
+GENERATED = ("digit_scenes", "digit_scenes_single", "search_scenes", "moving_mnist")
+
+
+def generated_params(name: str) -> DigitSceneParams | SearchSceneParams | MovingMnistParams:
+    """The generation parameters of a generated dataset 'BASE[/k=v,...]' (BASE in GENERATED)."""
     base, _, options = name.partition("/")
-    if base not in GENERATED:
-        raise ValueError(f"{name!r} is not a generated dataset ({', '.join(GENERATED)})")
     if base == "digit_scenes_single":
         return DigitSceneParams.parse(options, min_digits=1, max_digits=1)
-    return DigitSceneParams.parse(options)
+    if base == "digit_scenes":
+        return DigitSceneParams.parse(options)
+    if base == "search_scenes":
+        return SearchSceneParams.parse(options)
+    if base == "moving_mnist":
+        return MovingMnistParams.parse(options)
+    raise ValueError(f"{name!r} is not a generated dataset ({', '.join(GENERATED)})")
+
+
+def _generated_spec(base: str, params) -> DatasetSpec:
+    """The spec of a variant of the generated dataset `base`, named by its options."""
+    skip = ("min_digits", "max_digits") if base == "digit_scenes_single" else ()
+    options = params.options(skip=skip)
+    name = f"{base}/{options}" if options else base
+    if base.startswith("digit_scenes"):
+        return _digit_scenes_spec(name, params, single=base == "digit_scenes_single")
+    if base == "search_scenes":
+        return _search_scenes_spec(name, params)
+    return _moving_mnist_spec(name, params)
+
+
+for _base in GENERATED:
+    DATASETS[_base] = _generated_spec(_base, generated_params(_base))
 
 
 def get_dataset_spec(name: str, image_size: int = 0) -> DatasetSpec:
@@ -269,11 +385,7 @@ def get_dataset_spec(name: str, image_size: int = 0) -> DatasetSpec:
         return _folder_spec(name, image_size or DEFAULT_IMAGE_SIZE)
     base, variant, _ = str(name).partition("/")
     if variant and base in GENERATED:
-        params = digit_scene_params(name)
-        single = base == "digit_scenes_single"
-        options = params.options(skip=("min_digits", "max_digits") if single else ())
-        spec = _digit_scenes_spec(f"{base}/{options}" if options else base, params, single)
-        return _with_image_size(spec, image_size)
+        return _with_image_size(_generated_spec(base, generated_params(name)), image_size)
     try:
         spec = DATASETS[name]
     except KeyError:
@@ -290,7 +402,7 @@ def _with_image_size(spec: DatasetSpec, image_size: int) -> DatasetSpec:
     if spec.variable_size:
         if image_size and image_size != spec.image_shape[0]:
             spec = dataclasses.replace(spec, image_shape=(image_size, image_size, 3))
-    elif image_size and (image_size, image_size) != spec.image_shape[:2]:
+    elif image_size and (image_size, image_size) != spec.image_shape[-3:-1]:
         shape = "x".join(map(str, spec.image_shape))
         raise ValueError(f"data.image_size={image_size} applies to ImageNet-style datasets only; "
                          f"{name} images are {shape}: set data.image_size=0")

@@ -27,22 +27,21 @@ of arrays (or encoded bytes) that cnn_jax.data.writer stores.
     masks are decoded to class indices (palette indices, 255 kept as void) and stored as grey
     PNGs, so any PNG reader gets the class ids back.
 
-Detection datasets (COCO 2017, VOC detection) belong here too: a reader giving examples with
-'image' (JPEG bytes), 'boxes' (k, 4) xyxy and 'classes' (k,) (and 'instances' for masks), and a
-catalogue entry with those targets and max_boxes; the writer, DensePhotoTransform and the
-target-aware batch ops already move boxes.
+`DenseData` is what every reader of a dataset with targets gives the importer, these and those
+of cnn_jax.data.detection_formats and cnn_jax.data.saliency_formats.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from cnn_jax.data import formats
-from cnn_jax.data.catalog import NUCLEI_TILE, DatasetSpec
+from cnn_jax.data.catalog import NUCLEI_TILE
 from cnn_jax.data.photo_targets import decode_map
 from cnn_jax.data.targets import IGNORE, tight_boxes
 from cnn_jax.data.writer import encode_png
@@ -55,21 +54,12 @@ VOC_LAYOUT = ("VOCdevkit/VOC2012/{JPEGImages/<id>.jpg, SegmentationClass/<id>.pn
 
 @dataclasses.dataclass
 class DenseData:
-    """The examples of every split of a local copy, before they are written."""
+    """The examples of every split of a local copy, before they are written (a list, or an
+    iterable that reads them as the writer asks: `formats.stream_map`)."""
 
-    splits: dict[str, list[dict]]
+    splits: dict[str, Iterable[dict]]
     source_format: str
     notes: list[str] = dataclasses.field(default_factory=list)
-
-
-def read_dense(spec: DatasetSpec, path: str) -> DenseData:
-    """The local copy of `spec`'s dataset at `path` (module docstring); DataImportError (one
-    line) when it is missing or malformed."""
-    if spec.name == "nuclei_dsb2018":
-        return read_nuclei(Path(path), spec.max_boxes)
-    if spec.name == "voc2012_segmentation":
-        return read_voc(Path(path))
-    raise DataImportError(f"no reader for {spec.name!r}")
 
 
 # --------------------------------------------------------------------------------------------

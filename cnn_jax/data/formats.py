@@ -29,7 +29,7 @@ import os
 import pickle
 import struct
 import tarfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -513,6 +513,14 @@ def decode_jpeg_blob(blob: np.ndarray, offsets: np.ndarray, channels: int, origi
 
     images = parallel_map(decode, range(len(offsets) - 1))
     return np.stack(images)
+
+
+def stream_map(fn: Callable, items, block: int = 1024) -> Iterator:
+    """`parallel_map` over `items` a block at a time, yielding results as each block is done: a
+    large import holds one block of decoded examples at a time."""
+    items = list(items)
+    for i in range(0, len(items), block):
+        yield from parallel_map(fn, items[i:i + block], chunk=max(1, block // 8))
 
 
 def parallel_map(fn: Callable, items, chunk: int = 512) -> list:

@@ -4,10 +4,12 @@ exactly what tfds' builder would write.
 `cnn_jax.data.formats` reads the files (MNIST/Fashion-MNIST IDX, CIFAR batches, .npz arrays or
 JPEG bytes) into uint8 arrays; `import_local` checks them against the catalogue and writes the
 tfds dataset: same name, version, features, split names and label names, so the same pipeline
-(and `tfds.load` for TensorFlow users) reads it. Datasets with masks that tfds has no builder for
-(nuclei_dsb2018, voc2012_segmentation) are read by `cnn_jax.data.dense_formats` and written with
-the features of their catalogue spec (`writer.dataset_info`). A record of where the data came
-from (`prepare.IMPORT_RECORD`) is written beside it (cnn_jax.data.writer).
+(and `tfds.load` for TensorFlow users) reads it. Datasets with targets that tfds has no builder
+for are read by `dense_formats` (nuclei_dsb2018, voc2012_segmentation), `detection_formats`
+(voc2007_detection, voc2012_detection, coco2017) and `saliency_formats` (salicon, mit1003), and
+written, streamed in chunks, with the features of their catalogue spec (`writer.dataset_info`).
+A record of where the data came from (`prepare.IMPORT_RECORD`) is written beside it
+(cnn_jax.data.writer).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from cnn_jax.data import dense_formats, formats, writer
+from cnn_jax.data import dense_formats, detection_formats, formats, saliency_formats, writer
 from cnn_jax.data.catalog import (
     CIFAR10_LABELS,
     CIFAR100_COARSE_LABELS,
@@ -165,15 +167,33 @@ def _import(name: str, path: str | os.PathLike, data_dir: str | os.PathLike | No
                         replaced=written.replaced)
 
 
+def read_dense(spec: DatasetSpec, path: Path) -> dense_formats.DenseData:
+    """The local copy of `spec`'s dataset with targets at `path` (layouts in the readers'
+    modules); DataImportError (one line) when it is missing or malformed."""
+    if spec.name == "nuclei_dsb2018":
+        return dense_formats.read_nuclei(path, spec.max_boxes)
+    if spec.name == "voc2012_segmentation":
+        return dense_formats.read_voc(path)
+    if spec.name in ("voc2007_detection", "voc2012_detection"):
+        return detection_formats.read_voc_detection(spec, path)
+    if spec.name == "coco2017":
+        return detection_formats.read_coco(spec, path)
+    if spec.name == "salicon":
+        return saliency_formats.read_salicon(path, spec.image_shape[:2])
+    if spec.name == "mit1003":
+        return saliency_formats.read_mit1003(path, spec.image_shape[:2])
+    raise DataImportError(f"no reader for {spec.name!r}")
+
+
 def _import_dense(spec: DatasetSpec, path: str | os.PathLike,
                   data_dir: str | os.PathLike | None) -> ImportReport:
-    """Imports a dataset with masks (dense_formats) under the features of its catalogue spec."""
+    """Imports a dataset with targets under the features of its catalogue spec."""
     source = os.fspath(Path(path).expanduser())
-    data = dense_formats.read_dense(spec, source)
+    data = read_dense(spec, Path(source))
     record = {"source": source, "format": data.source_format, "lossy": False, "notes": data.notes}
     written = writer.write_dataset(
         spec, data_dir, lambda staging: writer.dataset_info(spec, staging),
-        lambda info: {s: writer.encode_examples(examples) for s, examples in data.splits.items()},
+        lambda info: {s: writer.encode_stream(examples) for s, examples in data.splits.items()},
         record)
     return ImportReport(name=spec.name, counts=written.counts, target=written.target,
                         source=source, source_format=data.source_format, lossy=False,
@@ -187,8 +207,9 @@ def import_local(name: str, path: str | os.PathLike, data_dir: str | os.PathLike
     CIFAR python or binary batches, or their .tar.gz), or a .npz (x_train, y_train, x_test,
     y_test; or JPEG bytes + offsets as shared/data/cifar10_jpeg.npz, with an optional
     `<stem>_test_order.npz` beside it); for nuclei_dsb2018 shared/data/nuclei_dsb2018.npz, for
-    voc2012_segmentation a VOCdevkit folder (layouts in cnn_jax.data.dense_formats). Examples
-    keep the source order. An existing copy in
+    voc2012_segmentation a VOCdevkit folder (layouts in cnn_jax.data.dense_formats), for the
+    detection datasets a VOCdevkit or COCO folder (cnn_jax.data.detection_formats), for salicon
+    and mit1003 their folders (cnn_jax.data.saliency_formats). Examples keep the source order. An existing copy in
     `data_dir` is replaced atomically. Raises DataImportError (one line) on bad input.
     """
     return _import(name, path, data_dir).counts

@@ -28,7 +28,14 @@ import os
 import numpy as np
 from PIL import Image
 
-from cnn_jax.data.targets import DENSE_TARGETS, fill_value, pad_boxes, settle_boxes
+from cnn_jax.data.targets import (
+    BOX_TARGETS,
+    DENSE_TARGETS,
+    PER_BOX,
+    fill_value,
+    pad_box_targets,
+    settle_boxes,
+)
 from cnn_jax.data.transforms import ImageInput, PhotoTransform, decode_rgb, random_resized_crop_box
 
 SCALE_RANGE = (0.5, 2.0)
@@ -80,9 +87,9 @@ class DensePhotoTransform:
             if v.shape != (image.height, image.width):
                 raise ValueError(f"{k} is {v.shape[1]}x{v.shape[0]} but the photo "
                                  f"{image.width}x{image.height}")
-        if "boxes" in example:
-            boxes, classes, mask = pad_boxes(example["boxes"], example["classes"], self.max_boxes)
-            targets.update(boxes=boxes[None], classes=classes[None], box_mask=mask[None])
+        if "boxes" in example:  # and the per-box arrays: a batch of one for settle_boxes
+            targets.update({k: v[None] for k, v in
+                            pad_box_targets(example, self.max_boxes).items()})
         return image, targets
 
     def _move(self, image: Image.Image, targets: dict, scale: tuple[float, float],
@@ -108,9 +115,9 @@ class DensePhotoTransform:
             shift = np.array(crop[:2] if crop is not None else (0, 0), np.float32)
             moved = (targets["boxes"] - np.tile(shift, 2)) * np.tile(np.float32(scale), 2)
             moved -= np.tile(np.float32(offset), 2)
-            settled = settle_boxes({k: targets[k] for k in ("boxes", "classes", "box_mask")} |
-                                   ({"instances": result["instances"][None]}
-                                    if "instances" in result else {}), moved, out, out)
+            boxed = {k: targets[k] for k in (*BOX_TARGETS, *PER_BOX) if k in targets}
+            settled = settle_boxes(boxed | ({"instances": result["instances"][None]}
+                                            if "instances" in result else {}), moved, out, out)
             result.update({k: v[0] for k, v in settled.items()})
         return result
 

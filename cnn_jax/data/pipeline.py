@@ -5,10 +5,11 @@
                                                       # + 'targets' float32 (B, K) with mixup/cutmix
     for batch in pipe.eval_batches('val'): ...                   # + 'mask' (False on padding)
 
-Batches hold 'image' and the targets the dataset carries (`DatasetSpec.targets`: 'label', or
-'segmentation', 'boxes', 'classes', 'box_mask', 'instances'; dtypes and shapes in
+Batches hold 'image' (or 'clip' for clip datasets: `DatasetSpec.input_key`) and the targets the
+dataset carries (`DatasetSpec.targets`: 'label', or 'segmentation', 'boxes', 'classes',
+'box_mask', 'difficult', 'crowd', 'instances', 'saliency', 'fixations'; dtypes and shapes in
 cnn_jax.data.targets); every key travels through the cache, the splits, the padding, the
-multi-host slicing and the augmentation as the images do.
+multi-host slicing and the augmentation as the images do (clips take no augmentation).
 
 Design:
   * Reading (cnn_jax.data.sources): `tfds.data_source` over the array_record files (no
@@ -132,7 +133,7 @@ def dataset_spec_from_config(data_config: Mapping[str, Any] | Any) -> DatasetSpe
 
 def _resolve_spec(cfg: DataConfig) -> DatasetSpec:
     spec = get_dataset_spec(cfg.name, cfg.image_size)
-    check_for_targets(cfg.augment, spec.targets)
+    check_for_targets(cfg.augment, spec.targets, spec.input_key)
     _build_augment(cfg, spec)  # bad augmentation options fail here, before any data is read
     if spec.variable_size and spec.eval_size:  # photos with masks: evaluated whole, padded
         if spec.eval_size < spec.image_shape[0]:
@@ -151,8 +152,10 @@ def _resolve_spec(cfg: DataConfig) -> DatasetSpec:
 
 
 def _build_augment(cfg: DataConfig, spec: DatasetSpec) -> Compose:
-    """`data.augment` for this dataset (checked against its image shape and classes)."""
-    return build_augment(cfg.augment, image_shape=spec.image_shape, num_classes=spec.num_classes)
+    """`data.augment` for this dataset (checked against its image shape (a clip's frames) and
+    classes)."""
+    return build_augment(cfg.augment, image_shape=spec.image_shape[-3:],
+                         num_classes=spec.num_classes)
 
 
 # --------------------------------------------------------------------------------------------

@@ -62,7 +62,8 @@ def import_hint(name: str) -> str:
     """How a user gets `name` into the data_dir without tfds' download (for error messages)."""
     spec = DATASETS.get(name.partition("/")[0])  # 'digit_scenes/k=v': a variant of digit_scenes
     if spec is not None and spec.origin == "generated":
-        return f"run `cnn-jax data generate {name}` (it needs only MNIST imported)"
+        needs = "nothing" if spec.name == "search_scenes" else "only MNIST imported"
+        return f"run `cnn-jax data generate {name}` (it needs {needs})"
     if spec is not None and spec.origin == "tfds" and spec.variable_size:
         # Photos are not imported: an extracted copy is read in place as an ImageFolder tree.
         return ("put its images in ROOT/train/<class>/ and ROOT/val/<class>/ and use "

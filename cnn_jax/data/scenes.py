@@ -31,6 +31,7 @@ import functools
 import numpy as np
 
 from cnn_jax.data.targets import IGNORE, tight_boxes
+from cnn_jax.data.variants import Variant
 
 INK = 128  # pasted intensity from which a pixel is the digit's ink (its class); below: its rim
 MNIST_FRAME, MNIST_BOX = 28, 20  # frame and size-normalisation box of MNIST (LeCun et al. 1998)
@@ -38,8 +39,10 @@ PLACEMENT_TRIES = 8
 
 
 @dataclasses.dataclass(frozen=True)
-class DigitSceneParams:
+class DigitSceneParams(Variant):
     """The generation parameters of one digit-scene variant (module docstring)."""
+
+    KIND = "digit scene"
 
     canvas: int = 64
     min_digits: int = 1
@@ -64,40 +67,12 @@ class DigitSceneParams:
             needs.append("0 <= max_overlap <= 1")
         if self.train_size < 1 or self.test_size < 1 or self.seed < 0:
             needs.append("train_size >= 1, test_size >= 1, seed >= 0")
-        if needs:
-            raise ValueError(f"digit scene parameters {self.options() or 'defaults'} must have "
-                             f"{'; '.join(needs)}")
+        self.require(needs)
 
     @staticmethod
     def frame_side(height: int) -> int:
         """Side of the resized 28 x 28 MNIST frame that makes the digit `height` pixels tall."""
         return int(np.rint(MNIST_FRAME * height / MNIST_BOX))
-
-    @classmethod
-    def parse(cls, text: str, **fixed: int) -> DigitSceneParams:
-        """'key=value,key=value' (any of the fields; '' for the defaults) -> params; `fixed`
-        fields keep their value (the single-digit variant fixes its digit count)."""
-        values: dict = {}
-        names = [f.name for f in dataclasses.fields(cls)]
-        for item in filter(None, (s.strip() for s in text.split(","))):
-            key, sep, value = (part.strip() for part in item.partition("="))
-            if not sep or key not in names:
-                raise ValueError(f"digit scene option {item!r} is not key=value with a key among "
-                                 f"{', '.join(k for k in names if k not in fixed)}")
-            try:
-                values[key] = float(value) if key == "max_overlap" else int(value)
-            except ValueError:
-                raise ValueError(f"digit scene option {item!r} needs a number") from None
-            if key in fixed and values[key] != fixed[key]:
-                raise ValueError(f"digit scene option {item!r}: this variant has "
-                                 f"{key}={fixed[key]}")
-        return cls(**{**values, **fixed})
-
-    def options(self, skip: tuple[str, ...] = ()) -> str:
-        """The 'key=value,...' text of the fields that differ from the defaults (but `skip`)."""
-        default = DigitSceneParams()
-        return ",".join(f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
-                        if f.name not in skip and getattr(self, f.name) != getattr(default, f.name))
 
     def config_name(self) -> str:
         """The folder of this variant in the data_dir (a tfds config name: letters, digits, -_.)."""

@@ -5,9 +5,9 @@ Fixed-size datasets (MNIST, CIFAR, digit scenes, nuclei tiles) are read through
 records it is asked for, an `ArraySource` holds a split already decoded in memory
 (cnn_jax.data.cache). Either maps positions 0..len-1 to record ids (`rows`), so the train / val /
 test parts of one split are sources over the same records; `gather(positions)` returns the
-examples as a dict of arrays, 'image' uint8 (N, H, W, C) and the dataset's targets
-(`DatasetSpec.targets`, shapes and dtypes in cnn_jax.data.targets; stored boxes are padded to
-max_boxes rows here).
+examples as a dict of arrays, the input ('image' uint8 (N, H, W, C), or 'clip' (N, T, H, W, C))
+and the dataset's targets (`DatasetSpec.targets`, shapes and dtypes in cnn_jax.data.targets;
+stored boxes and their per-box flags are padded to max_boxes rows here).
 
 Photographs of varying size (ImageNet-style datasets, 'folder:' trees, VOC) are records that a
 per-photo transform turns into fixed-size arrays: `FileRecords` (image files), `TfdsRecords`
@@ -31,7 +31,7 @@ from PIL import Image
 
 from cnn_jax.data import folder, prepare
 from cnn_jax.data.catalog import DatasetSpec, resolve_data_dir
-from cnn_jax.data.targets import DENSE_TARGETS, pad_boxes
+from cnn_jax.data.targets import BOX_FLAGS, DENSE_TARGETS, pad_box_targets
 
 # --------------------------------------------------------------------------------------------
 # Fixed-size images: positions -> examples
@@ -51,21 +51,23 @@ def read_records(source, indices: np.ndarray, spec: DatasetSpec,
     """The examples (a dict of arrays, module docstring) of records `indices` of a tfds source."""
     out = {k: np.empty((len(indices), *shape), dtype)
            for k, (shape, dtype) in spec.example_arrays().items()}
-    h, w, _ = spec.image_shape
+    h, w, _ = spec.image_shape[-3:]
     keys = [int(i) for i in indices]
     # A batched array_record read costs less per record than single reads; tfds' mock sources
     # only implement single reads.
     records = source.__getitems__(keys) if batched else [source[k] for k in keys]
     for j, record in enumerate(records):
-        out["image"][j] = _decode_image(record[spec.image_key], spec.image_shape)
+        out[spec.input_key][j] = _decode_image(record[spec.image_key], spec.image_shape)
         if "label" in out:
             out["label"][j] = int(record[spec.label_key])
         for key in DENSE_TARGETS:
             if key in out:
                 out[key][j] = _decode_image(record[key], (h, w, 1))[..., 0]
+        if "saliency" in out:
+            out["saliency"][j] = record["saliency"]
         if "boxes" in out:
-            out["boxes"][j], out["classes"][j], out["box_mask"][j] = pad_boxes(
-                record["boxes"], record["classes"], spec.max_boxes)
+            for key, value in pad_box_targets(record, spec.max_boxes).items():
+                out[key][j] = value
     return out
 
 
@@ -242,6 +244,6 @@ def photo_records(spec: DatasetSpec, data_dir: str, download: bool) -> tuple[Rec
     _, sources, _ = open_sources(spec, data_dir, download)
     fields = (("image", spec.image_key),
               *((k, spec.label_key if k == "label" else k) for k in spec.targets if k in
-                ("label", *DENSE_TARGETS, "boxes", "classes")))
+                ("label", *DENSE_TARGETS, "boxes", "classes", *BOX_FLAGS)))
     return tuple(TfdsRecords(sources[s], fields, f"{spec.name}/{s}")
                  for s in (spec.train_split, spec.test_split))

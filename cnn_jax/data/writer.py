@@ -5,9 +5,11 @@ where it came from (`prepare.IMPORT_RECORD` beside dataset_info.json).
 so the files are what tfds would write) and by the datasets tfds has no builder for (the dense
 imports and the generated scenes: `dataset_info` describes their features from the catalogue
 spec). Either way `tfds.data_source` and, for TensorFlow users, `tfds.load` /
-`tfds.builder_from_directory` read them. Examples are dicts of features; images and per-pixel
-maps given as arrays are encoded as PNG (`encode_png`), bytes (a photo's JPEG) are kept as they
-are.
+`tfds.builder_from_directory` read them. Examples are dicts of features; images and uint8
+per-pixel maps given as arrays are encoded as PNG (`encode_png`), bytes (a photo's JPEG) are
+kept as they are. A clip (T, H, W, C) is one PNG of its frames stacked vertically (T * H, W, C),
+which a reader reshapes; a saliency map is stored as float32, zlib-compressed. A split's examples
+may be any iterable (a generator streams a large import through in chunks: `encode_stream`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +31,10 @@ from tensorflow_datasets.core import dataset_info as tfds_info
 from cnn_jax.data import formats
 from cnn_jax.data.catalog import DatasetSpec, resolve_data_dir
 from cnn_jax.data.prepare import IMPORT_RECORD
-from cnn_jax.data.targets import DENSE_TARGETS
+from cnn_jax.data.targets import BOX_FLAGS, DENSE_TARGETS
 
-Examples = Mapping[str, list[dict]]  # split -> examples, in the order they are written
+Examples = Mapping[str, Iterable[dict]]  # split -> examples, in the order they are written
+ENCODED = ("image", "clip", *DENSE_TARGETS)  # the features stored as PNG
 
 
 @dataclasses.dataclass
@@ -52,33 +55,66 @@ def encode_png(image: np.ndarray, compress_level: int = 6) -> bytes:
     return buf.getvalue()
 
 
+def _encode(example: dict) -> dict:
+    """One example with its image-like arrays (ENCODED) as PNG bytes; zlib's fastest level:
+    generated data is written anew with every generation, and the decode cache reads it once."""
+    out = dict(example)
+    for key in ENCODED:
+        value = example.get(key)
+        if isinstance(value, np.ndarray):
+            frames = value.reshape(-1, *value.shape[2:]) if key == "clip" else value
+            out[key] = encode_png(frames, compress_level=1)
+    return out
+
+
+def _chunks(examples: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    """Lists of `size` consecutive examples (the last one shorter)."""
+    chunk: list[dict] = []
+    for example in examples:
+        chunk.append(example)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def encode_examples(examples: list[dict]) -> list[dict]:
-    """Examples with every image-like array ('image' and per-pixel maps) encoded as PNG, on a
-    thread pool (zlib releases the GIL). zlib's fastest level: generated data is written anew
-    with every generation, and the decode cache reads it once."""
-    keys = [k for k in ("image", *DENSE_TARGETS)
-            if examples and isinstance(examples[0].get(k), np.ndarray)]
+    """Examples with every image-like array ('image', 'clip', uint8 per-pixel maps) encoded as
+    PNG, on a thread pool (zlib releases the GIL)."""
+    return formats.parallel_map(_encode, examples, chunk=256)
 
-    def encode(example: dict) -> dict:
-        return {**example, **{k: encode_png(example[k], compress_level=1) for k in keys}}
 
-    return formats.parallel_map(encode, examples, chunk=256)
+def encode_stream(examples: Iterable[dict], chunk: int = 512) -> Iterator[dict]:
+    """`encode_examples` of an iterable, `chunk` examples at a time: a large import never holds
+    more than a chunk of decoded arrays."""
+    for part in _chunks(examples, chunk):
+        yield from encode_examples(part)
 
 
 def dataset_features(spec: DatasetSpec) -> tfds.features.FeaturesDict:
     """The stored features of a dataset tfds has no builder for, from its catalogue spec: the
-    image and the targets ('box_mask' is not stored: it is which rows exist)."""
-    h, w, c = (None, None, spec.image_shape[2]) if spec.variable_size else spec.image_shape
+    input and the targets ('box_mask' is not stored: it is which rows exist)."""
+    *t, h, w, c = spec.image_shape
+    if spec.variable_size:
+        h, w = None, None
     encoding = "jpeg" if spec.variable_size else "png"  # photos keep their JPEG bytes
-    features = {"image": tfds.features.Image(shape=(h, w, c), encoding_format=encoding)}
+    stored = (h * t[0] if t else h, w, c)  # a clip's frames stacked vertically
+    features = {spec.image_key: tfds.features.Image(shape=stored, encoding_format=encoding)}
     if "label" in spec.targets:
         features["label"] = tfds.features.ClassLabel(names=list(spec.label_names))
     for key in DENSE_TARGETS:
         if key in spec.targets:
             features[key] = tfds.features.Image(shape=(h, w, 1), encoding_format="png")
+    if "saliency" in spec.targets:
+        features["saliency"] = tfds.features.Tensor(shape=(h, w), dtype=np.float32,
+                                                    encoding=tfds.features.Encoding.ZLIB)
     if "boxes" in spec.targets:
         features["boxes"] = tfds.features.Tensor(shape=(None, 4), dtype=np.float32)
         features["classes"] = tfds.features.Tensor(shape=(None,), dtype=np.int64)
+    for key in BOX_FLAGS:
+        if key in spec.targets:
+            features[key] = tfds.features.Tensor(shape=(None,), dtype=np.bool_)
     return tfds.features.FeaturesDict(features)
 
 
@@ -116,10 +152,11 @@ def write_dataset(spec: DatasetSpec, data_dir: str | os.PathLike | None,
                                             file_format="array_record")
         splits = examples_for(info)
         writer.initialize_splits(list(splits))
-        counts = {}
+        counts = dict.fromkeys(splits, 0)
         for split, examples in splits.items():
-            writer.add_examples({split: examples})
-            counts[split] = len(examples)
+            for chunk in _chunks(examples, 1000):  # the writer rewrites its metadata per call
+                writer.add_examples({split: chunk})
+                counts[split] += len(chunk)
         writer.close_all()
         Path(info.data_dir, IMPORT_RECORD).write_text(json.dumps({**record, "counts": counts},
                                                                  indent=2))

@@ -40,7 +40,7 @@ def check_task(config, spec) -> None:
 def create_task(config, spec):
     """The task of a run: its config and the dataset's spec (normalisation statistics, classes)."""
     check_task(config, spec)
-    common = dict(mean=tuple(spec.mean), std=tuple(spec.std), loss=config.loss.name,
+    common = dict(mean=tuple(spec.mean), std=tuple(spec.std), input_key=spec.input_key, loss=config.loss.name,
                   focal_alpha=float(config.loss.focal_alpha), focal_gamma=float(config.loss.focal_gamma))
     if config.task == "segmentation":
         return SegmentationTask(**common, num_classes=spec.num_classes,

@@ -93,3 +93,44 @@ def photo_tree(root: Path, layout: dict) -> Path:
 def imagenette_files(shared_data: Path, split: str, wnid: str, n: int) -> list[Path]:
     """The first n photos (sorted names) of class `wnid` in imagenette_sample/<split>."""
     return sorted((shared_data / IMAGENETTE / split / wnid).glob("*.JPEG"))[:n]
+
+
+def data_config(data_dir, name: str, **overrides):
+    """`config.data` for a dataset in `data_dir`: offline, no validation part, cached, no
+    augmentation, unless `overrides` say otherwise."""
+    import ml_collections
+
+    config = ml_collections.ConfigDict({
+        "name": name, "data_dir": str(data_dir), "download": False, "val_size": 0,
+        "split_seed": 0, "train_subset": 0, "cache": True, "num_workers": 0, "augment": {}})
+    config.update(overrides)
+    return config
+
+
+def eval_examples(pipe, split: str = "test") -> dict:
+    """Every real example of an evaluation split (padding left out), concatenated per key."""
+    batches = list(pipe.eval_batches(split))
+    keys = [k for k in batches[0] if k != "mask"]
+    return {k: np.concatenate([b[k][b["mask"]] for b in batches]) for k in keys}
+
+
+def assert_processes_split_batches(config, step: int, batch_size: int = 16,
+                                   eval_batch_size: int = 20, seed: int = 3) -> None:
+    """Two processes' parts of training batch `step` and of every evaluation batch, joined, are
+    what one process gets, key by key (the batches do not depend on the process count)."""
+    from cnn_jax.data.pipeline import create_input_pipeline
+
+    sizes = dict(seed=seed, batch_size=batch_size, eval_batch_size=eval_batch_size)
+    whole = create_input_pipeline(config, **sizes)
+    parts = [create_input_pipeline(config, **sizes, process_index=i, process_count=2)
+             for i in range(2)]
+    batch = whole.train_batch(0, step)
+    sliced = [p.train_batch(0, step) for p in parts]
+    for key in batch:
+        assert np.array_equal(np.concatenate([s[key] for s in sliced]), batch[key]), key
+    evals = [list(p.eval_batches("test")) for p in parts]
+    joined = {k: np.concatenate([np.concatenate([e[i][k][e[i]["mask"]] for e in evals])
+                                 for i in range(len(evals[0]))]) for k in batch}
+    single = eval_examples(whole)
+    for key in batch:
+        assert np.array_equal(joined[key], single[key]), key

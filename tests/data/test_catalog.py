@@ -224,12 +224,19 @@ def test_datasets_without_a_tfds_builder_store_the_features_their_spec_promises(
 
     spec = DATASETS[name]
     features = dataset_features(spec)
-    stored = {"segmentation", "instances", "boxes", "label"} & set(spec.targets)
-    assert set(features.keys()) == {"image", *stored, *(("classes",) if "boxes" in stored else ())}
-    h, w, c = (None, None, 3) if spec.variable_size else spec.image_shape
-    assert features["image"].shape == (h, w, c)
-    for key in {"segmentation", "instances"} & stored:
+    stored = {"segmentation", "instances", "boxes", "label", "difficult", "crowd", "saliency",
+              "fixations"} & set(spec.targets)
+    boxes = ("classes",) if "boxes" in stored else ()
+    assert set(features.keys()) == {spec.image_key, *stored, *boxes}
+    *frames, h, w, c = spec.image_shape
+    if spec.variable_size:
+        h, w = None, None
+    # a clip is stored as its frames stacked vertically
+    assert features[spec.image_key].shape == (h * frames[0] if frames else h, w, c)
+    for key in {"segmentation", "instances", "fixations"} & stored:
         assert features[key].shape == (h, w, 1)
+    if "saliency" in stored:
+        assert features["saliency"].shape == (h, w) and features["saliency"].np_dtype == np.float32
     assert len(spec.label_names) == spec.num_classes == len(spec.class_names)
     assert spec.ignore_index == 255 and len(spec.mean) == len(spec.std) == c
     assert ("boxes" in spec.targets) == (spec.max_boxes > 0) == (spec.object_classes > 0)
@@ -271,3 +278,22 @@ def test_generated_datasets_are_not_imported_and_say_how_to_generate_them(tmp_pa
     assert "cnn-jax data generate digit_scenes_single" in prepare.import_hint("digit_scenes_single")
     assert prepare.import_hint("voc2012_segmentation") == ("run `cnn-jax data import "
                                                            "voc2012_segmentation --from PATH`")
+
+
+def test_saliency_scene_and_clip_variants_are_named_by_options_and_stored_apart(tmp_path):
+    spec = catalog.get_dataset_spec("search_scenes/jitter=1, grid=8")
+    assert spec.name == "search_scenes/grid=8,jitter=1"  # canonical order
+    assert spec.tfds_name.startswith("search_scenes/canvas64_grid8_min_odd1")
+    assert (spec.image_shape, spec.targets, spec.num_classes) == ((64, 64, 3),
+                                                                   ("saliency", "fixations"), 0)
+    clips = catalog.get_dataset_spec("moving_mnist/frames=16")
+    assert (clips.image_shape, clips.input_key, clips.image_key) == ((16, 64, 64, 1), "clip", "clip")
+    assert clips.example_arrays() == {"clip": ((16, 64, 64, 1), np.uint8), "label": ((), np.int32)}
+    assert catalog.get_dataset_spec("moving_mnist/seed=0") == DATASETS["moving_mnist"]
+    assert catalog.get_dataset_spec("moving_mnist", 64) == DATASETS["moving_mnist"]
+    with pytest.raises(ValueError, match="moving_mnist images are 20x64x64x1: set data.image_size=0"):
+        catalog.get_dataset_spec("moving_mnist", 32)
+    with pytest.raises(DataImportError, match="cnn-jax data generate search_scenes"):
+        importer.import_local("search_scenes", tmp_path, tmp_path)
+    assert prepare.import_hint("salicon") == "run `cnn-jax data import salicon --from PATH`"
+    assert DATASETS["mnist"].input_key == "image"

@@ -5,9 +5,9 @@ masks and boxes with the photo."""
 
 import json
 
-import ml_collections
 import numpy as np
 import pytest
+from data_helpers import data_config, eval_examples
 from PIL import Image
 
 from cnn_jax.data import DensePhotoTransform, import_local, prepare
@@ -18,21 +18,6 @@ from cnn_jax.data.targets import IGNORE, tight_boxes
 from cnn_jax.errors import DataImportError, DataNotPreparedError
 
 T = 128
-
-
-def data_config(data_dir, name, **overrides):
-    c = ml_collections.ConfigDict({
-        "name": name, "data_dir": str(data_dir), "download": False, "val_size": 0,
-        "split_seed": 0, "train_subset": 0, "cache": True, "num_workers": 0, "augment": {}})
-    c.update(overrides)
-    return c
-
-
-def examples(pipe, split):
-    """Every example of an eval split (or of the train split, in record order), per key."""
-    batches = list(pipe.eval_batches(split))
-    keys = [k for k in batches[0] if k != "mask"]
-    return {k: np.concatenate([b[k][b["mask"]] for b in batches]) for k in keys}
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,7 +77,7 @@ def test_the_test_tiles_put_together_are_the_right_half(nuclei, nuclei_pipe):
     spec = pipe.spec
     assert (spec.num_classes, spec.object_classes, spec.image_shape) == (2, 1, (T, T, 1))
     assert "right half" in spec.description and "left half" in spec.description
-    tiles = examples(pipe, "test")
+    tiles = eval_examples(pipe)
     right = np.zeros((512, 256), np.uint8)
     foreground = np.zeros((512, 256), np.uint8)
     for k, (y, x) in enumerate(nuclei_tile_origins(512, 512, "test")):
@@ -180,7 +165,7 @@ def test_voc_masks_are_read_as_palette_indices_with_255_kept_and_photos_evaluate
     src, data_dir = voc_dir
     pipe = voc_pipe(data_dir)
     assert pipe.spec.eval_image_shape == (512, 512, 3) and pipe.spec.num_classes == 21
-    val = examples(pipe, "test")
+    val = eval_examples(pipe)
     assert val["image"].shape == (2, 512, 512, 3) and val["segmentation"].shape == (2, 512, 512)
     for k, image_id in enumerate(VAL):
         w, h = SIZES[image_id]

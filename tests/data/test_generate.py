@@ -5,10 +5,15 @@ augmentation and processes."""
 
 import json
 
-import ml_collections
 import numpy as np
 import pytest
-from data_helpers import import_mnist_small, npz_slice
+from data_helpers import (
+    assert_processes_split_batches,
+    eval_examples,
+    import_mnist_small,
+    npz_slice,
+)
+from data_helpers import data_config as base_config
 
 from cnn_jax.data import data_main_generate, generate_dataset, list_prepared, prepare
 from cnn_jax.data.catalog import get_dataset_spec
@@ -28,23 +33,12 @@ def mnist_dir(tmp_path_factory, shared_data):
 
 
 def data_config(data_dir, name=SMALL, **overrides):
-    c = ml_collections.ConfigDict({
-        "name": name, "data_dir": str(data_dir), "download": False, "val_size": 16,
-        "split_seed": 0, "train_subset": 0, "cache": True, "num_workers": 0, "augment": {}})
-    c.update(overrides)
-    return c
+    return base_config(data_dir, name, **{"val_size": 16, **overrides})
 
 
 def make(data_dir, name=SMALL, batch_size=16, eval_batch_size=20, **overrides):
     return create_input_pipeline(data_config(data_dir, name, **overrides), seed=0,
                                  batch_size=batch_size, eval_batch_size=eval_batch_size)
-
-
-def everything(pipe, split="test"):
-    """All real examples of an eval split, concatenated per key."""
-    batches = list(pipe.eval_batches(split))
-    keys = [k for k in batches[0] if k != "mask"]
-    return {k: np.concatenate([b[k][b["mask"]] for b in batches]) for k in keys}
 
 
 def test_a_run_generates_digit_scenes_from_the_imported_mnist_on_first_use(mnist_dir):
@@ -63,7 +57,7 @@ def test_a_run_generates_digit_scenes_from_the_imported_mnist_on_first_use(mnist
 def test_train_scenes_hold_training_digits_only_and_test_scenes_test_digits_only(mnist_dir):
     pipe = make(mnist_dir, val_size=0)
     train = np.concatenate([b["image"] for b in pipe.train_batches(0)])
-    test = everything(pipe)["image"]
+    test = eval_examples(pipe)["image"]
     assert len(train) == 64 and len(test) == 40
     assert test.max() <= DIM  # every test scene is made of the dimmed test digits
     assert (train.max(axis=(1, 2, 3)) > DIM).all()  # every training scene shows a full-bright digit
@@ -88,7 +82,7 @@ def test_batches_follow_the_contract_and_eval_padding_is_empty(mnist_dir):
     assert set(last) == {*expected, "mask"} and last["image"].shape == (24, 64, 64, 1)
     for key in expected:
         assert not last[key][16:].any(), key  # padding: zeros, box_mask False
-    seg = everything(pipe)["segmentation"]
+    seg = eval_examples(pipe)["segmentation"]
     assert set(np.unique(seg)) <= {*range(11), IGNORE} and (seg == IGNORE).any()
 
 
@@ -97,9 +91,9 @@ def test_the_same_seed_generates_the_same_scenes_in_another_data_dir(mnist_dir, 
     arrays = npz_slice(shared_data / "mnist.npz", 300, 100)
     arrays["x_test"] = (arrays["x_test"].astype(np.int64) * DIM // 255).astype(np.uint8)
     other = import_mnist_small(tmp_path_factory, arrays)
-    a, b = everything(make(mnist_dir)), everything(make(other))
+    a, b = eval_examples(make(mnist_dir)), eval_examples(make(other))
     assert all(np.array_equal(a[k], b[k]) for k in a)
-    seeded = everything(make(other, name=f"{SMALL},seed=1"))
+    seeded = eval_examples(make(other, name=f"{SMALL},seed=1"))
     assert not np.array_equal(a["image"], seeded["image"])
 
 
@@ -120,18 +114,7 @@ def test_augmented_target_batches_are_a_pure_function_of_seed_epoch_and_step(mni
 def test_processes_each_get_their_slice_of_every_target_batch(mnist_dir):
     cfg = data_config(mnist_dir, augment={"random_crop_padding": 4, "elastic_alpha": 8.0,
                                           "horizontal_flip": True})
-    whole = create_input_pipeline(cfg, seed=3, batch_size=16, eval_batch_size=20)
-    parts = [create_input_pipeline(cfg, seed=3, batch_size=16, eval_batch_size=20, process_index=i,
-                                   process_count=2) for i in range(2)]
-    batch = whole.train_batch(0, 2)
-    sliced = [p.train_batch(0, 2) for p in parts]
-    for key in batch:
-        assert np.array_equal(np.concatenate([s[key] for s in sliced]), batch[key]), key
-    evals = [list(p.eval_batches("test")) for p in parts]
-    joined = {k: np.concatenate([np.concatenate([e[i][k][e[i]["mask"]] for e in evals])
-                                 for i in range(2)]) for k in batch}
-    single = everything(whole)
-    assert all(np.array_equal(joined[k], single[k]) for k in batch)
+    assert_processes_split_batches(cfg, step=2)
 
 
 def test_the_single_digit_variant_carries_the_label_and_its_one_box(mnist_dir):

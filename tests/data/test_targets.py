@@ -8,6 +8,7 @@ from cnn_jax.data.targets import (
     MIN_VISIBLE_FRACTION,
     box_area,
     keep_instances,
+    pad_box_targets,
     pad_boxes,
     settle_boxes,
     tight_boxes,
@@ -70,3 +71,20 @@ def test_an_examples_boxes_are_padded_to_max_boxes_with_a_mask():
     assert classes.tolist() == [7, 0, 0] and mask.tolist() == [True, False, False]
     empty = pad_boxes(np.zeros((0, 4)), np.zeros((0,)), 2)
     assert not empty[2].any()
+
+
+def test_per_box_flags_are_padded_with_false_and_dropped_with_their_box():
+    example = {"boxes": np.array([[0, 0, 4, 4], [6, 6, 9, 9]], np.float32),
+               "classes": np.array([3, 5]), "difficult": np.array([False, True]),
+               "crowd": np.array([True, True])}
+    padded = pad_box_targets(example, 3)
+    assert set(padded) == {"boxes", "classes", "box_mask", "difficult", "crowd"}
+    assert padded["difficult"].tolist() == [False, True, False]
+    assert padded["crowd"].tolist() == [True, True, False] and padded["crowd"].dtype == bool
+    assert "crowd" not in pad_box_targets({k: example[k] for k in ("boxes", "classes")}, 3)
+    batch = {k: v[None] for k, v in padded.items()}
+    moved = batch["boxes"] + np.array([7, 7, 7, 7], np.float32)  # the second box leaves a 10x10
+    out = settle_boxes(batch, moved, 10, 10)
+    assert out["box_mask"].tolist() == [[True, False, False]]
+    assert out["difficult"].tolist() == [[False, False, False]]
+    assert out["crowd"].tolist() == [[True, False, False]]

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from cnn_jax.data.targets import DENSE_TARGETS, fill_value, settle_boxes
+from cnn_jax.data.targets import MAP_TARGETS, fill_value, settle_boxes
 
 RngLike = np.random.Generator | int | np.integer
 # (start, total): the images are rows [start, start + N) of a batch of `total` rows (module doc).
@@ -65,7 +65,8 @@ class GeometricOp(abc.ABC):
     `shape` (N, H, W, C), all of them and in a fixed order, and `apply_image(images, params)`
     moves the pixels. Calling the op does both. The targets in image coordinates move with the
     same parameters (`apply_targets`, cnn_jax.data.targets): per-pixel maps by nearest neighbour
-    (`apply_segmentation`, IGNORE where the op leaves the image; `apply_instances`, 0 there) and
+    (`apply_segmentation`, IGNORE where the op leaves the image; `apply_instances`, 0 there; the
+    saliency density and the fixations, 0 there) and
     boxes through `apply_boxes`, then clipped to the image (boxes left mostly outside become
     padding, `targets.settle_boxes`). An op without this split (colour, cutout, mixing) leaves
     targets where they are. Subclasses are frozen dataclasses, picklable for Grain worker
@@ -99,9 +100,10 @@ class GeometricOp(abc.ABC):
         return self.apply_map(instances, params, fill_value("instances"))
 
     def move_maps(self, targets: dict[str, np.ndarray], params: Any) -> dict[str, np.ndarray]:
-        """`targets` with its per-pixel maps (segmentation, instances) moved by `params`."""
+        """`targets` with its per-pixel maps (segmentation, instances, saliency, fixations)
+        moved by `params`."""
         out = dict(targets)
-        for key in DENSE_TARGETS:
+        for key in MAP_TARGETS:
             if key in out:
                 out[key] = self.apply_map(np.asarray(out[key]), params, fill_value(key))
         return out

@@ -178,14 +178,23 @@ def _check_fits(values: dict[str, Any], image_shape: Sequence[int] | None,
 
 
 def check_for_targets(augment_config: Mapping[str, Any] | Any | None,
-                      targets: Sequence[str]) -> None:
+                      targets: Sequence[str], input_key: str = "image") -> None:
     """ConfigError (one line naming the option to switch off) when `config.data.augment` asks for
     an op that cannot move a dataset's `targets` (DatasetSpec.targets): mixup and cutmix blend
-    two images' labels, which has no meaning for masks, instances or boxes; elastic distortions
-    move boxes only through instance masks (cnn_jax.data.augment.geometry)."""
+    two images' labels, which has no meaning for masks, instances, boxes or saliency maps;
+    elastic distortions move boxes only through instance masks (cnn_jax.data.augment.geometry).
+    The batch ops act on images: a dataset whose input is not 'image' (`input_key` 'clip')
+    takes none."""
     if augment_config is None:
         return
     values = {**_DEFAULTS, **dict(augment_config.items())}
+    if input_key != "image":
+        on = [k for k in AUGMENT_OPS if values[k] != _DEFAULTS[k] and k != "elastic_sigma"]
+        if on:
+            key = on[0]
+            raise ConfigError(f"data.augment.{key}={values[key]!r} augments images, and this "
+                              f"dataset's input is {input_key!r}: set data.augment.{key}="
+                              f"{_DEFAULTS[key]!r}")
     moved = [k for k in SPATIAL_TARGETS if k in targets]
     for key in ("mixup_alpha", "cutmix_alpha"):
         if values[key] and moved:
