@@ -30,7 +30,6 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "lars")
 LR_SCALINGS = ("none", "linear")  # optimizer.lr_scaling
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "plateau")
 WEIGHT_DECAY_MODES = ("coupled", "decoupled")
-MONITOR_METRICS = ("accuracy", "loss")  # validation metric watched by plateau / early stopping
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}  # model.dtype
 
 
@@ -125,7 +124,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.decay_factor = 0.1  # step and plateau schedules
     # plateau: lr * decay_factor when the validation metric has not improved for `patience` epochs
     c.optimizer.plateau_patience = 2
-    c.optimizer.plateau_metric = "accuracy"  # or 'loss'
+    c.optimizer.plateau_metric = ""  # a validation metric of the task; '' = the task's own (accuracy, mean_iou, ...)
     c.optimizer.plateau_min_delta = 0.0
     # onecycle (Smith & Topin 2019, torch's OneCycleLR defaults): lr/div_factor -> lr -> cosine
     # down to lr/div_factor/final_div_factor, the peak after pct_start of the run.
@@ -149,7 +148,7 @@ def base_config() -> ml_collections.ConfigDict:
     # epochs (0 = off); the test uses the best checkpoint by validation accuracy, as always.
     c.early_stopping = ml_collections.ConfigDict()
     c.early_stopping.patience = 0
-    c.early_stopping.metric = "accuracy"  # or 'loss'
+    c.early_stopping.metric = ""  # a validation metric of the task; '' = the task's own
     c.early_stopping.min_delta = 0.0
 
     # Initialisation (cnn_jax/training/init.py): from another run or torchvision weights

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from cnn_jax.config import LR_SCALINGS, MONITOR_METRICS, OPTIMIZERS, SCHEDULES, WEIGHT_DECAY_MODES
+from cnn_jax.config import LR_SCALINGS, OPTIMIZERS, SCHEDULES, WEIGHT_DECAY_MODES
 from cnn_jax.errors import ConfigError, check_choice
 from cnn_jax.tree import matcher, param_paths, path_of, regex_mask
 
@@ -292,7 +292,6 @@ def check_optimizer_config(cfg: ml_collections.ConfigDict) -> None:
     check_choice(cfg.lr_scaling, LR_SCALINGS, "optimizer.lr_scaling")
     check_choice(cfg.schedule, SCHEDULES, "optimizer.schedule")
     check_choice(cfg.weight_decay_mode, WEIGHT_DECAY_MODES, "optimizer.weight_decay_mode")
-    check_choice(cfg.plateau_metric, MONITOR_METRICS, "optimizer.plateau_metric")
     if cfg.lr <= 0:
         raise ConfigError(f"optimizer.lr must be positive, got {cfg.lr}")
     if cfg.base_batch_size < 1:

@@ -26,11 +26,19 @@ def check_task(config, spec) -> None:
     """ConfigError unless the task exists, takes `config.loss.name` and the dataset carries its targets."""
     check_choice(config.task, TASKS, "task")
     targets, loss_names = TASKS[config.task]
-    check_choice(config.loss.name, loss_names, f"loss.name (task {config.task!r})")
+    if config.loss.name not in loss_names:
+        raise ConfigError(f"loss.name={config.loss.name!r} is not a loss of task {config.task!r}: "
+                          f"use one of {', '.join(loss_names)}")
     missing = [t for t in targets if t not in spec.targets]
     if missing:
         raise ConfigError(f"task {config.task!r} needs {', '.join(missing)} targets, which dataset "
                           f"{spec.name!r} does not carry: choose a {config.task} dataset")
+    task_class = {"classification": ClassificationTask, "segmentation": SegmentationTask}[config.task]
+    for key, metric in (("optimizer.plateau_metric", config.optimizer.plateau_metric),
+                        ("early_stopping.metric", config.early_stopping.metric)):
+        if metric and metric not in task_class.reported:
+            raise ConfigError(f"{key}={metric!r} is not a metric of task {config.task!r}: use one of "
+                              f"{', '.join(task_class.reported)} (or '' for {task_class.watch})")
     weights = config.loss.class_weights
     if weights and len(weights) != spec.num_classes:
         raise ConfigError(f"loss.class_weights has {len(weights)} entries for the {spec.num_classes} "

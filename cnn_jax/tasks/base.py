@@ -11,7 +11,9 @@ that says what differs:
   `batch['mask'] == 0` and must not count;
 * `metric_keys`: the sums carried on device between log points (exact averages over batches,
   devices and hosts), and `summarize(sums)` the metrics written to metrics.jsonl and results.json;
-* `watch`: the validation metric (higher is better) that picks the best checkpoint;
+* `reported`: the names of the metrics `summarize` reports, `lower_is_better` those of them that
+  improve by falling, and `watch` the one that picks the best checkpoint (the default metric of the
+  plateau schedule and early stopping);
 * optionally, for metrics that are not sums (COCO's AP, AUCs): `host_outputs(outputs, batch)`,
   fixed-shape per-example arrays the evaluation gathers from every batch and every process, and
   `host_metrics(gathered)`, the metrics computed from them on the host.
@@ -45,7 +47,14 @@ class ImageTask:
     input_key: str = "image"
 
     metric_keys = ("loss", "count", "nonfinite")
+    reported = ("loss",)
+    lower_is_better = ("loss",)
     watch = "loss"
+
+    def watch_score(self, metrics: dict) -> float:
+        """The watched metric as a score to maximise (negated where lower is better)."""
+        value = float(metrics[self.watch])
+        return -value if self.watch in self.lower_is_better else value
 
     def inputs(self, batch: dict) -> jax.Array:
         return normalize(batch[self.input_key], self.mean, self.std)

@@ -36,6 +36,7 @@ class ClassificationTask(ImageTask):
     focal_gamma: float = 2.0
 
     metric_keys = ("loss", "correct1", "correct5", "count", "nonfinite")
+    reported = ("loss", "accuracy", "top5_accuracy")
     watch = "accuracy"
 
     def per_example_loss(self, logits: jax.Array, targets: jax.Array) -> jax.Array:

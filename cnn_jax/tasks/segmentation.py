@@ -39,6 +39,7 @@ class SegmentationTask(ImageTask):
     focal_gamma: float = 2.0
 
     metric_keys = ("loss", "count", "nonfinite", "confusion")
+    reported = ("loss", "pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou")
     watch = "mean_iou"
 
     def zero_sums(self) -> dict:

@@ -99,7 +99,7 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
 
     # ---- checkpoints and resume -------------------------------------------------------------
     # A checkpoint holds the train state and the Monitor (plateau lr factor, early stopping).
-    monitor = Monitor(config)
+    monitor = Monitor(config, task.watch, task.lower_is_better)
 
     def checkpoint_items(state) -> dict:
         return {**state.checkpoint_items(), "monitor": monitor.state_dict()}
@@ -113,7 +113,7 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
         monitor.load_state_dict(restored.pop("monitor"))
         state = with_lr_scale(state.restore_items(restored))
         log.info("resumed from step %d (%s)", int(state.step), workdir / "checkpoints")
-    best_val = ckpt.best_value()
+    best_score = ckpt.best_value()  # the watched metric, negated where lower is better
     first_step = step = int(state.step)
 
     # ---- the loop ---------------------------------------------------------------------------
@@ -175,9 +175,9 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
                 val = runner.evaluate(state, data.eval_batches("val")) if data.num_val else None
                 if val is not None:
                     writer.write(step, "val", val, epoch=epoch)
-                    if val[task.watch] > best_val:
-                        best_val = val[task.watch]
-                        ckpt.save_best(step, checkpoint_items(state), best_val)
+                    if task.watch_score(val) > best_score:
+                        best_score = task.watch_score(val)
+                        ckpt.save_best(step, checkpoint_items(state), best_score)
                     for event in monitor.end_of_epoch(epoch, val):
                         log.info("epoch %d: %s", epoch, event)
                     state = with_lr_scale(state)
@@ -204,6 +204,7 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
     if best is not None:
         best.pop("monitor")
         results["test"] = runner.evaluate(state.restore_items(best), data.eval_batches("test"))
+        best_val = -best_score if task.watch in task.lower_is_better else best_score
         results["checkpoint"] = f"best by validation {task.watch} (step {int(best['step'])}, val {best_val:.4f})"
         results[f"val_best_{task.watch}"] = best_val
     else:

@@ -34,19 +34,18 @@ class Patience:
     min_delta: float = 0.0
     best: float = math.nan
     bad_epochs: int = 0
+    lower_is_better: bool = False  # True for losses and divergences
 
     def __post_init__(self):
-        if self.metric not in ("accuracy", "loss"):
-            raise ValueError(f"metric={self.metric!r} is not one of accuracy, loss")
         if self.patience < 1:
             raise ValueError(f"patience must be at least 1, got {self.patience}")
 
     def _improved(self, value: float) -> bool:
         if math.isnan(self.best):
             return True
-        if self.metric == "accuracy":
-            return value > self.best + self.min_delta
-        return value < self.best - self.min_delta
+        if self.lower_is_better:
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
 
     def update(self, metrics: dict) -> bool:
         """Records one epoch's validation metrics; True when patience has run out."""
@@ -63,17 +62,25 @@ class Patience:
 
 
 class Monitor:
-    """The plateau schedule's learning-rate factor and the early-stopping decision of a run."""
+    """The plateau schedule's learning-rate factor and the early-stopping decision of a run.
 
-    def __init__(self, config):
+    Each watches its configured validation metric, or `default_metric` (the task's `watch`) when
+    the config leaves it empty; a metric of `lower_is_better` improves by falling.
+    """
+
+    def __init__(self, config, default_metric: str = "accuracy", lower_is_better=("loss",)):
+        def patience(metric, count, min_delta):
+            metric = metric or default_metric
+            return Patience(metric, count, min_delta, lower_is_better=metric in lower_is_better)
+
         self.plateau = None
         if config.optimizer.schedule == "plateau":
-            self.plateau = Patience(config.optimizer.plateau_metric, config.optimizer.plateau_patience,
+            self.plateau = patience(config.optimizer.plateau_metric, config.optimizer.plateau_patience,
                                     config.optimizer.plateau_min_delta)
         self.decay_factor = float(config.optimizer.decay_factor)
         self.early = None
         if config.early_stopping.patience > 0:
-            self.early = Patience(config.early_stopping.metric, config.early_stopping.patience,
+            self.early = patience(config.early_stopping.metric, config.early_stopping.patience,
                                   config.early_stopping.min_delta)
         self.lr_scale = 1.0
         self.stopped_epoch = 0  # the epoch after which early stopping ended training (0: never)

@@ -17,7 +17,6 @@ import ml_collections
 from cnn_jax.backends import onednn
 from cnn_jax.config import (
     DTYPES,
-    MONITOR_METRICS,
 )
 from cnn_jax.data import dataset_spec_from_config
 from cnn_jax.errors import BackendUnavailableError, ConfigError, check_choice, one_line
@@ -45,7 +44,6 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int) -> N
     check_optimizer_config(config.optimizer)
     check_task(config, spec)
     check_choice(config.model.dtype, DTYPES, "model.dtype")
-    check_choice(config.early_stopping.metric, MONITOR_METRICS, "early_stopping.metric")
     check_choice(config.conv_impl, CONV_IMPLS, "conv_impl")
     if config.conv_impl == "onednn":
         try:

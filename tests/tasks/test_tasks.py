@@ -17,7 +17,7 @@ from cnn_jax.tasks.classification import LOSSES as CLASSIFICATION_LOSSES
 class Spec:
     def __init__(self, name="x", targets=("label",), num_classes=4):
         self.name, self.targets, self.num_classes = name, targets, num_classes
-        self.mean, self.std, self.ignore_index = (0.5,), (0.25,), 255
+        self.mean, self.std, self.ignore_index, self.input_key = (0.5,), (0.25,), 255, "image"
 
 
 def _logits_and_labels(n=6, k=4, seed=0):
@@ -107,7 +107,7 @@ def test_a_task_refuses_a_dataset_without_its_targets_and_a_loss_it_does_not_tak
     with pytest.raises(ConfigError, match="needs segmentation targets"):
         check_task(config, Spec("mnist"))
     config.loss.name = "mse"
-    with pytest.raises(ConfigError, match="loss.name"):
+    with pytest.raises(ConfigError, match="loss.name='mse' is not a loss of task 'segmentation'"):
         check_task(config, Spec(targets=("segmentation",)))
     config.loss.name = "cross_entropy"
     config.loss.class_weights = (1.0, 2.0)

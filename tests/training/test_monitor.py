@@ -35,7 +35,7 @@ def test_plateau_divides_the_lr_by_ten_exactly_when_patience_runs_out():
 
 
 def test_plateau_on_loss_watches_for_a_decrease_and_min_delta_counts():
-    p = Patience("loss", patience=1, min_delta=0.05)
+    p = Patience("loss", patience=1, min_delta=0.05, lower_is_better=True)
     assert not p.update({"loss": 1.0})
     assert p.update({"loss": 0.97})  # better, but by less than min_delta: no improvement
     p.reset_count()
@@ -62,9 +62,26 @@ def test_monitor_state_round_trips_so_a_resumed_run_decides_the_same():
     assert _run(a, rest) == _run(b, rest)
 
 
-def test_an_unwatched_metric_or_zero_patience_is_refused():
-    with pytest.raises(ValueError, match="accuracy, loss"):
-        Patience("top5")
+def test_zero_patience_is_refused():
     with pytest.raises(ValueError, match="at least 1"):
         Patience("accuracy", patience=0)
     assert math.isnan(Patience().best)
+
+
+def test_an_empty_metric_watches_the_tasks_own_in_its_direction():
+    monitor = Monitor(_config(**{"early_stopping.patience": 1}), "mean_iou")
+    assert monitor.early.metric == "mean_iou" and not monitor.early.lower_is_better
+    monitor = Monitor(_config(**{"early_stopping.patience": 1, "early_stopping.metric": "loss"}), "mean_iou")
+    assert monitor.early.metric == "loss" and monitor.early.lower_is_better
+
+
+def test_a_metric_the_task_does_not_report_is_a_config_error():
+    from cnn_jax.errors import ConfigError
+    from cnn_jax.tasks import check_task
+
+    class Spec:
+        name, targets, num_classes = "mnist", ("label",), 10
+
+    config = _config(**{"early_stopping.metric": "mean_iou"})
+    with pytest.raises(ConfigError, match="early_stopping.metric='mean_iou' is not a metric of task 'classification'"):
+        check_task(config, Spec())
