@@ -37,8 +37,8 @@ def base_config() -> ml_collections.ConfigDict:
     """Every key the trainer reads, with its default. Experiment files override values only."""
     c = ml_collections.ConfigDict()
     c.seed = 0  # one PRNG key, split for init, dropout, shuffling and augmentation
-    # What is learnt (cnn_jax/tasks): 'classification' (labels) or 'segmentation' (a class per
-    # pixel); the dataset must carry the task's targets.
+    # What is learnt (cnn_jax/tasks): 'classification' (labels), 'segmentation' (a class per
+    # pixel) or 'saliency' (a density over the pixels); the dataset must carry the task's targets.
     c.task = "classification"
 
     c.data = ml_collections.ConfigDict()
@@ -136,7 +136,9 @@ def base_config() -> ml_collections.ConfigDict:
     # The loss (cnn_jax/losses.py; which names a task takes: cnn_jax/tasks). classification:
     # 'cross_entropy' (softmax), 'categorical_cross_entropy' (on softmax probabilities), 'mse' and
     # 'total_error' (softmax outputs against one-hot targets), 'sigmoid_binary_cross_entropy' and
-    # 'focal' (a sigmoid per class); segmentation: 'cross_entropy' and 'focal' per pixel.
+    # 'focal' (a sigmoid per class); segmentation: 'cross_entropy' and 'focal' per pixel;
+    # saliency: 'mse', 'ead', 'mlnet' (pixel losses), 'kl_divergence', 'bhattacharyya' (on maps
+    # normalised to sum 1).
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "cross_entropy"
     c.loss.label_smoothing = 0.0  # cross_entropy: 1 - eps on the label, eps / K on every class

@@ -1,4 +1,4 @@
-"""Tasks: what differs between classification, segmentation, ... in the one trainer.
+"""Tasks: what differs between classification, segmentation, saliency, ... in the one trainer.
 
 `create_task(config, spec)` builds the task `config.task` names for a dataset spec; `TASKS` maps each
 name to its task class, the batch targets it needs and the loss names it takes.
@@ -7,25 +7,28 @@ name to its task class, the batch targets it needs and the loss names it takes.
 from __future__ import annotations
 
 from cnn_jax.errors import ConfigError, check_choice
-from cnn_jax.tasks import classification, segmentation
+from cnn_jax.tasks import classification, saliency, segmentation
 from cnn_jax.tasks.base import ImageTask, normalize
 from cnn_jax.tasks.classification import ClassificationTask
+from cnn_jax.tasks.saliency import SaliencyTask
 from cnn_jax.tasks.segmentation import SegmentationTask
 
-# name: (the dataset targets the task reads, the loss names it takes)
+# name: (task class, the dataset targets it reads, the loss names it takes)
 TASKS = {
-    "classification": (("label",), classification.LOSSES),
-    "segmentation": (("segmentation",), segmentation.LOSSES),
+    "classification": (ClassificationTask, ("label",), classification.LOSSES),
+    "segmentation": (SegmentationTask, ("segmentation",), segmentation.LOSSES),
+    "saliency": (SaliencyTask, ("saliency", "fixations"), saliency.LOSSES),
 }
 
-__all__ = ["TASKS", "ClassificationTask", "ImageTask", "SegmentationTask", "check_task", "create_task",
-           "normalize"]
+__all__ = ["TASKS", "ClassificationTask", "ImageTask", "SaliencyTask", "SegmentationTask", "check_task",
+           "create_task", "normalize"]
 
 
 def check_task(config, spec) -> None:
-    """ConfigError unless the task exists, takes `config.loss.name` and the dataset carries its targets."""
+    """ConfigError unless the task exists, takes `config.loss.name`, the dataset carries its
+    targets and the watched metrics are the task's."""
     check_choice(config.task, TASKS, "task")
-    targets, loss_names = TASKS[config.task]
+    task_class, targets, loss_names = TASKS[config.task]
     if config.loss.name not in loss_names:
         raise ConfigError(f"loss.name={config.loss.name!r} is not a loss of task {config.task!r}: "
                           f"use one of {', '.join(loss_names)}")
@@ -33,7 +36,6 @@ def check_task(config, spec) -> None:
     if missing:
         raise ConfigError(f"task {config.task!r} needs {', '.join(missing)} targets, which dataset "
                           f"{spec.name!r} does not carry: choose a {config.task} dataset")
-    task_class = {"classification": ClassificationTask, "segmentation": SegmentationTask}[config.task]
     for key, metric in (("optimizer.plateau_metric", config.optimizer.plateau_metric),
                         ("early_stopping.metric", config.early_stopping.metric)):
         if metric and metric not in task_class.reported:
@@ -48,10 +50,12 @@ def check_task(config, spec) -> None:
 def create_task(config, spec):
     """The task of a run: its config and the dataset's spec (normalisation statistics, classes)."""
     check_task(config, spec)
-    common = dict(mean=tuple(spec.mean), std=tuple(spec.std), input_key=spec.input_key, loss=config.loss.name,
-                  focal_alpha=float(config.loss.focal_alpha), focal_gamma=float(config.loss.focal_gamma))
+    common = dict(mean=tuple(spec.mean), std=tuple(spec.std), input_key=spec.input_key, loss=config.loss.name)
+    focal = dict(focal_alpha=float(config.loss.focal_alpha), focal_gamma=float(config.loss.focal_gamma))
     if config.task == "segmentation":
-        return SegmentationTask(**common, num_classes=spec.num_classes,
+        return SegmentationTask(**common, **focal, num_classes=spec.num_classes,
                                 ignore_index=int(spec.ignore_index),
                                 class_weights=tuple(float(w) for w in config.loss.class_weights))
-    return ClassificationTask(**common, label_smoothing=float(config.loss.label_smoothing))
+    if config.task == "saliency":
+        return SaliencyTask(**common)
+    return ClassificationTask(**common, **focal, label_smoothing=float(config.loss.label_smoothing))

@@ -147,3 +147,35 @@ def test_segmentation_show_writes_the_predicted_classes_beside_the_input(tmp_pat
     written = np.asarray(Image.open(tmp_path / "scene.segmentation.png"))
     assert line.endswith("(b)") and written.shape == (4, 4, 3)
     assert written[0, 0].tolist() != [0, 0, 0] and written[3, 3].tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("name", ["mse", "ead", "mlnet", "kl_divergence", "bhattacharyya"])
+def test_saliency_loss_is_the_named_loss_of_the_sigmoid_of_the_logits_per_image(name):
+    from cnn_jax.tasks import SaliencyTask
+
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(0, 2, (3, 8, 8, 1)), jnp.float32)
+    density = jnp.asarray(rng.random((3, 8, 8)), jnp.float32)
+    task = SaliencyTask(mean=(0.0,), std=(1.0,), loss=name)
+    loss, sums = task.train_loss(logits, {"saliency": density})
+    fn = losses.mlnet_loss if name == "mlnet" else getattr(losses, name)
+    expected = fn(jax.nn.sigmoid(logits[..., 0]), density)
+    assert float(loss) == pytest.approx(float(jnp.mean(expected)), rel=1e-6)
+    assert float(sums["count"]) == 3
+
+
+def test_saliency_evaluation_scores_the_real_images_only_with_the_benchmark_metrics():
+    from cnn_jax.metrics.saliency import cc
+    from cnn_jax.tasks import SaliencyTask
+
+    rng = np.random.default_rng(1)
+    density = rng.random((3, 8, 8)).astype(np.float32)
+    fixations = (rng.random((3, 8, 8)) > 0.8).astype(np.uint8)
+    logits = np.log(density / (1 - density + 1e-6) + 1e-6)  # sigmoid(logits) ~ density
+    task = SaliencyTask(mean=(0.0,), std=(1.0,))
+    batch = {"saliency": density, "fixations": fixations, "mask": np.array([1, 1, 0])}
+    gathered = jax.device_get(task.host_outputs(jnp.asarray(logits), batch))
+    metrics = task.host_metrics(gathered)
+    assert metrics["cc"] == pytest.approx(np.mean([cc(gathered["prediction"][i], density[i]) for i in (0, 1)]))
+    assert metrics["cc"] > 0.99 and task.watch_score(metrics) == metrics["cc"]
+    assert float(task.eval_sums(jnp.asarray(logits), batch)["count"]) == 2
