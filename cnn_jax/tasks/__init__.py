@@ -6,10 +6,13 @@ name to its task class, the batch targets it needs and the loss names it takes.
 
 from __future__ import annotations
 
+from cnn_jax.config import DTYPES
 from cnn_jax.errors import ConfigError, check_choice
+from cnn_jax.models import create_model
 from cnn_jax.tasks import classification, saliency, segmentation
 from cnn_jax.tasks.base import ImageTask, normalize
 from cnn_jax.tasks.classification import ClassificationTask
+from cnn_jax.tasks.detection import DetectionTask, LocalizationTask
 from cnn_jax.tasks.saliency import SaliencyTask
 from cnn_jax.tasks.segmentation import SegmentationTask
 
@@ -18,10 +21,24 @@ TASKS = {
     "classification": (ClassificationTask, ("label",), classification.LOSSES),
     "segmentation": (SegmentationTask, ("segmentation",), segmentation.LOSSES),
     "saliency": (SaliencyTask, ("saliency", "fixations"), saliency.LOSSES),
+    # the detector's own loss (YOLO's, focal + box, the R-CNN losses): loss.name is not read
+    "detection": (DetectionTask, ("boxes", "classes", "box_mask"), ("cross_entropy",)),
+    "localization": (LocalizationTask, ("label", "boxes"), ("cross_entropy",)),
 }
 
-__all__ = ["TASKS", "ClassificationTask", "ImageTask", "SaliencyTask", "SegmentationTask", "check_task",
-           "create_task", "normalize"]
+__all__ = ["TASKS", "ClassificationTask", "DetectionTask", "ImageTask", "LocalizationTask", "SaliencyTask",
+           "SegmentationTask", "check_task", "create_task", "model_classes", "normalize"]
+
+
+def model_classes(config, spec) -> int:
+    """The number of outputs per prediction the run's model is built with: the dataset's classes
+    (segmentation: pixel classes with the background), its object classes for detection (the
+    background is not a class), one map for saliency."""
+    if config.task == "detection":
+        return spec.object_classes
+    if config.task == "saliency":
+        return 1
+    return spec.num_classes
 
 
 def check_task(config, spec) -> None:
@@ -58,4 +75,12 @@ def create_task(config, spec):
                                 class_weights=tuple(float(w) for w in config.loss.class_weights))
     if config.task == "saliency":
         return SaliencyTask(**common)
+    if config.task in ("detection", "localization"):
+        model = create_model(config.model.name, num_classes=model_classes(config, spec),
+                             dtype=DTYPES[config.model.dtype], conv_impl=config.conv_impl,
+                             **config.model.kwargs.to_dict())
+        if config.task == "localization":
+            return LocalizationTask(mean=common["mean"], std=common["std"], input_key=spec.input_key, model=model)
+        return DetectionTask(mean=common["mean"], std=common["std"], input_key=spec.input_key, model=model,
+                             masks="instances" in spec.targets and hasattr(model, "mask_head"))
     return ClassificationTask(**common, **focal, label_smoothing=float(config.loss.label_smoothing))

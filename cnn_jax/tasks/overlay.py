@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+from PIL import Image, ImageDraw
 
 
 # Pascal VOC's colour map (Everingham et al. 2010): class c's RGB from the bits of c.
@@ -27,3 +30,18 @@ def overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.5) -> np.nd
     colours = palette(int(classes.max()) + 1)[classes]
     blended = (1 - alpha) * rgb.astype(np.float32) + alpha * colours.astype(np.float32)
     return np.where((classes > 0)[..., None], blended, rgb).round().astype(np.uint8)
+
+
+def draw_boxes(image: np.ndarray, boxes, labels, path) -> Path:
+    """Writes `image` with each xyxy box outlined and labelled to `<path>.detections.png`; returns
+    the file written."""
+    rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+    picture = Image.fromarray(np.asarray(rgb, np.uint8))
+    draw = ImageDraw.Draw(picture)
+    colours = palette(len(boxes) + 2)[2:]
+    for (x1, y1, x2, y2), label, colour in zip(np.asarray(boxes), labels, colours, strict=True):
+        draw.rectangle((float(x1), float(y1), float(x2) - 1, float(y2) - 1), outline=tuple(int(c) for c in colour))
+        draw.text((float(x1) + 1, float(y1)), label, fill=tuple(int(c) for c in colour))
+    target = Path(path).with_suffix(".detections.png")
+    picture.save(target)
+    return target

@@ -16,7 +16,7 @@ from cnn_jax.config import DTYPES, from_dict
 from cnn_jax.data import create_input_pipeline, dataset_spec_from_config
 from cnn_jax.errors import ConfigError, one_line
 from cnn_jax.models import create_model
-from cnn_jax.tasks import create_task
+from cnn_jax.tasks import create_task, model_classes
 from cnn_jax.training import sharding
 from cnn_jax.training.checkpoint import RunCheckpoints
 from cnn_jax.training.monitor import Monitor
@@ -99,7 +99,7 @@ def load_run(workdir: str | Path, checkpoint: str = "best") -> Run:
         raise ConfigError(one_line(e)) from None
     mesh = sharding.create_mesh(model_axis=config.sharding.model_axis)
     state, used = restore_state(config, workdir, spec, mesh, checkpoint)
-    model = create_model(config.model.name, num_classes=spec.num_classes, dtype=DTYPES[config.model.dtype],
+    model = create_model(config.model.name, num_classes=model_classes(config, spec), dtype=DTYPES[config.model.dtype],
                          conv_impl=config.conv_impl, **config.model.kwargs.to_dict())
     variables = {"params": state.eval_params, "batch_stats": state.batch_stats}
     return Run(workdir=workdir, config=config, spec=spec, task=create_task(config, spec), model=model,

@@ -16,6 +16,7 @@ from cnn_jax.config import DTYPES
 from cnn_jax.errors import ConfigError, one_line
 from cnn_jax.models import create_model
 from cnn_jax.optim import create_optimizer
+from cnn_jax.tasks import model_classes
 from cnn_jax.training import sharding
 from cnn_jax.training.init import init_requested, initialize_from_config
 
@@ -119,7 +120,7 @@ def build_train_state(config: ml_collections.ConfigDict, spec, steps_per_epoch: 
     `initialize`, `config.init` then applies (per-layer-type initialisers, weights of another
     run or of torchvision); a resumed run skips that, its checkpoint replaces everything anyway.
     """
-    model = create_model(config.model.name, num_classes=spec.num_classes, dtype=DTYPES[config.model.dtype],
+    model = create_model(config.model.name, num_classes=model_classes(config, spec), dtype=DTYPES[config.model.dtype],
                          conv_impl=config.conv_impl, **config.model.kwargs.to_dict())
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
     replicated = sharding.replicated(mesh)
@@ -146,7 +147,7 @@ def build_train_state(config: ml_collections.ConfigDict, spec, steps_per_epoch: 
         try:
             variables = initialize_from_config(
                 config.init, variables, rng=jax.random.fold_in(init_key, 1), model_name=config.model.name,
-                image_shape=spec.image_shape, num_classes=spec.num_classes,
+                image_shape=spec.image_shape, num_classes=model_classes(config, spec),
                 model_kwargs=config.model.kwargs.to_dict())
         except ValueError as e:
             raise ConfigError(one_line(e)) from None

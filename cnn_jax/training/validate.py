@@ -23,7 +23,7 @@ from cnn_jax.errors import BackendUnavailableError, ConfigError, check_choice, o
 from cnn_jax.layers import CONV_IMPLS
 from cnn_jax.models import create_model, get_model_spec
 from cnn_jax.optim import check_optimizer_config
-from cnn_jax.tasks import check_task
+from cnn_jax.tasks import check_task, model_classes
 from cnn_jax.training.sharding import parse_rules
 
 POSITIVE_KEYS = ("num_epochs", "batch_size", "eval_batch_size", "log_every_steps", "keep_checkpoints",
@@ -62,7 +62,7 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int) -> N
         raise ConfigError("data.val_size and data.train_subset must not be negative")
     _check_devices(config, num_devices)
     try:
-        model = create_model(config.model.name, num_classes=spec.num_classes, conv_impl=config.conv_impl,
+        model = create_model(config.model.name, num_classes=model_classes(config, spec), conv_impl=config.conv_impl,
                              **config.model.kwargs.to_dict())
     except TypeError as e:
         raise ConfigError(f"model.kwargs do not fit model {config.model.name!r}: {one_line(e)}") from None
