@@ -54,6 +54,16 @@ and std (0.229, 0.224, 0.225), resized and centre-cropped as the weights' torchv
 ``create_model("googlenet", transform_input=True)`` and its file holds the auxiliary heads:
 convert with ``aux_logits=True`` (model keyword arguments pass through) or ``ignore=(r"^aux",)``.
 
+torchvision's segmentation models ``fcn_resnet50`` and ``deeplabv3_resnet50`` convert the same
+way (their ``backbone.*`` and ``classifier.*`` names line up; pass ``aux_loss=True`` for a file
+with ``aux_classifier.*``). The FCNs of Long et al. (``fcn32s``, ``fcn16s``, ``fcn8s``) have no
+torchvision twin: :func:`fcn_from_vgg16` builds them from torchvision's ImageNet VGG16, its fully
+connected fc6/fc7 reshaped into convolutions.
+
+torchvision's video ``r3d_18`` converts the same way (its Conv3d weights ``(O, I, kT, kH, kW)``
+transpose to ``(kT, kH, kW, I, O)``; ``TORCH_KEY_RENAMES['r3d']`` maps its Sequential children);
+its clips are ``(N, T, H, W, C)``, torch's ``(N, C, T, H, W)`` permuted.
+
 To fine-tune on another label set, use the converted weights as the initialisation and give the
 new head fresh parameters::
 
@@ -118,6 +128,14 @@ TORCH_KEY_RENAMES: dict[str, tuple[tuple[str, str], ...]] = {
     # (torchvision rewrites them the same way when it loads them); state_dict() of a fresh model
     # already has the new names, which this leaves alone.
     "densenet": ((r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.", r"\1\2."),),
+    # torchvision's video ResNets hold each convolution and its BatchNorm in a Sequential (stem.0,
+    # stem.1; layer1.0.conv1.0, .conv1.1; downsample.0, .1); ours are ConvBNAct 'conv' and 'bn'.
+    "r3d": (
+        (r"^stem\.0\.", "stem.conv."),
+        (r"^stem\.1\.", "stem.bn."),
+        (r"\.(conv[12]|downsample)\.0\.", r".\1.conv."),
+        (r"\.(conv[12]|downsample)\.1\.", r".\1.bn."),
+    ),
 }
 
 # Per family: torch Linear weights whose input is a (C, H, W) map flattened in torch's order while
@@ -332,3 +350,54 @@ def from_torch(
 
     variables = traverse_util.unflatten_dict(converted)
     return {"params": variables.get("params", {}), "batch_stats": variables.get("batch_stats", {})}
+
+
+def fcn_from_vgg16(
+    model_name: str,
+    vgg16_weights: Mapping[str, Any] | str | os.PathLike,
+    *,
+    num_classes: int | None = None,
+    **model_kwargs: Any,
+) -> dict[str, dict]:
+    """Variables of ``fcn32s``, ``fcn16s`` or ``fcn8s`` initialised from torchvision's ImageNet
+    VGG16, the way Long et al. 2015 start (§3.1, §4.1): the classifier "convolutionalised".
+
+    * ``features.*`` (the 13 convolutions) load into the same-named layers;
+    * ``classifier.0`` (25088 -> 4096, reading pool5 flattened in torch's (C, H, W) order) becomes
+      fc6's 7x7x512x4096 kernel: row ``c * 49 + h * 7 + w`` is tap ``(h, w)`` of input channel
+      ``c``, so fc6 over a 7x7 pool5 computes exactly classifier.0 on its flattening, and slides
+      over larger maps;
+    * ``classifier.3`` (4096 -> 4096) becomes fc7's 1x1 kernel;
+    * ``classifier.6``, ImageNet's 1000-way layer, is discarded ("we decapitate each net by
+      discarding the final classifier layer", §4.1); the score layers start at zero and the
+      upsampling at bilinear interpolation, as the model initialises them.
+
+    ``vgg16_weights``: a state dict or file as for :func:`from_torch` (``from_torch("vgg16", ...)``
+    checks every key). ``model_kwargs`` go to ``create_model`` (the model must have VGG16's full
+    width). Returns ``{"params": ..., "batch_stats": {}}``.
+    """
+    spec = get_model_spec(model_name)
+    if spec.family != "fcn":
+        raise ValueError(f"fcn_from_vgg16 builds fcn32s, fcn16s or fcn8s, not {model_name!r}")
+    vgg = from_torch("vgg16", vgg16_weights)["params"]
+    model = create_model(model_name, num_classes=num_classes, **model_kwargs)
+    images = jnp.zeros((1, 32, 32, 3), jnp.float32)
+    shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), images)["params"]
+    fc6_in = vgg["classifier_0"]["kernel"].shape[0] // 49
+    fc6 = vgg["classifier_0"]["kernel"].reshape(fc6_in, 7, 7, -1).transpose(1, 2, 0, 3)
+    fc7 = vgg["classifier_3"]["kernel"][None, None]
+    loaded = {name: value for name, value in vgg.items() if name.startswith("features_")}
+    loaded["fc6"] = {"kernel": fc6, "bias": vgg["classifier_0"]["bias"]}
+    loaded["fc7"] = {"kernel": fc7, "bias": vgg["classifier_3"]["bias"]}
+    mismatched = [f"{name}/{leaf} {tuple(shapes[name][leaf].shape)} != VGG16's {tuple(v.shape)}"
+                  for name, tree in loaded.items() for leaf, v in tree.items()
+                  if tuple(shapes[name][leaf].shape) != tuple(v.shape)]
+    if mismatched:
+        raise ValueError(f"cannot load VGG16 into {model_name!r} built with {model_kwargs}: "
+                         f"{_name_some(mismatched)} (VGG16's weights need width=1)")
+
+    def rest(key):  # jitted, XLA drops the unused initialisers of the large layers
+        params = model.init(key, images)["params"]
+        return {name: tree for name, tree in params.items() if name not in loaded}
+
+    return {"params": {**jax.jit(rest)(jax.random.key(0)), **loaded}, "batch_stats": {}}

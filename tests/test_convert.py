@@ -265,3 +265,152 @@ def test_densenet_legacy_checkpoint_names_convert_like_current_ones(torch):
     legacy = {k.replace(".norm1.", ".norm.1.").replace(".conv2.", ".conv.2."): v for k, v in state.items()}
     assert "features.denseblock1.denselayer1.norm.1.running_mean" in legacy
     assert_trees_equal(from_torch("densenet121", legacy), from_torch("densenet121", state))
+
+
+# --- segmentation: torchvision's dilated-ResNet FCN and DeepLabV3 ---------------------------------
+
+# Both compute the same float32 network; their differences are roundings. Each convolution sums
+# at most K = 3 * 3 * 512 = 4,608 products per output, a relative error of about
+# sqrt(K) * 2^-24 = 4e-6; over the ~55 layers of the deepest path such errors add like a random
+# walk, sqrt(55) * 4e-6 = 3e-5, and the bilinear resize adds a few roundings more. So
+# RELATIVE_TOLERANCE (1e-4 of the largest logit) holds with a margin.
+SEGMENTATION_INPUT = (2, 3, 96, 128)  # non-square, so an H/W mix-up shows
+
+
+def torchvision_segmentation(torch, name: str, num_classes: int = 21, stage_sizes=None,
+                             aux: bool = False, seed: int = 0):
+    """torchvision's ``name`` (fcn_resnet50 / deeplabv3_resnet50) with seeded random weights and
+    randomised BatchNorm, eval mode; ``stage_sizes`` builds the same network on a shallower
+    dilated ResNet, as torchvision's builders do with resnet50."""
+    from torchvision.models import resnet, segmentation
+    from torchvision.models._utils import IntermediateLayerGetter
+
+    torch.manual_seed(seed)
+    if stage_sizes is None:
+        model = getattr(segmentation, name)(weights=None, weights_backbone=None,
+                                            num_classes=num_classes, aux_loss=aux or None)
+    else:
+        backbone = resnet.ResNet(resnet.Bottleneck, list(stage_sizes),
+                                 replace_stride_with_dilation=[False, True, True])
+        layers = {"layer4": "out", **({"layer3": "aux"} if aux else {})}
+        backbone = IntermediateLayerGetter(backbone, return_layers=layers)
+        aux_head = segmentation.fcn.FCNHead(1024, num_classes) if aux else None
+        if name == "fcn_resnet50":
+            model = segmentation.fcn.FCN(backbone, segmentation.fcn.FCNHead(2048, num_classes),
+                                         aux_head)
+        else:
+            head = segmentation.deeplabv3.DeepLabHead(2048, num_classes)
+            model = segmentation.deeplabv3.DeepLabV3(backbone, head, aux_head)
+    randomise_batchnorm(torch, model, seed + 1)
+    return model.eval()
+
+
+def _segmentation_parity(torch, name, **kwargs):
+    aux = kwargs.get("aux", False)
+    model = torchvision_segmentation(torch, name, **kwargs)
+    images = torch.randn(*SEGMENTATION_INPUT, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = {k: v.permute(0, 2, 3, 1).numpy() for k, v in model(images).items()}
+    model_kwargs = {"aux_loss": aux}
+    if kwargs.get("stage_sizes"):
+        model_kwargs["stage_sizes"] = kwargs["stage_sizes"]
+    variables = from_torch(name, model.state_dict(), **model_kwargs)
+    forward = jax.jit(create_model(name, **model_kwargs).apply, static_argnames="train")
+    out = forward(variables, nhwc(images), train=False)
+    ours = {"out": out} if not aux else out
+    assert set(ours) == set(expected)
+    for key, theirs in expected.items():
+        logits = np.asarray(ours[key])
+        assert logits.shape == theirs.shape == (2, 96, 128, 21)
+        difference, scale = np.abs(logits - theirs).max(), np.abs(theirs).max()
+        assert difference <= RELATIVE_TOLERANCE * scale, (name, key, difference, scale)
+
+
+@pytest.mark.parametrize("name", ["fcn_resnet50", "deeplabv3_resnet50"])
+def test_torchvision_segmentation_heads_on_a_shallow_dilated_resnet_give_its_logits(torch, name):
+    # The same layers, names and dilations as the full models (one bottleneck per stage), with
+    # torchvision's auxiliary head: fast enough for the default tier.
+    _segmentation_parity(torch, name, stage_sizes=(1, 1, 1, 1), aux=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["fcn_resnet50", "deeplabv3_resnet50"])
+def test_converted_torchvision_segmentation_weights_give_torchvision_logits(torch, name):
+    _segmentation_parity(torch, name)
+
+
+@pytest.mark.parametrize("name", ["fcn_resnet50", "deeplabv3_resnet50"])
+def test_segmentation_parameter_counts_equal_torchvisions(torch, name):
+    for aux in (False, True):
+        model = torchvision_segmentation(torch, name, aux=aux)
+        ours = jax.eval_shape(lambda x, aux=aux: create_model(name, aux_loss=aux).init(
+            jax.random.key(0), x), jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32))
+        assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(ours["params"])) == sum(
+            p.numel() for p in model.parameters())
+
+
+# --- FCN-8s from torchvision's ImageNet VGG16 -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def vgg16_state(torch) -> dict:
+    return torchvision_model(torch, "vgg16").state_dict()
+
+
+@pytest.fixture(scope="module")
+def fcn8s_from_vgg16(vgg16_state) -> dict:
+    from cnn_jax.convert import fcn_from_vgg16
+
+    return fcn_from_vgg16("fcn8s", vgg16_state)
+
+
+def test_fc6_as_a_7x7_convolution_over_pool5_is_vgg16s_classifier_0(torch, vgg16_state,
+                                                                      fcn8s_from_vgg16):
+    from cnn_jax.backends import xla
+
+    pool5 = torch.randn(2, 512, 7, 7, generator=torch.Generator().manual_seed(4))
+    fc = torch.nn.Linear(25088, 4096)
+    fc.load_state_dict({"weight": vgg16_state["classifier.0.weight"],
+                        "bias": vgg16_state["classifier.0.bias"]})
+    with torch.no_grad():
+        expected = fc(pool5.flatten(1)).numpy()
+    fc6 = fcn8s_from_vgg16["params"]["fc6"]
+    assert fc6["kernel"].shape == (7, 7, 512, 4096)
+    ours = xla.conv(nhwc(pool5), fc6["kernel"], (1, 1), ((0, 0), (0, 0)), (1, 1)) + fc6["bias"]
+    assert ours.shape == (2, 1, 1, 4096)
+    # One sum of K = 25,088 products per output: float32 rounding is about sqrt(K) * 2^-24 = 1e-5
+    # of the output's scale (at most K * 2^-24 = 1.5e-3); 1e-4 is ten times the typical error.
+    scale = np.abs(expected).max()
+    assert np.abs(np.asarray(ours)[:, 0, 0] - expected).max() <= 1e-4 * scale
+
+
+def test_fc7_is_classifier_3_and_the_features_are_vgg16s(vgg16_state, fcn8s_from_vgg16):
+    params = fcn8s_from_vgg16["params"]
+    np.testing.assert_array_equal(params["fc7"]["kernel"][0, 0],
+                                  vgg16_state["classifier.3.weight"].numpy().T)
+    np.testing.assert_array_equal(params["fc7"]["bias"], vgg16_state["classifier.3.bias"].numpy())
+    np.testing.assert_array_equal(params["features_28"]["kernel"],
+                                  vgg16_state["features.28.weight"].numpy().transpose(2, 3, 1, 0))
+
+
+def test_fcn8s_from_vgg16_has_every_parameter_with_zero_scores(fcn8s_from_vgg16):
+    model = create_model("fcn8s")
+    shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x),
+                            jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32))
+    got = jax.tree.map(lambda a: (a.shape, a.dtype), fcn8s_from_vgg16["params"])
+    assert got == jax.tree.map(lambda a: (a.shape, a.dtype), shapes["params"])
+    assert fcn8s_from_vgg16["batch_stats"] == {}
+    for name in ("score_fr", "score_pool4", "score_pool3"):
+        assert not np.any(fcn8s_from_vgg16["params"][name]["kernel"])
+    assert float(fcn8s_from_vgg16["params"]["upscore8"]["kernel"][7, 7, 3, 3]) == pytest.approx(
+        (1 - 0.5 / 8) ** 2)  # bilinear, centre taps of the 16x16 kernel
+
+
+def test_fcn_from_vgg16_refuses_other_models_and_widths(vgg16_state):
+    from cnn_jax.convert import fcn_from_vgg16
+
+    with pytest.raises(ValueError, match="builds fcn32s, fcn16s or fcn8s, not 'unet'"):
+        fcn_from_vgg16("unet", vgg16_state)
+    with pytest.raises(ValueError, match=r"features_0/kernel \(3, 3, 3, 32\) != VGG16's "
+                                         r"\(3, 3, 3, 64\).*width=1"):
+        fcn_from_vgg16("fcn32s", vgg16_state, width=0.5)

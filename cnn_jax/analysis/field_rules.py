@@ -38,11 +38,13 @@ class Slot:
 
     def window(self, axis: int | None, k: int, s: int, p_lo: float, d: int = 1, base: int = 1) -> Slot:
         """Araujo et al. 2019's recurrences for a window of k taps, stride s, left padding p_lo,
-        dilation d, on an input dilated by `base` (a transposed convolution's fractional stride)."""
+        dilation d, on an input dilated by `base` (a transposed convolution's fractional stride).
+        On a dilated input only every base-th position is a real one: a window spanning
+        (k - 1) d positions reaches real inputs at most floor((k - 1) d / base) apart."""
         j_in = self.j / base
         return Slot(
             axis=axis,
-            r=self.r + (k - 1) * d * j_in,
+            r=self.r + ((k - 1) * d // base) * self.j,
             j=j_in * s,
             start=self.start + ((k - 1) * d / 2 - p_lo) * j_in,
         )
@@ -104,7 +106,8 @@ def _reshape_map(in_shape: Sequence[int], out_shape: Sequence[int]) -> dict[int,
 
 
 def _matrix_window(slot: Slot, matrix: np.ndarray, axis: int | None) -> Slot:
-    """A constant (out, in) matrix along an axis as a pooling: output 0's window and the widest."""
+    """A constant (out, in) matrix along an axis as a pooling or a resampling: output 0's window
+    and the widest."""
     nz = matrix != 0
     rows = [np.nonzero(r)[0] for r in nz]
     spans = [(int(r.min()), int(r.max())) for r in rows if r.size]
@@ -113,6 +116,9 @@ def _matrix_window(slot: Slot, matrix: np.ndarray, axis: int | None) -> Slot:
     lo0, hi0 = spans[0]
     width = max(hi - lo + 1 for lo, hi in spans)
     step = spans[1][0] - lo0 if len(spans) > 1 else 1
+    if matrix.shape[0] > matrix.shape[1]:
+        # An interpolation onto a finer grid (bilinear resizing): outputs are n_in / n_out apart.
+        step = matrix.shape[1] / matrix.shape[0]
     return Slot(axis, slot.r + (width - 1) * slot.j, slot.j * step, slot.start + (lo0 + hi0) / 2 * slot.j)
 
 

@@ -21,10 +21,14 @@ layers (BatchNorm, activations) change nothing. An operation over a whole axis â
 flattening into a dense layer â€” is a window as wide as the map (k = n, s = 1, p = 0), after which
 the axis is no longer spatial (``spatial`` False: the field is everything the layer sees, and the
 jump no longer describes neighbours); adaptive pooling is read as the windows of its averaging
-matrix. Where paths meet (residual additions, inception and dense-block concatenations), each
-axis takes the **maximum over the paths** of the field size (Araujo et al., "Handling multiple
-paths"), with the jump and start of the largest path; in the registered models the paths' fields
-are centred on the same pixel, so this is also their union.
+matrix, a bilinear resize as those of its interpolation matrix (outputs ``n_in / n_out`` apart). A
+transposed convolution of stride S is a window on its input dilated by S (S - 1 zeros between
+pixels): the jump divides by S, and a window spanning ``(k - 1) d`` dilated positions reaches real
+inputs at most ``floor((k - 1) d / S)`` apart, which is what the size grows by. Where paths meet
+(residual additions, inception and dense-block concatenations), each axis takes the **maximum over
+the paths** of the field size (Araujo et al., "Handling multiple paths"), with the jump and start of
+the largest path; in the registered models the paths' fields are centred on the same pixel, so this
+is also their union.
 
 The recurrences describe the theoretical field; the effective field is smaller (Luo et al. 2016).
 """

@@ -12,7 +12,9 @@ it. The trace is a list of *layers*, in forward order:
 * a **functional op outside leaf modules** that makes a tensor of a new shape is one layer, named
   ``<enclosing module path>/<op>_<n>``: pooling (``reduce_window``: ``max_pool``, ``avg_pool``, ...; a
   reduction over the spatial axes: ``global_avg_pool``; a product with a constant matrix along a
-  spatial axis: ``adaptive_avg_pool``), ``concat``, ``pad`` and spatially strided ``slice``;
+  spatial axis: ``adaptive_avg_pool`` when each output averages its window, ``resize`` when it
+  weighs inputs unequally, as bilinear interpolation does), ``concat``, ``pad`` and spatially
+  strided ``slice``;
 * element-wise functions outside leaf modules (``nn.relu``, residual additions, the division of an
   average pool, ...) and views (reshape, transpose) make no layer: they are counted as computed in
   place, as the lecture tables (CS231n, "VGGNet in detail") count ReLU inside its CONV row.
@@ -22,14 +24,16 @@ the first layer that reads it, so shared weights count once), the multiply-adds 
 convolutions and matrix products, and the receptive field of its output along every spatial axis
 of the input (see :mod:`cnn_jax.analysis.receptive_field` for the recurrences).
 
-Multiply-adds (MACs) are counted for ``conv_general_dilated`` (output elements x kernel taps x
-input channels per group) and ``dot_general`` (output elements x contracted size) whenever one
-operand is an activation and the other is an activation or derived from parameters. Products with a
-constant matrix (our adaptive average pooling), pooling, normalisation, activations and additions
-count zero, the convention of the papers' tables (He et al. 2016 Table 1, Howard et al. 2017
-Table 2 count convolutions and fully connected layers only). A oneDNN convolution (what layers with
-``conv_impl`` 'auto' or 'onednn' bind) is read as the XLA convolution it computes, so the trace is
-the same whatever the model's ``conv_impl``.
+Multiply-adds (MACs) are counted for ``conv_general_dilated`` (output elements x kernel taps x input
+channels per group; for a transposed convolution, input elements x kernel taps x output channels per
+group, the products with its real inputs) and ``dot_general`` (output elements x contracted size)
+whenever one operand is an activation and the other is an activation or derived from parameters.
+Products with a constant matrix (our adaptive average pooling), pooling, normalisation, activations
+and additions count zero, the convention of the papers' tables (He et al. 2016 Table 1, Howard et
+al. 2017 Table 2 count convolutions and fully connected layers only). A oneDNN convolution (what
+layers with ``conv_impl`` 'auto' or 'onednn' bind), or a transposed one (its backward-data pass), is
+read as the XLA convolution it computes, so the trace is the same whatever the model's
+``conv_impl``.
 
 This module walks the jaxpr and builds the rows; :mod:`cnn_jax.analysis.field_rules` moves
 receptive fields through each primitive and :mod:`cnn_jax.analysis.op_rules` reads a convolution's
@@ -60,14 +64,16 @@ from cnn_jax.analysis.field_rules import (
     propagate,
 )
 from cnn_jax.analysis.op_rules import (
+    as_xla_convolution,
+    averages,
     conv_geometry,
+    fmt_conv,
     fmt_pad,
     fmt_pad_config,
     fmt_uniform,
     fmt_window,
     macs,
 )
-from cnn_jax.backends import onednn
 from cnn_jax.models import create_model, get_model_spec
 
 _MARKER = "cnn_jax_call"
@@ -161,7 +167,7 @@ class _Row:
     macs: int = 0
     shape: tuple[int, ...] = ()
     slots: Slots = ()
-    conv: tuple | None = None  # (kernel, strides, pad_lo, pad_hi, dilation, groups, c_in)
+    conv: tuple | None = None  # op_rules.conv_geometry
     dense: tuple[int, int] | None = None
     pool: str = ""
     last_prim: str = ""
@@ -251,16 +257,6 @@ def trace_forward(
     return ForwardTrace(name, shape, classes, layers, total_params, total_state)
 
 
-def _as_xla_convolution(eqn) -> jcore.ClosedJaxpr | None:
-    """A oneDNN convolution (what layers with ``conv_impl`` 'auto' or 'onednn' bind, see
-    :mod:`cnn_jax.backends.onednn`) as the jaxpr of the XLA convolution it computes, whose geometry
-    the rules read; None for any other equation."""
-    if eqn.primitive is not onednn.forward_p:
-        return None
-    operands = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in eqn.invars]
-    return jax.make_jaxpr(onednn.xla_equivalent(eqn.params))(*operands)
-
-
 def _accepts_train(model: nn.Module) -> bool:
     try:
         params = inspect.signature(type(model).__call__).parameters
@@ -346,7 +342,7 @@ class _Walker:
             found = _MARKER_RE.findall(str(eqn.source_info.name_stack))
             call = int(found[-1]) if found else inherited
             name = eqn.primitive.name
-            sub = self._subjaxpr(eqn) if name in _INLINE else _as_xla_convolution(eqn)
+            sub = self._subjaxpr(eqn) if name in _INLINE else as_xla_convolution(eqn)
             if sub is not None and len(sub.jaxpr.invars) == len(eqn.invars):
                 self._inline(eqn, sub, call)
             else:
@@ -501,9 +497,15 @@ class _Walker:
                 kind = {"reduce_sum": "sum", "reduce_max": "max", "reduce_min": "min"}.get(name, name)
                 return new(f"global_{kind}_pool", pool=f"global {kind}")
         if name == "dot_general":
-            if produced is not None and produced.base == "adaptive_avg_pool" and produced.last_prim == "transpose":
+            if (produced is not None and produced.base in ("adaptive_avg_pool", "resize")
+                    and produced.last_prim == "transpose"):
                 return produced
             if const_operand and not uses_params and len(data_in) == 1:
+                # A constant matrix along a spatial axis: an adaptive pool (each output averages
+                # its window), or a resize (bilinear interpolation weighs its inputs unequally).
+                matrix = next(val for s, _, val in ins if s is None)
+                if not averages(matrix):
+                    return new("resize", pool="interpolate")
                 return new("adaptive_avg_pool", pool="adaptive avg")
             row = new("dense" if uses_params else "matmul")
             (lc, _), _ = eqn.params["dimension_numbers"]
@@ -559,10 +561,8 @@ class _Walker:
 
     def _kind(self, row: _Row) -> tuple[str, str]:
         if row.conv is not None:
-            kernel, strides, lo, hi, dilation, groups, c_in = row.conv
-            op = f"{fmt_window(kernel)}/{fmt_uniform(strides)}" + fmt_pad(lo, hi)
-            if any(d > 1 for d in dilation):
-                op += f" dil {fmt_uniform(dilation)}"
+            groups, c_in = row.conv[5], row.conv[6]
+            op = fmt_conv(row.conv)
             if groups > 1 and groups == c_in:
                 return "conv dw", op
             if groups > 1:

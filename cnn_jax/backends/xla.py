@@ -3,6 +3,8 @@
 * :func:`conv`: ``lax.conv_general_dilated`` on ``(N, spatial..., C)`` input and a
   ``(spatial..., C_in / groups, C_out)`` kernel (Flax's layout), any strides, ``(lo, hi)`` padding,
   kernel dilation and groups.
+* :func:`conv_transpose`: the transposed convolution with a ``(spatial..., C_in, C_out / groups)``
+  kernel (torch's ``ConvTranspose`` layout), as a convolution of the zero-interleaved input.
 * :func:`shifted_depthwise`: a depthwise convolution (``groups = C_in``) as ``prod(k)`` shifted
   multiply-adds. XLA:CPU runs a grouped convolution with one channel per group as a slow generic
   loop; one strided slice of the padded input per kernel tap, times that tap's per-channel
@@ -66,6 +68,69 @@ def conv(
         padding=padding,
         rhs_dilation=tuple(dilation),
         dimension_numbers=dimension_numbers(x.ndim - 2),
+        feature_group_count=groups,
+        precision=precision,
+    )
+
+
+def conv_transpose_shape(
+    y_shape: Sequence[int],
+    kernel_shape: Sequence[int],
+    strides: Sequence[int],
+    crops: Sequence[tuple[int, int]],
+    output_padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int = 1,
+) -> tuple[int, ...]:
+    """Channels-last output shape of :func:`conv_transpose` (kernel ``(spatial..., C_in, C_out /
+    groups)``): per spatial dim ``(W - 1) S - (lo + hi) + d (F - 1) + 1 + output_padding``
+    (Dumoulin & Visin 2016, relationship 14; torch's ``ConvTranspose*d``)."""
+    spatial = tuple(
+        (size - 1) * s - lo - hi + d * (k - 1) + 1 + op
+        for size, k, s, (lo, hi), op, d in zip(
+            y_shape[1:-1], kernel_shape[:-2], strides, crops, output_padding, dilation, strict=True
+        )
+    )
+    return (y_shape[0], *spatial, kernel_shape[-1] * groups)
+
+
+def conv_transpose(
+    y: jax.Array,
+    kernel: jax.Array,
+    strides: Sequence[int],
+    crops: Sequence[tuple[int, int]],
+    output_padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int = 1,
+    precision: Any = None,
+) -> jax.Array:
+    """XLA's transposed convolution of channels-last ``y`` with a ``(spatial..., C_in, C_out /
+    groups)`` kernel: ``crops`` ``(lo, hi)`` are removed from the full output (torch's
+    ``padding``; negative values add zeros), ``output_padding`` extends its end.
+
+    A transposed convolution is the gradient of a strided convolution: put S - 1 zeros between
+    input pixels (``lhs_dilation``), pad each side by ``d (F - 1)`` minus the crop, and correlate
+    with the kernel flipped in space with its in/out roles swapped (Dumoulin & Visin 2016, §4).
+    """
+    n = y.ndim - 2
+    kernel_shape = kernel.shape[:n]
+    c_in, c_out = kernel.shape[-2], kernel.shape[-1] * groups
+    rhs = jnp.flip(kernel, axis=tuple(range(n)))
+    # Group j maps inputs j*C_in/g... to outputs j*C_out/g...; lax wants (spatial, C_in/g, C_out).
+    rhs = rhs.reshape(*kernel_shape, groups, c_in // groups, c_out // groups)
+    rhs = jnp.swapaxes(rhs, n, n + 1).reshape(*kernel_shape, c_in // groups, c_out)
+    pads = [
+        (d * (f - 1) - lo, d * (f - 1) - hi + op)
+        for f, (lo, hi), op, d in zip(kernel_shape, crops, output_padding, dilation, strict=True)
+    ]
+    return lax.conv_general_dilated(
+        y,
+        rhs,
+        window_strides=(1,) * n,
+        padding=pads,
+        lhs_dilation=tuple(strides),
+        rhs_dilation=tuple(dilation),
+        dimension_numbers=dimension_numbers(n),
         feature_group_count=groups,
         precision=precision,
     )

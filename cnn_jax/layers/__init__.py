@@ -32,6 +32,7 @@ from cnn_jax.layers.pooling import (
     max_pool,
     sum_pool,
 )
+from cnn_jax.layers.resize import center_crop, resize_bilinear
 
 # Dropout (Srivastava et al. 2014) needs nothing beyond Flax's: it draws from the 'dropout' rng.
 Dropout = nn.Dropout
@@ -52,6 +53,7 @@ __all__ = [
     "LocalResponseNorm",
     "PReLU",
     "avg_pool",
+    "center_crop",
     "conv_output_size",
     "get_activation",
     "get_initializer",
@@ -59,5 +61,6 @@ __all__ = [
     "global_max_pool",
     "local_response_norm",
     "max_pool",
+    "resize_bilinear",
     "sum_pool",
 ]

@@ -8,11 +8,12 @@ dims. Kernels are ``(spatial..., C_in / groups, C_out)`` (Flax's HWIO); a torch 
 "convolution", these layers compute a cross-correlation (the kernel is not flipped). Padding specs
 and the output-size formula: :mod:`cnn_jax.layers.conv_geometry`.
 
-Implementation: every layer here except :class:`ConvTranspose` has a field ``conv_impl``
-(``'auto'`` | ``'xla'`` | ``'onednn'``), which models thread to their convolutions like ``dtype``.
-With ``'auto'`` (the default) or ``'onednn'``, 1-D and 2-D float32 zero-padded convolutions bind the
-oneDNN primitives (:mod:`cnn_jax.backends.onednn`: on one CPU device oneDNN computes them, elsewhere
-XLA's convolution, decided per compiled program); ``'xla'`` binds XLA's convolution directly.
+Implementation: every layer here has a field ``conv_impl`` (``'auto'`` | ``'xla'`` | ``'onednn'``),
+which models thread to their convolutions like ``dtype``. With ``'auto'`` (the default) or
+``'onednn'``, 1-D and 2-D float32 zero-padded convolutions (and transposed ones, as the
+backward-data pass of the convolution they are the adjoint of) bind the oneDNN primitives
+(:mod:`cnn_jax.backends.onednn`: on one CPU device oneDNN computes them, elsewhere XLA's
+convolution, decided per compiled program); ``'xla'`` binds XLA's convolution directly.
 bfloat16/float64, 3-D and circular padding always use XLA's. Depthwise convolutions follow
 ``depthwise_impl`` (:mod:`cnn_jax.layers.depthwise`): ``'xla'`` and ``'shifted'`` bypass oneDNN.
 Every choice creates the same parameters, so checkpoints move between them.
@@ -27,9 +28,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-from cnn_jax.backends import onednn, xla
+from cnn_jax.backends import onednn
 from cnn_jax.errors import check_choice
 from cnn_jax.layers.activations import (
     PARAMETRIC_ACTIVATIONS,
@@ -374,6 +374,12 @@ class ConvTranspose(nn.Module):
     Kernel layout: ``'kernel'`` is ``(spatial..., C_in, features / groups)``, so a torch
     ``ConvTranspose2d.weight`` of shape ``(C_in, C_out / groups, kH, kW)`` converts with
     ``w.transpose(2, 3, 0, 1)`` — no flip; the flip a transposed convolution needs is done here.
+
+    ``conv_impl`` as for :class:`Conv`: with 'auto' or 'onednn' a 1-D/2-D float32 transposed
+    convolution binds oneDNN's backward-data pass of the convolution it is the adjoint of
+    (:func:`cnn_jax.backends.onednn.conv_transpose`; XLA:CPU runs transposed convolutions as
+    convolutions of a zero-interleaved input, mostly multiplying zeros); 'xla', other dtypes and
+    3-D run :func:`cnn_jax.backends.xla.conv_transpose`. Same parameters either way.
     """
 
     features: int
@@ -389,6 +395,7 @@ class ConvTranspose(nn.Module):
     dtype: Any = None
     param_dtype: Any = jnp.float32
     precision: Any = None
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -407,6 +414,7 @@ class ConvTranspose(nn.Module):
                 )
         effective = [d * (k - 1) + 1 for k, d in zip(kernel_shape, dilation, strict=True)]
         crops = self._crops(effective, strides)
+        to_onednn = onednn.chosen(self.conv_impl)  # checks the name; 'onednn' raises if it cannot
 
         kernel = self.param(
             "kernel",
@@ -420,30 +428,13 @@ class ConvTranspose(nn.Module):
             else None
         )
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-
-        # A transposed conv is the gradient of a strided conv: put S - 1 zeros between input pixels
-        # (lhs_dilation), pad each side by F_eff - 1 minus the crop, and correlate with the kernel
-        # flipped in space with its in/out roles swapped (Dumoulin & Visin 2016, §4).
-        rhs = jnp.flip(kernel, axis=tuple(range(n)))
-        g = self.groups
-        # Group j maps inputs j*C_in/g... to outputs j*C_out/g...; lax wants (spatial, C_in/g, C_out).
-        rhs = rhs.reshape(*kernel_shape, g, in_features // g, self.features // g)
-        rhs = jnp.swapaxes(rhs, n, n + 1).reshape(*kernel_shape, in_features // g, self.features)
-        pads = [
-            (f - 1 - lo, f - 1 - hi + op)
-            for f, (lo, hi), op in zip(effective, crops, output_padding, strict=True)
-        ]
-        y = lax.conv_general_dilated(
-            x,
-            rhs,
-            window_strides=(1,) * n,
-            padding=pads,
-            lhs_dilation=strides,
-            rhs_dilation=dilation,
-            dimension_numbers=xla.dimension_numbers(n),
-            feature_group_count=g,
-            precision=self.precision,
-        )
+        geometry = dict(strides=strides, crops=crops, output_padding=output_padding,
+                        dilation=dilation, groups=self.groups, precision=self.precision)
+        # Any crops will do (negative ones are padded after the pass): only rank and dtype matter.
+        if to_onednn and onednn.eligible(x.ndim, "VALID", x.dtype):
+            y = onednn.conv_transpose(x, kernel, impl=self.conv_impl, **geometry)
+        else:
+            y = onednn.conv_transpose(x, kernel, impl="xla", **geometry)
         if bias is not None:
             y = y + bias
         return y

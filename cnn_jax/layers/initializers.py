@@ -17,6 +17,9 @@ Departures from ``jax.nn.initializers`` (on purpose, so numbers match the papers
   ``xavier_normal_`` do; JAX's versions truncate at two standard deviations. Pass
   ``distribution='truncated_normal'`` to get JAX's behaviour (the variance is the same either way).
 * ``uniform(scale)`` is symmetric, ``U[-scale, scale)``; JAX's ``uniform(scale)`` is ``U[0, scale)``.
+
+Not random: ``bilinear``, the kernel with which a transposed convolution of stride ``f`` and
+kernel ``2f`` performs bilinear interpolation (Long et al. 2015 §3.3).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Initializer = Callable[..., jax.Array]
 
@@ -53,6 +57,7 @@ INITIALIZER_NAMES: tuple[str, ...] = (
     "normal",
     "uniform",
     "truncated_normal",
+    "bilinear",
     *_VARIANCE_SCALING,
     *ALIASES,
 )
@@ -75,6 +80,41 @@ def normal(stddev: float = 1e-2, mean: float = 0.0) -> Initializer:
         return base(key, shape, dtype) + jnp.asarray(mean, dtype)
 
     return init
+
+
+def bilinear_taps(size: int) -> np.ndarray:
+    """The 1-D bilinear interpolation kernel of ``size`` taps: with factor ``f = ceil(size / 2)``
+    and centre ``c = f - 1`` (odd size) or ``f - 1/2`` (even size), tap ``i`` is
+    ``1 - |i - c| / f`` (size 4: 1/4, 3/4, 3/4, 1/4, the weights of upsampling by 2)."""
+    factor = (size + 1) // 2
+    centre = factor - 1 if size % 2 else factor - 0.5
+    return 1.0 - np.abs(np.arange(size) - centre) / factor
+
+
+def bilinear_upsampling(
+    key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32
+) -> jax.Array:
+    """Kernel ``(spatial..., C_in, C_out)`` of a transposed convolution that interpolates
+    bilinearly (Long et al. 2015 §3.3: in-network upsampling "initialized to bilinear
+    interpolation"): the product over spatial axes of :func:`bilinear_taps`, connecting channel c
+    to channel c only. ``(..., C, C)`` kernels hold it on the channel diagonal, ``(..., C, 1)``
+    kernels (a transposed convolution with ``groups=C``) for every channel. ``key`` is unused.
+    With stride ``f``, kernel ``2f`` and a crop of ``f / 2`` on each side the output is ``f``
+    times the input's size and sample i of the input sits at output ``f i + (f - 1) / 2``: the
+    centre of the ``f`` output pixels it covers."""
+    del key
+    *spatial, c_in, c_out = shape
+    if c_out not in (1, c_in):
+        raise ValueError(f"a bilinear upsampling kernel maps each channel to itself: its shape "
+                         f"must end in (C, C) or (C, 1), got {tuple(shape)}")
+    taps = np.ones(spatial)
+    for axis, size in enumerate(spatial):
+        along = [-1 if a == axis else 1 for a in range(len(spatial))]
+        taps = taps * bilinear_taps(size).reshape(along)
+    kernel = np.zeros(shape)
+    for c in range(c_in):
+        kernel[..., c, 0 if c_out == 1 else c] = taps
+    return jnp.asarray(kernel, dtype)
 
 
 def _variance_scaling(
@@ -109,9 +149,10 @@ def get_initializer(name_or_fn: str | Initializer, **kwargs: Any) -> Initializer
     Names (case-insensitive): ``zeros``, ``ones``, ``constant(value)``, ``normal(stddev=0.01, mean=0)``,
     ``uniform(scale=0.01)`` (symmetric), ``truncated_normal(stddev=0.01, lower=-2, upper=2)``,
     ``lecun_uniform``, ``lecun_normal``, ``glorot_uniform``, ``glorot_normal``, ``he_uniform``,
-    ``he_normal`` and the aliases ``xavier_*`` / ``kaiming_*``. The variance-scaling ones accept
-    ``mode`` (``'fan_in'``, ``'fan_out'``, ``'fan_avg'``), ``distribution`` (``'normal'``,
-    ``'truncated_normal'``, ``'uniform'``), ``in_axis``/``out_axis``/``batch_axis``; the ``he_*`` ones
+    ``he_normal``, the aliases ``xavier_*`` / ``kaiming_*`` and ``bilinear``
+    (:func:`bilinear_upsampling`). The variance-scaling ones accept ``mode`` (``'fan_in'``,
+    ``'fan_out'``, ``'fan_avg'``), ``distribution`` (``'normal'``, ``'truncated_normal'``,
+    ``'uniform'``), ``in_axis``/``out_axis``/``batch_axis``; the ``he_*`` ones
     also ``negative_slope``. torchvision's ResNet init is ``get_initializer('he_normal', mode='fan_out')``.
     """
     if callable(name_or_fn):
@@ -140,6 +181,10 @@ def get_initializer(name_or_fn: str | Initializer, **kwargs: Any) -> Initializer
         return normal(**kwargs)
     if name == "uniform":
         return symmetric_uniform(**kwargs)
+    if name == "bilinear":
+        if kwargs:
+            raise TypeError(f"initialiser 'bilinear' takes no arguments, got {sorted(kwargs)}")
+        return bilinear_upsampling
     if name == "truncated_normal":
         kwargs.setdefault("stddev", 1e-2)
         return jax.nn.initializers.truncated_normal(**kwargs)

@@ -8,7 +8,8 @@ A family module decorates one factory per variant::
 and users, configs and tests only ever call `create_model(name, num_classes=..., **kw)`. Keyword
 arguments set fields of the family's module; every registered model takes `dtype` and `conv_impl`
 ('auto' | 'xla' | 'onednn', how its convolutions run: `cnn_jax.layers.conv`), and threads them to
-its layers.
+its layers. ``task`` says what the output is: ``'classification'`` logits ``(N, num_classes)``, or
+``'segmentation'`` per-pixel logits ``(N, H, W, num_classes)`` at the input's resolution.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class ModelSpec:
     """A small input the architecture still accepts, for forward/backward tests on CPU."""
     num_classes: int
     description: str = ""
+    task: str = "classification"
+    """'classification': logits (N, K); 'segmentation': per-pixel logits (N, H, W, K)."""
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -48,6 +51,7 @@ def register_model(
     test_input_shape: tuple[int, int, int] | None = None,
     num_classes: int = 1000,
     description: str = "",
+    task: str = "classification",
 ) -> Callable[[Factory], Factory]:
     """Decorator registering `factory(num_classes, **kw) -> nn.Module` under `name`."""
 
@@ -62,6 +66,7 @@ def register_model(
             test_input_shape=tuple(test_input_shape or input_shape),
             num_classes=num_classes,
             description=description or (factory.__doc__ or "").strip().split("\n")[0],
+            task=task,
         )
         return factory
 

@@ -16,6 +16,12 @@ families of the paper:
   Parameters for 10 classes: ``resnet20`` 269,722 (Table 6: 0.27M), ``resnet32`` 464,154 (0.46M),
   ``resnet44`` 658,586 (0.66M), ``resnet56`` 853,018 (0.85M), ``resnet110`` 1,727,962 (1.7M).
 
+Segmentation backbones (torchvision's ``replace_stride_with_dilation``; Yu & Koltun 2016, Chen et
+al. 2017 §3.1): a stage whose stride is replaced by dilation keeps its input's resolution and
+dilates its 3x3 convolutions instead (by 2 for the first such stage, 4 for the next), its first
+block keeping the previous dilation, as torchvision does; ``features_only=True`` returns every
+stage's output instead of the logits (no ``fc``).
+
 Names mirror torchvision's module tree with ``.`` before an index replaced by ``_``: ``conv1``,
 ``bn1``, ``layer<s>_<b>`` for block ``b`` of stage ``s`` (holding ``conv1, bn1, conv2, bn2[, conv3,
 bn3]`` and, for a projection shortcut, ``downsample_0`` (1x1 conv) and ``downsample_1`` (BN)), and
@@ -69,6 +75,7 @@ class _ResidualBlock(nn.Module):
     activation: str | Callable = "relu"
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
+    dilation: int = 1
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
 
@@ -77,13 +84,16 @@ class _ResidualBlock(nn.Module):
     def act(self, x: jax.Array, name: str) -> jax.Array:
         return layers.activate(x, self.activation, name=name)
 
-    def conv(self, features: int, kernel: int, strides: int, name: str) -> layers.Conv:
-        # torch pads explicitly (k // 2 on both sides), which differs from 'SAME' at stride 2.
+    def conv(
+        self, features: int, kernel: int, strides: int, name: str, dilation: int = 1
+    ) -> layers.Conv:
+        # torch pads explicitly (d * (k // 2) on both sides), which differs from 'SAME' at stride 2.
         return layers.Conv(
             features,
             kernel_size=kernel,
             strides=strides,
-            padding=kernel // 2,
+            padding=dilation * (kernel // 2),
+            dilation=dilation,
             use_bias=False,
             kernel_init=self.kernel_init,
             dtype=self.dtype,
@@ -115,22 +125,24 @@ class _ResidualBlock(nn.Module):
 
 
 class BasicBlock(_ResidualBlock):
-    """Two 3x3 convolutions with BN and ReLU, plus the shortcut (He et al. 2016 Fig. 5 left)."""
+    """Two 3x3 convolutions with BN and ReLU, plus the shortcut (He et al. 2016 Fig. 5 left);
+    ``dilation`` dilates both."""
 
     expansion: ClassVar[int] = 1
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        y = self.conv(self.features, 3, self.strides, "conv1")(x)
+        y = self.conv(self.features, 3, self.strides, "conv1", self.dilation)(x)
         y = self.act(self.bn("bn1")(y, train=train), "act1")
-        y = self.conv(self.features, 3, 1, "conv2")(y)
+        y = self.conv(self.features, 3, 1, "conv2", self.dilation)(y)
         # Zero-initialising the last BN scale makes the block start as the identity (Goyal et al. 2017).
         y = self.bn("bn2", zero_init=self.zero_init_residual)(y, train=train)
         return self.act(y + self.shortcut_branch(x, train), "act_out")
 
 
 class Bottleneck(_ResidualBlock):
-    """1x1 reduce, 3x3 (carrying the stride, v1.5), 1x1 expand by 4, plus the shortcut (Fig. 5 right)."""
+    """1x1 reduce, 3x3 (carrying the stride, v1.5, and the dilation), 1x1 expand by 4, plus the
+    shortcut (Fig. 5 right)."""
 
     expansion: ClassVar[int] = 4
 
@@ -138,7 +150,7 @@ class Bottleneck(_ResidualBlock):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         y = self.conv(self.features, 1, 1, "conv1")(x)
         y = self.act(self.bn("bn1")(y, train=train), "act1")
-        y = self.conv(self.features, 3, self.strides, "conv2")(y)
+        y = self.conv(self.features, 3, self.strides, "conv2", self.dilation)(y)
         y = self.act(self.bn("bn2")(y, train=train), "act2")
         y = self.conv(self.features * self.expansion, 1, 1, "conv3")(y)
         y = self.bn("bn3", zero_init=self.zero_init_residual)(y, train=train)
@@ -161,6 +173,10 @@ class ResNet(nn.Module):
       kernel_init: convolution initialiser (name or callable); ``fc`` uses LeCun normal.
       activation: every non-linearity (name or callable, see :mod:`cnn_jax.layers.activations`;
         ``'prelu'`` learns one slope per activation layer, He et al. 2015).
+      replace_stride_with_dilation: one flag per stage after the first (torchvision's; empty: none):
+        that stage keeps stride 1 and dilates its 3x3 convolutions by the stride it gave up.
+      features_only: return the tuple of every stage's output (a segmentation backbone) instead
+        of the logits; no ``fc``.
       conv_impl: how the convolutions run, ``'auto'`` | ``'xla'`` | ``'onednn'``
         (:mod:`cnn_jax.layers.conv`).
     """
@@ -176,11 +192,13 @@ class ResNet(nn.Module):
     activation: str | Callable = "relu"
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
+    replace_stride_with_dilation: Sequence[bool] = ()
+    features_only: bool = False
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array | tuple[jax.Array, ...]:
         if self.block not in BLOCKS:
             raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {self.block!r}")
         if self.stem not in ("imagenet", "cifar"):
@@ -193,6 +211,12 @@ class ResNet(nn.Module):
             raise ValueError(
                 f"stage_widths {tuple(self.stage_widths)} and stage_sizes {tuple(self.stage_sizes)} "
                 "must have one entry per stage"
+            )
+        dilate = tuple(self.replace_stride_with_dilation) or (False,) * (len(self.stage_sizes) - 1)
+        if len(dilate) != len(self.stage_sizes) - 1:
+            raise ValueError(
+                f"replace_stride_with_dilation {tuple(self.replace_stride_with_dilation)} needs "
+                f"one flag per stage after the first ({len(self.stage_sizes) - 1})"
             )
         block_cls = BLOCKS[self.block]
         x = jnp.asarray(x, self.dtype)
@@ -217,13 +241,18 @@ class ResNet(nn.Module):
         if self.stem == "imagenet":
             x = layers.max_pool(x, 3, 2, padding=1)
 
+        stages, dilation = [], 1
         for stage, (num_blocks, width) in enumerate(
             zip(self.stage_sizes, self.stage_widths, strict=True)
         ):
+            stride, previous = (2 if stage > 0 else 1), dilation
+            if stage > 0 and dilate[stage - 1]:
+                stride, dilation = 1, dilation * stride
             for b in range(num_blocks):
                 x = block_cls(
                     features=width,
-                    strides=2 if stage > 0 and b == 0 else 1,
+                    strides=stride if b == 0 else 1,
+                    dilation=previous if b == 0 else dilation,
                     shortcut=self.shortcut,
                     zero_init_residual=self.zero_init_residual,
                     kernel_init=self.kernel_init,
@@ -234,6 +263,9 @@ class ResNet(nn.Module):
                     conv_impl=self.conv_impl,
                     name=f"layer{stage + 1}_{b}",
                 )(x, train=train)
+            stages.append(x)
+        if self.features_only:
+            return tuple(stages)
 
         x = layers.global_avg_pool(x)
         return nn.Dense(

@@ -65,6 +65,65 @@ CFGS: dict[str, tuple[CfgEntry, ...]] = {
 # fmt: on
 
 
+def vgg_features(
+    x: jax.Array,
+    cfg: Sequence[CfgEntry],
+    train: bool,
+    *,
+    batch_norm: bool = False,
+    kernel_init: str | Callable = "he_normal",
+    activation: str | Callable = "relu",
+    bn_momentum: float = 0.9,
+    bn_epsilon: float = 1e-5,
+    dtype: Any = jnp.float32,
+    conv_impl: str = "auto",
+) -> list[jax.Array]:
+    """The convolutional part of a VGG column (``cfg`` as in ``CFGS``): the output of every max
+    pool, in order (pool1 ... pool5 for the paper's columns), and last the final layer's output
+    if the column does not end in a pool.
+
+    Called from a compact method, it creates its layers in the caller (``features_<i>``, numbered
+    as torchvision's ``features`` Sequential): :class:`VGG` and the FCNs of
+    :mod:`cnn_jax.models.fcn` share it, so torchvision's ``features.*`` weights fit both.
+    """
+    pools = []
+    index = 0  # position in torchvision's `features` Sequential
+    for entry in cfg:
+        if entry == "M":
+            x = layers.max_pool(x, 2, 2)
+            pools.append(x)
+            index += 1
+        elif entry == "LRN":
+            # §2.1: "the parameters for the LRN layer are those of (Krizhevsky et al., 2012)".
+            x = layers.LocalResponseNorm(
+                size=5, alpha=1e-4, beta=0.75, k=2.0, name=f"features_{index}"
+            )(x)
+            index += 1
+        else:
+            features, kernel = (entry, 3) if isinstance(entry, int) else entry
+            # torchvision keeps the conv bias even when BN follows; keep it for weight parity.
+            x = layers.Conv(
+                features,
+                kernel_size=kernel,
+                padding=kernel // 2,
+                kernel_init=kernel_init,
+                dtype=dtype,
+                conv_impl=conv_impl,
+                name=f"features_{index}",
+            )(x)
+            index += 1
+            if batch_norm:
+                x = layers.BatchNorm(
+                    momentum=bn_momentum, epsilon=bn_epsilon, dtype=dtype, name=f"features_{index}"
+                )(x, train=train)
+                index += 1
+            x = layers.activate(x, activation, name=f"features_{index}")
+            index += 1
+    if not cfg or cfg[-1] != "M":
+        pools.append(x)
+    return pools
+
+
 class VGG(nn.Module):
     """VGG: stacks of small stride-1 convolutions between max pools, then a 3-layer classifier.
 
@@ -97,40 +156,18 @@ class VGG(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         cfg = CFGS[self.cfg] if isinstance(self.cfg, str) else self.cfg
         x = jnp.asarray(x, self.dtype)
-        index = 0  # position in torchvision's `features` Sequential
-        for entry in cfg:
-            if entry == "M":
-                x = layers.max_pool(x, 2, 2)
-                index += 1
-            elif entry == "LRN":
-                # §2.1: "the parameters for the LRN layer are those of (Krizhevsky et al., 2012)".
-                x = layers.LocalResponseNorm(
-                    size=5, alpha=1e-4, beta=0.75, k=2.0, name=f"features_{index}"
-                )(x)
-                index += 1
-            else:
-                features, kernel = (entry, 3) if isinstance(entry, int) else entry
-                # torchvision keeps the conv bias even when BN follows; keep it for weight parity.
-                x = layers.Conv(
-                    features,
-                    kernel_size=kernel,
-                    padding=kernel // 2,
-                    kernel_init=self.kernel_init,
-                    dtype=self.dtype,
-                    conv_impl=self.conv_impl,
-                    name=f"features_{index}",
-                )(x)
-                index += 1
-                if self.batch_norm:
-                    x = layers.BatchNorm(
-                        momentum=self.bn_momentum,
-                        epsilon=self.bn_epsilon,
-                        dtype=self.dtype,
-                        name=f"features_{index}",
-                    )(x, train=train)
-                    index += 1
-                x = layers.activate(x, self.activation, name=f"features_{index}")
-                index += 1
+        x = vgg_features(
+            x,
+            cfg,
+            train,
+            batch_norm=self.batch_norm,
+            kernel_init=self.kernel_init,
+            activation=self.activation,
+            bn_momentum=self.bn_momentum,
+            bn_epsilon=self.bn_epsilon,
+            dtype=self.dtype,
+            conv_impl=self.conv_impl,
+        )[-1]
 
         if self.pooled_size is not None:
             x = adaptive_avg_pool(x, self.pooled_size)

@@ -185,3 +185,20 @@ def test_causal_dilated_convolutions_see_8_steps_ending_at_the_current_one(conv_
     # the oneDNN convolutions ('auto') as from XLA's.
     row = _by_name(receptive_field(CausalStack(conv_impl), (16, 1)))["c2"]
     assert (row.size, row.jump, row.start, row.output_shape) == ((8,), (1,), (-3.5,), (16, 2))
+
+
+def test_a_transposed_convolution_divides_the_jump_and_reaches_inputs_a_stride_apart():
+    class Up(nn.Module):
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            x = layers.Conv(2, 3, strides=2, padding=1, name="down")(x)
+            return layers.ConvTranspose(2, 4, strides=2, padding=1, name="up")(x)
+
+    # down: r = 3, j = 2, start = 0 (cell i centred on pixel 2i). up works on that map with a zero
+    # between cells (XLA pads the dilated map by F - 1 - crop = 2): j = 2 / 2 = 1, and its 4 taps
+    # span 3 dilated positions, which hold real cells at most floor(3 / 2) = 1 cell apart:
+    # r = 3 + 1 * 2 = 5 (output 1 reads cells 0 and 1: pixels -1..3). start = 0 + (3/2 - 2) * 1.
+    rows = receptive_field(Up(), (16, 16, 1))
+    assert _field(rows, "down") == (3, 2, 0)
+    assert _field(rows, "up") == (5, 1, -0.5)
+    assert _by_name(rows)["up"].output_shape == (16, 16, 2)

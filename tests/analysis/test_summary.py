@@ -256,3 +256,32 @@ def test_input_shapes_parse_from_the_command_line_forms():
     assert parse_input_shape("224,224,3") == parse_input_shape("224x224x3") == (224, 224, 3)
     with pytest.raises(ValueError, match="224,224,3"):
         parse_input_shape("224,a,3")
+
+
+@pytest.mark.parametrize("name, shape", [("fcn8s", (64, 64, 3)), ("unet", (188, 188, 1))])
+def test_transposed_convolutions_summarise_the_same_on_every_conv_impl(name, shape):
+    # On oneDNN a transposed convolution is a backward-data pass: read as XLA's transposed
+    # convolution, whose row is the same as on 'xla'.
+    from cnn_jax.models import create_model
+
+    tables = {impl: summarize_model(create_model(name, conv_impl=impl), shape).to_dict()
+              for impl in ("auto", "xla")}
+    assert tables["auto"] == tables["xla"]
+    ops = {row["op"] for row in tables["xla"]["layers"]}
+    assert ("16x16/8 transposed crop 4" in ops) == (name == "fcn8s")
+    assert ("2x2/2 transposed" in ops) == (name == "unet")
+
+
+def test_a_transposed_convolution_counts_the_products_with_its_real_inputs():
+    class Up(nn.Module):
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            return layers.ConvTranspose(6, 4, strides=2, padding=1, groups=2, name="up")(x)
+
+    row = summarize_model(Up(), (5, 7, 4)).layer("up")
+    assert (row.kind, row.op, row.output_shape) == (
+        "conv", "4x4/2 transposed crop 1 groups 2", (10, 14, 6))
+    assert row.params == 4 * 4 * 4 * (6 // 2) + 6
+    # Every input element meets every tap of the C_out / groups kernels of its group (the products
+    # of the convolution it is the adjoint of), not the zeros XLA interleaves: 5 * 7 * 4 * 16 * 3.
+    assert row.macs == 5 * 7 * 4 * 4 * 4 * (6 // 2) == 6_720

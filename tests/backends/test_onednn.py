@@ -188,6 +188,42 @@ def test_independent_calls_in_one_program_finish_and_match_xla():
     assert "finished" in done.stdout
 
 
+# The bridge caches each primitive and XLA calls it from whichever of its threads is free. With
+# oneDNN's own scratch memory, which belongs to the thread that created a primitive, the gemm-based
+# weight gradient oneDNN picks for kernels of 15 taps or more at a stride (here a 16x16 stride-8
+# kernel, the weight gradient of FCN-8s's last upsampling) crashed the process within a few calls.
+# The bridge hands every call its own scratch memory. A fresh process, so that a crash is a failure.
+GEMM_WEIGHT_GRADIENT = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    from cnn_jax.backends import onednn, xla
+    assert onednn.available(), onednn.unavailable_reason()
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, 64, 64, 11)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((16, 16, 11, 11)), jnp.float32)
+    ct = jnp.asarray(rng.standard_normal((2, 8, 8, 11)), jnp.float32)
+    static = dict(strides=(8, 8), padding=((4, 4), (4, 4)), dilation=(1, 1))
+
+    def weight_gradient(conv):  # backward_weights(x, ct) alone: the loss is linear in the output
+        return jax.jit(jax.grad(lambda w, x: jnp.sum(conv(x, w) * ct)))
+
+    fast = weight_gradient(lambda x, w: onednn.conv(x, w, **static, impl="onednn"))
+    assert "cnn_jax_onednn_conv_backward_weights" in fast.lower(w, x).as_text()
+    for i in range(8):
+        got = jax.block_until_ready(fast(w, x + i))
+    ref = weight_gradient(lambda x, w: xla.conv(x, w, *static.values()))(w, x + 7)
+    # 2 * 8 * 8 = 128 products per weight: at most 128 * 2^-24 = 7.6e-6 of the largest entry.
+    assert float(jnp.max(jnp.abs(got - ref))) <= 2e-5 * float(jnp.max(jnp.abs(ref))), "differ"
+    print("finished")
+""")
+
+
+def test_a_gemm_based_weight_gradient_runs_on_any_xla_thread_and_matches_xla():
+    done = subprocess.run([sys.executable, "-c", GEMM_WEIGHT_GRADIENT], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    assert "finished" in done.stdout
+
+
 # 'auto' is decided per compiled program: one device gets oneDNN; a jit partitioned over 8 devices
 # and a shard_map over them get XLA's convolution; 'onednn' keeps the custom call everywhere.
 EIGHT_DEVICES = textwrap.dedent("""

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_jax.layers import Conv, get_initializer
+from cnn_jax.layers import Conv, ConvTranspose, get_initializer
+from cnn_jax.layers.initializers import bilinear_taps
 
 KEY = jax.random.key(42)
 # A conv kernel big enough (590k weights) that sample statistics are within ~0.3% of the truth.
@@ -147,3 +148,40 @@ def test_arguments_that_do_not_apply_are_rejected():
         get_initializer("zeros", value=1.0)
     with pytest.raises(ValueError, match="negative_slope only applies to he_"):
         get_initializer("glorot_normal", negative_slope=0.1)
+
+
+def test_bilinear_taps_are_the_weights_of_linear_interpolation():
+    # Factor f = ceil(k / 2): x2 upsampling (k = 4) weighs neighbours 3:1, x3 (k = 5, odd,
+    # centred on a tap) 2:1 (Long et al. 2015 §3.3; the reference's surgery.upsample_filt).
+    np.testing.assert_allclose(bilinear_taps(4), [0.25, 0.75, 0.75, 0.25])
+    np.testing.assert_allclose(bilinear_taps(5), [1 / 3, 2 / 3, 1, 2 / 3, 1 / 3])
+    assert bilinear_taps(64).sum() == 32  # stride 32: the weights per output phase sum to 1
+
+
+def test_bilinear_kernel_maps_each_channel_to_itself():
+    kernel = np.asarray(get_initializer("bilinear")(KEY, (4, 4, 3, 3), jnp.float32))
+    taps = np.outer(bilinear_taps(4), bilinear_taps(4))
+    for c in range(3):
+        np.testing.assert_allclose(kernel[:, :, c, c], taps)
+    assert np.count_nonzero(kernel) == 3 * 16  # nothing off the channel diagonal
+    grouped = np.asarray(get_initializer("bilinear")(KEY, (4, 4, 3, 1), jnp.float32))
+    np.testing.assert_allclose(grouped[:, :, 2, 0], taps)
+    with pytest.raises(ValueError, match=r"must end in \(C, C\) or \(C, 1\)"):
+        get_initializer("bilinear")(KEY, (4, 4, 3, 2), jnp.float32)
+
+
+@pytest.mark.parametrize("factor", [2, 8, 32])
+def test_bilinear_transposed_convolution_interpolates_a_ramp_on_the_finer_grid(factor):
+    # Kernel 2f, stride f, crop f/2: input sample i sits at output f i + (f - 1) / 2, the centre
+    # of the f pixels it covers. A ramp sampled at the coarse cells' centres comes back as the
+    # same ramp at every fine pixel between the first and last centre (exactly: bilinear
+    # interpolation reproduces linear functions).
+    coarse = 6
+    centres = factor * np.arange(coarse) + (factor - 1) / 2
+    x = jnp.asarray((0.5 * centres + 3.0).reshape(1, coarse, 1, 1), jnp.float32)
+    up = ConvTranspose(1, (2 * factor, 1), strides=(factor, 1),
+                       padding=((factor // 2,) * 2, (0, 0)), use_bias=False, kernel_init="bilinear")
+    y = np.asarray(up.apply(up.init(KEY, x), x))[0, :, 0, 0]
+    assert y.shape == (coarse * factor,)
+    inner = np.arange(int(np.ceil(centres[0])), int(centres[-1]) + 1)
+    np.testing.assert_allclose(y[inner], 0.5 * inner + 3.0, rtol=1e-6)

@@ -9,13 +9,15 @@ import numpy as np
 IMAGENET_SHAPE = (224, 224, 3)
 
 # The default suite runs every distinct code path once (each family, block type and option:
-# LRN, BN, 1x1 convs, bottlenecks, option-A shortcuts, dense blocks, width multipliers). Deeper or
-# wider twins built by the same code compile for minutes on a 2-core CPU; they run under the
-# `slow` marker, which CI runs too (`pytest -m slow`).
+# LRN, BN, 1x1 convs, bottlenecks, option-A shortcuts, dense blocks, width multipliers; FCN-8s for
+# the FCNs' skips and upsampling, DeepLabV3 for the dilated ResNet). Deeper or wider twins built by
+# the same code compile for minutes on a 2-core CPU; they run under the `slow` marker, which CI
+# runs too (`pytest -m slow`).
 SLOW_TWINS = {
     "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg16_c_bn", "vgg19", "vgg19_bn",
     "resnet34", "resnet101", "resnet152", "resnet32", "resnet44", "resnet56", "resnet110",
     "densenet169", "densenet201", "densenet264", "mobilenet_v1_075", "mobilenet_v1_050",
+    "fcn32s", "fcn16s", "fcn_resnet50",
 }
 
 

@@ -3,6 +3,8 @@ registry's contract (names, errors, num_classes). timm's test_models habit, over
 
 One jitted function per model does init, the eval and train forward passes and the backward pass,
 so each model compiles once; inputs are the spec's small ``test_input_shape`` with batch 2.
+Classifiers return ``(N, K)`` logits, segmentation models ``(N, H, W, K)`` per-pixel logits at the
+input's resolution (the valid-padded U-Net: smaller, by the paper's arithmetic).
 """
 
 import jax
@@ -14,6 +16,17 @@ from model_helpers import SLOW_TWINS
 from cnn_jax.models import create_model, get_model_spec, list_models, register_model
 
 BATCH = 2
+# Segmentation models whose output is not the input's size: U-Net's unpadded convolutions turn
+# 16 b + 124 pixels into 16 b - 60 (Ronneberger et al. 2015 Fig. 1; 188 -> 4 for b = 4).
+SEGMENTATION_OUTPUT = {"unet": (4, 4)}
+
+
+def expected_output_shape(name: str, num_classes: int) -> tuple[int, ...]:
+    spec = get_model_spec(name)
+    if spec.task == "classification":
+        return (BATCH, num_classes)
+    assert spec.task == "segmentation", spec.task
+    return (BATCH, *SEGMENTATION_OUTPUT.get(name, spec.test_input_shape[:2]), num_classes)
 
 
 def _flat_names(tree) -> dict[str, jax.Array]:
@@ -60,7 +73,10 @@ def _check_model(model, x: jax.Array, labels: jax.Array):
         def loss_fn(p):
             logits = model.apply({"params": p, **state}, x, train=False)
             log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
-            return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=1)), logits
+            # One label per example, the same for each of its pixels in a segmentation model.
+            per_pixel = labels.reshape((-1,) + (1,) * (logits.ndim - 1))
+            target = jnp.broadcast_to(per_pixel, logits.shape[:-1] + (1,))
+            return -jnp.mean(jnp.take_along_axis(log_probs, target, axis=-1)), logits
 
         (_, eval_logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         train_out = model.apply(
@@ -92,8 +108,8 @@ def test_every_model_runs_forward_both_modes_and_backward_to_every_parameter(nam
     labels = jnp.arange(BATCH) % spec.num_classes
     eval_logits, train_logits, grad_max = _check_model(model, x, labels)
 
-    assert eval_logits.shape == (BATCH, spec.num_classes)
-    assert train_logits.shape == (BATCH, spec.num_classes)
+    assert eval_logits.shape == expected_output_shape(name, spec.num_classes)
+    assert train_logits.shape == expected_output_shape(name, spec.num_classes)
     assert bool(jnp.all(jnp.isfinite(eval_logits))), f"{name}: non-finite eval logits"
     assert bool(jnp.all(jnp.isfinite(train_logits))), f"{name}: non-finite train logits"
 
@@ -110,7 +126,10 @@ def test_list_models_is_sorted_and_covers_every_family():
     assert names == sorted(names)
     assert len(names) == len(set(names))
     families = {get_model_spec(n).family for n in names}
-    assert {"mlp", "lenet", "alexnet", "vgg", "resnet", "resnet_cifar"} <= families
+    assert {"mlp", "lenet", "alexnet", "vgg", "resnet", "resnet_cifar", "fcn", "unet",
+            "deeplab"} <= families
+    assert [n for n in names if get_model_spec(n).task == "segmentation"] == [
+        "deeplabv3_resnet50", "fcn16s", "fcn32s", "fcn8s", "fcn_resnet50", "unet"]
     assert list_models("resnet_cifar") == [
         "resnet110",
         "resnet20",
@@ -141,7 +160,7 @@ def test_num_classes_override_changes_the_head(name):
     assert model.num_classes == num_classes
     x = jnp.zeros((BATCH, *spec.test_input_shape))
     logits = jax.eval_shape(lambda: model.apply(model.init(jax.random.key(0), x), x))
-    assert logits.shape == (BATCH, num_classes)
+    assert logits.shape == expected_output_shape(name, num_classes)
 
 
 def test_every_spec_has_a_paper_input_shape_and_a_description():

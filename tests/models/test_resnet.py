@@ -220,3 +220,37 @@ def test_bfloat16_compute_dtype_keeps_float32_parameters():
     assert logits.dtype == jnp.bfloat16
     reference = create_model("resnet20", stage_sizes=(1, 1, 1)).apply(variables, x)
     np.testing.assert_allclose(logits.astype(jnp.float32), reference, rtol=0.1, atol=0.1)
+
+
+def test_replacing_strides_with_dilation_keeps_the_resolution_and_the_parameters():
+    # torchvision's replace_stride_with_dilation=[False, True, True]: output stride 8, same weights.
+    dilated = ResNet(block="bottleneck", stage_sizes=(3, 4, 6, 3),
+                     replace_stride_with_dilation=(False, True, True), features_only=True)
+    x = jnp.zeros((1, 64, 64, 3))
+    stages = jax.eval_shape(lambda: dilated.apply(dilated.init(jax.random.key(0), x), x))
+    assert [s.shape for s in stages] == [(1, 16, 16, 256), (1, 8, 8, 512), (1, 8, 8, 1024),
+                                         (1, 8, 8, 2048)]
+    # features_only drops fc: ResNet-50's 25,557,032 less 2048 * 1000 + 1000.
+    assert count(variable_shapes(dilated, (64, 64, 3))["params"]) == 25_557_032 - 2_049_000
+
+
+def test_a_dilated_stage_dilates_all_but_its_first_block():
+    shapes = module_output_shapes(
+        ResNet(block="basic", stage_sizes=(1, 2, 2), stage_widths=(4, 8, 16),
+               replace_stride_with_dilation=(True, True), num_classes=3), (32, 32, 3))
+    assert shapes["layer3_1"] == (1, 8, 8, 16)
+    model = ResNet(block="basic", stage_sizes=(1, 2, 2), stage_widths=(4, 8, 16),
+                   replace_stride_with_dilation=(True, True), num_classes=3)
+    jaxpr = jax.make_jaxpr(lambda v, x: model.apply(v, x))(
+        variable_shapes(model, (32, 32, 3)), jnp.zeros((1, 32, 32, 3)))
+    dilations = [e.params["dilation"][0] for e in jaxpr.eqns
+                 if e.primitive.name == "onednn_conv_forward" and e.params["w_shape"][:2] == (3, 3)]
+    # Two 3x3 per basic block. layer1: 1, 1; layer2 (dilation 2): block 0 keeps 1, block 1 has 2;
+    # layer3 (dilation 4): block 0 keeps 2, block 1 has 4.
+    assert dilations == [1, 1, 1, 1, 2, 2, 2, 2, 4, 4]
+
+
+def test_replace_stride_with_dilation_needs_one_flag_per_later_stage():
+    model = ResNet(stage_sizes=(1, 1, 1, 1), replace_stride_with_dilation=(True,))
+    with pytest.raises(ValueError, match=r"one flag per stage after the first \(3\)"):
+        variable_shapes(model, (32, 32, 3))

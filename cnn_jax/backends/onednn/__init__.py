@@ -6,12 +6,13 @@ inserts for weight gradients) run several times slower than oneDNN on the same c
 is what keeps a CPU train step behind PyTorch's (``experiments/bench_conv_layer.py``,
 ``experiments/profile_train_step.py``).
 
-What: three JAX primitives (:mod:`~cnn_jax.backends.onednn.primitives`): forward, backward-data
-and backward-weights convolutions of 1-D or 2-D channels-last float32 operands (any strides,
+What: three JAX primitives (:mod:`~cnn_jax.backends.onednn.primitives`): forward, backward-data and
+backward-weights convolutions of 1-D or 2-D channels-last float32 operands (any strides,
 ``(lo, hi)`` zero padding, dilation and groups), each bilinear and each the others' transpose, so
 every JAX transformation (``grad`` to any order, ``jvp``, ``hessian``, ``linearize``, ``vmap``)
-works and stays on them. :func:`conv` binds the forward one. Layers choose them through their
-``conv_impl`` field ('auto' | 'xla' | 'onednn', :data:`CONV_IMPLS`), which models thread to every
+works and stays on them. :func:`conv` binds the forward one, :func:`conv_transpose` (a transposed
+convolution is the input gradient of a convolution) the backward-data one. Layers choose them
+through their ``conv_impl`` field ('auto' | 'xla' | 'onednn', :data:`CONV_IMPLS`), which models thread to every
 convolution and the trainer sets from ``config.conv_impl``:
 
 * ``'auto'`` (the default): oneDNN where a program is compiled for one CPU device and the library
@@ -48,6 +49,7 @@ from cnn_jax.backends.onednn.primitives import (
     backward_data_p,
     backward_weights_p,
     conv,
+    conv_transpose,
     forward_p,
 )
 from cnn_jax.backends.onednn.routing import (
@@ -70,6 +72,7 @@ __all__ = [
     "check_impl",
     "chosen",
     "conv",
+    "conv_transpose",
     "covers_input",
     "disabled",
     "eligible",

@@ -15,6 +15,9 @@ backward_weights; backward_weights' are backward_data and forward). So ``jax.gra
 three share one set of parameters: the shapes of ``x``, ``w`` and ``y``, strides, ``(lo, hi)``
 padding, dilation, groups, precision (for XLA's route), ``impl`` and ``covering_as_dot``.
 
+A transposed convolution is the backward-data pass of the convolution it is the adjoint of:
+:func:`conv_transpose` binds that primitive, so it runs on oneDNN like the other passes.
+
 Under ``jax.vmap`` a batch axis on the activation operand alone (forward's ``x``, backward_data's
 ``dy``) folds into the batch dimension N: one call on ``B * N`` examples. Otherwise (a batched
 kernel, or backward_weights, whose output sums over N) the unbatched primitive runs once per
@@ -77,6 +80,64 @@ def conv(
                           y_shape=y_shape, strides=strides, padding=padding, dilation=dilation,
                           groups=int(groups), precision=precision, impl=impl,
                           covering_as_dot=bool(covering_as_dot))
+
+
+def conv_transpose(
+    y: jax.Array,
+    kernel: jax.Array,
+    *,
+    strides: Sequence[int],
+    crops: Sequence[tuple[int, int]],
+    output_padding: Sequence[int] | None = None,
+    dilation: Sequence[int] | None = None,
+    groups: int = 1,
+    precision: Any = None,
+    impl: str = "auto",
+) -> jax.Array:
+    """Transposed convolution of channels-last float32 ``y`` with a ``(spatial..., C_in, C_out /
+    groups)`` kernel (torch's ``ConvTranspose`` layout): ``crops`` ``(lo, hi)`` are removed from
+    the full output (torch's ``padding``), ``output_padding`` extends its end. The backward-data
+    primitive (``impl`` 'auto' or 'onednn'), or XLA's transposed convolution for ``impl='xla'``
+    (:func:`cnn_jax.backends.xla.conv_transpose`, same output shape and values).
+
+    It is ``backward_data`` of the forward convolution whose input is this function's output
+    ``x`` (``C_out`` channels) and whose output has ``y``'s shape: the same strides and
+    dilation, the crops as its padding, and this kernel with its last two axes swapped,
+    ``(spatial..., C_out / groups, C_in)`` (inputs per group, outputs: the roles it plays in the
+    forward convolution), no flip. Two cases need a step around it: an ``output_padding`` of at
+    least the stride (allowed when the dilation is larger) makes that forward convolution
+    produce more positions than ``y`` has, and those get zero cotangents (they are nobody's
+    input here); a negative crop (``'SAME'`` with ``F < S``) adds rows that nothing reaches,
+    so the pass runs with crop 0 and the result is padded with zeros.
+    """
+    routing.check_impl(impl)
+    n = y.ndim - 2
+    strides = tuple(int(s) for s in strides)
+    dilation = tuple(int(d) for d in dilation) if dilation is not None else (1,) * n
+    output_padding = (tuple(int(p) for p in output_padding) if output_padding is not None
+                      else (0,) * n)
+    crops = tuple((int(lo), int(hi)) for lo, hi in crops)
+    if impl == "xla":
+        return xla.conv_transpose(y, kernel, strides, crops, output_padding, dilation, groups,
+                                  precision)
+    out_shape = xla.conv_transpose_shape(y.shape, kernel.shape, strides, crops, output_padding,
+                                         dilation, groups)
+    grow = tuple((max(-lo, 0), max(-hi, 0)) for lo, hi in crops)
+    padding = tuple((max(lo, 0), max(hi, 0)) for lo, hi in crops)
+    x_shape = (out_shape[0], *(size - a - b for size, (a, b) in zip(out_shape[1:-1], grow,
+                                                                    strict=True)), out_shape[-1])
+    w = jnp.swapaxes(kernel, -1, -2)
+    y_shape = xla.output_shape(x_shape, w.shape, strides, padding, dilation)
+    extra = [full - size for full, size in zip(y_shape[1:-1], y.shape[1:-1], strict=True)]
+    if any(extra):
+        y = jnp.pad(y, [(0, 0), *((0, e) for e in extra), (0, 0)])
+    x = backward_data_p.bind(y, w, x_shape=x_shape, w_shape=tuple(w.shape), y_shape=y_shape,
+                             strides=strides, padding=padding, dilation=dilation,
+                             groups=int(groups), precision=precision, impl=impl,
+                             covering_as_dot=True)
+    if any(a or b for a, b in grow):
+        x = jnp.pad(x, [(0, 0), *grow, (0, 0)])
+    return x
 
 
 # ------------------------------------------------------------------------ evaluation rules

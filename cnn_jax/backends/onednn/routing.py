@@ -183,7 +183,8 @@ ROUTES = {
 }
 
 
-def xla_equivalent(p: dict):
-    """``forward(x, w)`` by XLA's convolution for a primitive's parameters ``p`` (what
-    :mod:`cnn_jax.analysis` reads a oneDNN convolution as)."""
-    return _xla_conv(p)
+def xla_equivalent(p: dict, pass_: str = "forward"):
+    """Pass ``pass_`` of the convolution with primitive parameters ``p``, ``fn(a, b)`` on the
+    primitive's operands, by XLA's convolution (what :mod:`cnn_jax.analysis` reads a oneDNN
+    convolution or transposed convolution as)."""
+    return functools.partial(ROUTES["xla"], pass_, p)

@@ -12,12 +12,20 @@
 // are never copied; the kernel is reordered to the layout the chosen kernel wants (it is small).
 // Attributes give the shapes, strides, padding (low, high), dilation (1 = none) and groups.
 // Primitives are created once per distinct set of attributes and cached.
+//
+// Scratch memory is ours ("user" scratchpad mode), one buffer for the process, used by one call at
+// a time (Run). oneDNN's own ("library") scratchpad belongs to the thread that created a
+// primitive, and the cached primitives run on whichever XLA thread calls them: the gemm-based
+// backward-weights convolution it picks for long kernels at a stride (the weight gradient of a
+// 16x16 stride-8 transposed convolution) crashed when run on another thread than the one that
+// created it (tests/backends/test_onednn.py, test_a_gemm_based_weight_gradient_runs_on_any_...).
 
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -67,9 +75,16 @@ struct Attributes {
 struct Plan {
   dnnl::primitive conv;
   memory::desc user_kernel, conv_kernel;
+  memory::desc conv_scratch, reorder_scratch;
   bool reorder = false;
   dnnl::primitive kernel_reorder;  // user -> conv layout (forward, backward data), or back (weights)
 };
+
+dnnl::primitive_attr UserScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
 
 std::shared_ptr<Plan> MakePlan(Pass pass, const Attributes& a) {
   auto& engine = Engine();
@@ -81,27 +96,34 @@ std::shared_ptr<Plan> MakePlan(Pass pass, const Attributes& a) {
   const memory::dims dilation{a.dilation[0] - 1, a.dilation[1] - 1};  // oneDNN counts the gaps
   const memory::dims lo{a.pad_lo[0], a.pad_lo[1]}, hi{a.pad_hi[0], a.pad_hi[1]};
   const auto direct = dnnl::algorithm::convolution_direct;
+  const auto attr = UserScratchpad();
   const dnnl::convolution_forward::primitive_desc forward(
-      engine, dnnl::prop_kind::forward_training, direct, x, any_kernel, y, strides, dilation, lo, hi);
+      engine, dnnl::prop_kind::forward_training, direct, x, any_kernel, y, strides, dilation, lo,
+      hi, attr);
   if (pass == kForward) {
     plan->conv = dnnl::convolution_forward(forward);
     plan->conv_kernel = forward.weights_desc();
+    plan->conv_scratch = forward.scratchpad_desc();
   } else if (pass == kBackwardData) {
     const dnnl::convolution_backward_data::primitive_desc pd(engine, direct, x, any_kernel, y, strides,
-                                                             dilation, lo, hi, forward);
+                                                             dilation, lo, hi, forward, attr);
     plan->conv = dnnl::convolution_backward_data(pd);
     plan->conv_kernel = pd.weights_desc();
+    plan->conv_scratch = pd.scratchpad_desc();
   } else {
     const dnnl::convolution_backward_weights::primitive_desc pd(engine, direct, x, any_kernel, y, strides,
-                                                                dilation, lo, hi, forward);
+                                                                dilation, lo, hi, forward, attr);
     plan->conv = dnnl::convolution_backward_weights(pd);
     plan->conv_kernel = pd.diff_weights_desc();
+    plan->conv_scratch = pd.scratchpad_desc();
   }
   plan->reorder = plan->conv_kernel != plan->user_kernel;
   if (plan->reorder) {
     const auto& from = pass == kBackwardWeights ? plan->conv_kernel : plan->user_kernel;
     const auto& to = pass == kBackwardWeights ? plan->user_kernel : plan->conv_kernel;
-    plan->kernel_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine, from, engine, to));
+    const dnnl::reorder::primitive_desc pd(engine, from, engine, to, attr);
+    plan->kernel_reorder = dnnl::reorder(pd);
+    plan->reorder_scratch = pd.scratchpad_desc();
   }
   return plan;
 }
@@ -120,6 +142,16 @@ std::shared_ptr<Plan> GetPlan(Pass pass, const Attributes& a) {
   return plans.emplace(key, plan).first->second;
 }
 
+// The scratch buffer of `desc`'s size, 64-byte aligned, grown on demand (callers hold the execution
+// mutex).
+memory Scratch(const memory::desc& desc) {
+  static std::vector<unsigned char> buffer;
+  const size_t size = desc.get_size() + 64;
+  if (buffer.size() < size) buffer.resize(size);
+  const auto address = reinterpret_cast<uintptr_t>(buffer.data());
+  return memory(desc, Engine(), reinterpret_cast<void*>((address + 63) & ~uintptr_t{63}));
+}
+
 // XLA runs independent custom calls concurrently on its thread pool. Each calling thread gets its own
 // OpenMP team, and oneDNN's kernels synchronise their team's threads: five backward-weights calls in
 // one program, after a forward call, never finished (tests/backends/test_onednn.py,
@@ -131,6 +163,8 @@ void Run(Pass pass, const Attributes& a, void* in0, void* in1, void* out) {
   const auto plan = GetPlan(pass, a);
   std::lock_guard<std::mutex> one_at_a_time(execution);
   dnnl::stream stream(engine);
+  // The reorder and the convolution run one after the other: they can share the buffer.
+  const auto reorder_scratch = [&] { return Scratch(plan->reorder_scratch); };
   const auto x_md = Activation(a.x_shape), y_md = Activation(a.y_shape);
   memory staged;
   if (plan->reorder) staged = memory(plan->conv_kernel, engine);
@@ -138,24 +172,34 @@ void Run(Pass pass, const Attributes& a, void* in0, void* in1, void* out) {
     memory w(plan->user_kernel, engine, in1);
     memory kernel = w;
     if (plan->reorder) {
-      plan->kernel_reorder.execute(stream, {{DNNL_ARG_FROM, w}, {DNNL_ARG_TO, staged}});
+      plan->kernel_reorder.execute(stream, {{DNNL_ARG_FROM, w}, {DNNL_ARG_TO, staged},
+                                            {DNNL_ARG_SCRATCHPAD, reorder_scratch()}});
+      stream.wait();
       kernel = staged;
     }
+    const auto scratch = Scratch(plan->conv_scratch);
     if (pass == kForward) {
       plan->conv.execute(stream, {{DNNL_ARG_SRC, memory(x_md, engine, in0)},
                                   {DNNL_ARG_WEIGHTS, kernel},
-                                  {DNNL_ARG_DST, memory(y_md, engine, out)}});
+                                  {DNNL_ARG_DST, memory(y_md, engine, out)},
+                                  {DNNL_ARG_SCRATCHPAD, scratch}});
     } else {
       plan->conv.execute(stream, {{DNNL_ARG_DIFF_DST, memory(y_md, engine, in0)},
                                   {DNNL_ARG_WEIGHTS, kernel},
-                                  {DNNL_ARG_DIFF_SRC, memory(x_md, engine, out)}});
+                                  {DNNL_ARG_DIFF_SRC, memory(x_md, engine, out)},
+                                  {DNNL_ARG_SCRATCHPAD, scratch}});
     }
   } else {
     memory dw(plan->user_kernel, engine, out);
     plan->conv.execute(stream, {{DNNL_ARG_SRC, memory(x_md, engine, in0)},
                                 {DNNL_ARG_DIFF_DST, memory(y_md, engine, in1)},
-                                {DNNL_ARG_DIFF_WEIGHTS, plan->reorder ? staged : dw}});
-    if (plan->reorder) plan->kernel_reorder.execute(stream, {{DNNL_ARG_FROM, staged}, {DNNL_ARG_TO, dw}});
+                                {DNNL_ARG_DIFF_WEIGHTS, plan->reorder ? staged : dw},
+                                {DNNL_ARG_SCRATCHPAD, Scratch(plan->conv_scratch)}});
+    if (plan->reorder) {
+      stream.wait();
+      plan->kernel_reorder.execute(stream, {{DNNL_ARG_FROM, staged}, {DNNL_ARG_TO, dw},
+                                            {DNNL_ARG_SCRATCHPAD, reorder_scratch()}});
+    }
   }
   stream.wait();
 }
