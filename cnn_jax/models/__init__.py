@@ -8,11 +8,13 @@ from cnn_jax.models import (
     fcn,  # noqa: F401
     googlenet,  # noqa: F401
     lenet,  # noqa: F401
+    localizer,  # noqa: F401
     mlp,  # noqa: F401
     mobilenet,  # noqa: F401
     resnet,  # noqa: F401
     unet,  # noqa: F401
     vgg,  # noqa: F401
+    yolo,  # noqa: F401
 )
 from cnn_jax.models.registry import (
     ModelSpec,

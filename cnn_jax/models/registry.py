@@ -8,8 +8,12 @@ A family module decorates one factory per variant::
 and users, configs and tests only ever call `create_model(name, num_classes=..., **kw)`. Keyword
 arguments set fields of the family's module; every registered model takes `dtype` and `conv_impl`
 ('auto' | 'xla' | 'onednn', how its convolutions run: `cnn_jax.layers.conv`), and threads them to
-its layers. ``task`` says what the output is: ``'classification'`` logits ``(N, num_classes)``, or
-``'segmentation'`` per-pixel logits ``(N, H, W, num_classes)`` at the input's resolution.
+its layers. ``task`` says what the output is, and which task of cnn_jax.tasks trains the model:
+``'classification'`` logits ``(N, num_classes)``; ``'segmentation'`` per-pixel logits
+``(N, H, W, num_classes)`` at the input's resolution; ``'localization'`` ``{'logits', 'box'}`` and a
+``loss(outputs, batch)`` method; ``'detection'`` a dict of named outputs with ``loss`` and a
+fixed-shape ``detect(outputs)``; ``'saliency'`` one logit per pixel; ``'generative'`` models define
+their own outputs and training (cnn_jax.tasks.generative).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ class ModelSpec:
     num_classes: int
     description: str = ""
     task: str = "classification"
-    """'classification': logits (N, K); 'segmentation': per-pixel logits (N, H, W, K)."""
+    """What the model's output is and which task trains it (module docstring)."""
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

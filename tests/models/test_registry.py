@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from detection_helpers import BOX_TASKS, leading_dims, synthetic_batch
 from model_helpers import SLOW_TWINS
 
 from cnn_jax.models import create_model, get_model_spec, list_models, register_model
@@ -52,7 +53,7 @@ def _numpy_variables(model, x: jax.Array) -> dict:
     return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
-def _check_model(model, x: jax.Array, labels: jax.Array):
+def _check_model(model, x: jax.Array, labels: jax.Array, batch: dict | None = None):
     """Eval forward, train forward and the gradient of the eval-mode loss, in one jit.
 
     Variables are drawn with NumPy at the shapes `init` would give (jax.eval_shape): running the
@@ -72,6 +73,8 @@ def _check_model(model, x: jax.Array, labels: jax.Array):
     def run(params, state, dropout_key):
         def loss_fn(p):
             logits = model.apply({"params": p, **state}, x, train=False)
+            if batch is not None:  # named outputs (localisation, detection): the model's own loss
+                return model.loss(logits, batch)[0], logits
             log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
             # One label per example, the same for each of its pixels in a segmentation model.
             per_pixel = labels.reshape((-1,) + (1,) * (logits.ndim - 1))
@@ -106,12 +109,18 @@ def test_every_model_runs_forward_both_modes_and_backward_to_every_parameter(nam
     model = create_model(name)
     x = jax.random.normal(jax.random.key(1), (BATCH, *spec.test_input_shape))
     labels = jnp.arange(BATCH) % spec.num_classes
-    eval_logits, train_logits, grad_max = _check_model(model, x, labels)
+    batch = (synthetic_batch(spec.task, spec.test_input_shape, BATCH, spec.num_classes)
+             if spec.task in BOX_TASKS else None)
+    eval_logits, train_logits, grad_max = _check_model(model, x, labels, batch)
 
-    assert eval_logits.shape == expected_output_shape(name, spec.num_classes)
-    assert train_logits.shape == expected_output_shape(name, spec.num_classes)
-    assert bool(jnp.all(jnp.isfinite(eval_logits))), f"{name}: non-finite eval logits"
-    assert bool(jnp.all(jnp.isfinite(train_logits))), f"{name}: non-finite train logits"
+    if batch is None:
+        assert eval_logits.shape == expected_output_shape(name, spec.num_classes)
+        assert train_logits.shape == expected_output_shape(name, spec.num_classes)
+    else:  # exact shapes: the family's tests
+        assert leading_dims(eval_logits) == leading_dims(train_logits) == {BATCH}
+    for mode, out in (("eval", eval_logits), ("train", train_logits)):
+        assert all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree.leaves(out)), (
+            f"{name}: non-finite {mode} outputs")
 
     grad_max = {path: float(g) for path, g in _flat_names(grad_max).items()}
     assert grad_max, f"{name} has no parameters"
@@ -160,7 +169,10 @@ def test_num_classes_override_changes_the_head(name):
     assert model.num_classes == num_classes
     x = jnp.zeros((BATCH, *spec.test_input_shape))
     logits = jax.eval_shape(lambda: model.apply(model.init(jax.random.key(0), x), x))
-    assert logits.shape == expected_output_shape(name, num_classes)
+    if spec.task in BOX_TASKS:  # the class axis of the named outputs: the family's tests
+        assert leading_dims(logits) == {BATCH}
+    else:
+        assert logits.shape == expected_output_shape(name, num_classes)
 
 
 def test_every_spec_has_a_paper_input_shape_and_a_description():
