@@ -84,3 +84,39 @@ def sgd(c: ml_collections.ConfigDict, *, lr: float, weight_decay: float = 0.0,
     c.optimizer.schedule = schedule
     c.optimizer.decay_epochs = tuple(decay_epochs)
     c.optimizer.decay_factor = 0.1
+
+
+DIGIT_SCENES_VAL_IMAGES = 1_000  # held out of the 12,000 generated training canvases
+# 128x128 canvases of 1-3 digits 48-80 px tall: strokes a few pixels wide, which a prediction at
+# stride 8 can still draw (experiments/fcn_skips.py prints the mean IoU of the ground truth itself
+# pooled to strides 8, 16 and 32 and upsampled: what coarse predictions can reach on the canvases).
+DIGIT_SCENES_SEGMENTATION = "digit_scenes/canvas=128,min_height=48,max_height=80,max_digits=3"
+
+
+def digit_scenes_segmentation(c: ml_collections.ConfigDict,
+                              val_size: int = DIGIT_SCENES_VAL_IMAGES) -> None:
+    """Semantic segmentation of generated digit scenes (DIGIT_SCENES_SEGMENTATION: 128x128
+    canvases of 1-3 MNIST digits; 11 pixel classes, background and the ten digits; the anti-aliased
+    rim of each digit ignored), `val_size` canvases held out. Generated from MNIST on first use
+    (`cnn-jax data import mnist --from mnist.npz` first). No augmentation: a flipped digit is not a
+    digit.
+
+    Sets task, data.name and data.val_size.
+    """
+    c.task = "segmentation"
+    c.data.name = DIGIT_SCENES_SEGMENTATION
+    c.data.val_size = val_size
+
+
+def adam(c: ml_collections.ConfigDict, *, lr: float, weight_decay: float = 0.0,
+         schedule: str = "cosine") -> None:
+    """Adam (Kingma & Ba 2015) at peak rate `lr` with the `schedule`, and decoupled weight decay
+    (AdamW, Loshchilov & Hutter 2019) on the kernels when `weight_decay` > 0.
+
+    Sets optimizer.name, lr, weight_decay, weight_decay_mode and schedule.
+    """
+    c.optimizer.name = "adamw" if weight_decay else "adam"
+    c.optimizer.lr = lr
+    c.optimizer.weight_decay = weight_decay
+    c.optimizer.weight_decay_mode = "decoupled" if weight_decay else "coupled"
+    c.optimizer.schedule = schedule

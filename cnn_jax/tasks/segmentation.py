@@ -2,7 +2,8 @@
 
 Batches hold `image` (uint8 NHWC) and `segmentation` (uint8 NHW: the class of each pixel, 0 the
 background, `ignore_index` where a pixel must not count: borders, void, the rim of a generated
-digit); models return per-pixel logits (N, H, W, K) at the input resolution.
+digit); models return per-pixel logits (N, H, W, K) at the input resolution (or {'out': ..., 'aux': ...}
+with torchvision's auxiliary head, whose loss then joins with weight 0.5).
 
 The loss is the mean over the batch's counted pixels of the per-pixel softmax cross-entropy (with
 optional class weights: PyTorch's `CrossEntropyLoss(weight, ignore_index)`), or the per-pixel
@@ -27,6 +28,7 @@ from cnn_jax.tasks.base import ImageTask
 from cnn_jax.tasks.overlay import overlay
 
 LOSSES = ("cross_entropy", "focal")
+AUX_LOSS_WEIGHT = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,10 +74,16 @@ class SegmentationTask(ImageTask):
 
     def train_loss(self, outputs, batch: dict) -> tuple[jax.Array, dict]:
         labels = batch["segmentation"]
-        return self._sums(outputs, labels, jnp.ones(labels.shape[:1], jnp.float32))
+        weights = jnp.ones(labels.shape[:1], jnp.float32)
+        main, aux = (outputs["out"], outputs.get("aux")) if isinstance(outputs, dict) else (outputs, None)
+        loss, sums = self._sums(main, labels, weights)
+        if aux is not None:  # torchvision's auxiliary FCN head on layer3, weighted 0.5 in its recipe
+            loss = loss + AUX_LOSS_WEIGHT * self._sums(aux, labels, weights)[0]
+        return loss, sums
 
     def eval_sums(self, outputs, batch: dict) -> dict:
-        return self._sums(outputs, batch["segmentation"], batch["mask"].astype(jnp.float32))[1]
+        main = outputs["out"] if isinstance(outputs, dict) else outputs
+        return self._sums(main, batch["segmentation"], batch["mask"].astype(jnp.float32))[1]
 
     def summarize(self, sums: dict) -> dict:
         """Mean loss per counted pixel, the IoU family of metrics, and the pixel count."""
@@ -94,6 +102,7 @@ class SegmentationTask(ImageTask):
     def show(self, image, outputs, path, class_names=None) -> str:
         """Writes the predicted classes over the image, `<path>.segmentation.png` beside the input
         (one colour per class, background uncoloured); returns a line naming it and the classes seen."""
+        outputs = outputs["out"] if isinstance(outputs, dict) else outputs
         prediction = np.asarray(jnp.argmax(jnp.asarray(outputs), axis=-1))
         target = Path(path).with_suffix(".segmentation.png")
         Image.fromarray(overlay(np.asarray(image), prediction)).save(target)

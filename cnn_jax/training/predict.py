@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import jax
 import numpy as np
 from PIL import Image
 
@@ -34,9 +35,8 @@ def predict_files(workdir: str | Path, paths: Sequence[str | Path], checkpoint: 
     of the prediction was written, for dense tasks)."""
     run = load_run(workdir, checkpoint)
     images = np.stack([read_image(p, run.spec.image_shape) for p in paths])
-    outputs = run.predict(images)
+    outputs = jax.device_get(run.predict(images))
     if isinstance(outputs, tuple):  # auxiliary heads (training only) are not predictions
         outputs = outputs[0]
-    names = getattr(run.spec, "class_names", None)
-    return [run.task.show(image, out, str(path), names) for image, out, path in
-            zip(images, np.asarray(outputs), paths, strict=True)]
+    return [run.task.show(image, jax.tree.map(lambda x, i=i: x[i], outputs), str(path), run.spec.class_names)
+            for i, (image, path) in enumerate(zip(images, paths, strict=True))]
