@@ -45,6 +45,7 @@ SHARED_FILES = {
     "mnist": "mnist.npz",
     "fashion_mnist": "fashion_mnist.npz",
     "cifar10": "cifar10_jpeg.npz",  # JPEG-degraded (quality 75) copy: say so next to any number
+    "nuclei_dsb2018": "nuclei_dsb2018.npz",
 }
 
 
