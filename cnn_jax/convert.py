@@ -145,6 +145,12 @@ CHW_FLATTENED_LINEARS: dict[str, dict[str, tuple[int, int, int]]] = {
     "googlenet": {r"^aux[12]\.fc1\.weight$": (128, 4, 4)},
 }
 
+# Per family: torch ConvTranspose weights, stored (I, O, *spatial); layers.ConvTranspose's kernel
+# is (*spatial, I, O).
+TRANSPOSED_CONV_WEIGHTS: dict[str, tuple[str, ...]] = {
+    "rcnn": (r"\.conv5_mask\.weight$",),  # Mask R-CNN's 2x2 stride-2 mask upsampling
+}
+
 # Keys under which training scripts commonly nest the state dict, and prefixes wrappers add.
 WRAPPER_KEYS: tuple[str, ...] = ("state_dict", "model", "model_state_dict")
 WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.")
@@ -238,7 +244,7 @@ def _torch_layout(array: np.ndarray, flax_leaf: str, chw: tuple[int, int, int] |
         out = array.shape[0]
         return array.reshape(out, *chw).transpose(2, 3, 1, 0).reshape(-1, out)
     # (O, I, *spatial) -> (*spatial, I, O); for a Linear (O, I) -> (I, O). (A torch ConvTranspose
-    # stores (I, O, *spatial); no zoo model with a torchvision twin has one.)
+    # stores (I, O, *spatial): TRANSPOSED_CONV_WEIGHTS.)
     return array.transpose(*range(2, array.ndim), 1, 0)
 
 
@@ -327,6 +333,8 @@ def from_torch(
         chw = next((v for p, v in chw_linears.items() if re.search(p, torch_key)), None)
         target = flax_leaves[path]
         value = _torch_layout(array, path[-1], chw)
+        if any(re.search(p, torch_key) for p in TRANSPOSED_CONV_WEIGHTS.get(spec.family, ())):
+            value = array.transpose(*range(2, array.ndim), 0, 1)
         if value.shape != tuple(target.shape):
             expected = _torch_shape(tuple(target.shape), path[-1])
             mismatched[path] = f"{torch_key} is {tuple(array.shape)}, expected {expected}"

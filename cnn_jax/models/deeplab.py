@@ -101,16 +101,24 @@ class SegmentationResNet(nn.Module):
     Fields:
       num_classes: outputs of the last 1x1 convolution (21 for PASCAL VOC).
       head: ``'fcn'`` or ``'deeplabv3'``.
-      stage_sizes: bottleneck blocks per ResNet stage ((3, 4, 6, 3): ResNet-50).
+      block, stage_sizes, stage_widths: the backbone's residual block ('bottleneck' or 'basic'),
+        blocks per stage and base width per stage ((3, 4, 6, 3) bottlenecks of (64, 128, 256,
+        512): ResNet-50; a narrower basic-block backbone makes a model for CPU experiments).
       replace_stride_with_dilation: per stage after the first (output stride 8 by default).
+      aspp_features, aspp_rates: the DeepLabV3 head's channels and dilation rates (256 and
+        (12, 24, 36): torchvision's).
       aux_loss: also return the auxiliary FCN head's logits on layer3.
       conv_impl: how the convolutions run, ``'auto'`` | ``'xla'`` | ``'onednn'``.
     """
 
     num_classes: int = 21
     head: str = "fcn"
+    block: str = "bottleneck"
     stage_sizes: Sequence[int] = (3, 4, 6, 3)
+    stage_widths: Sequence[int] = (64, 128, 256, 512)
     replace_stride_with_dilation: Sequence[bool] = (False, True, True)
+    aspp_features: int = 256
+    aspp_rates: Sequence[int] = (12, 24, 36)
     aux_loss: bool = False
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
@@ -132,7 +140,7 @@ class SegmentationResNet(nn.Module):
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         size = x.shape[1:3]
         *_, layer3, layer4 = ResNet(
-            block="bottleneck", stage_sizes=self.stage_sizes,
+            block=self.block, stage_sizes=self.stage_sizes, stage_widths=self.stage_widths,
             replace_stride_with_dilation=self.replace_stride_with_dilation, features_only=True,
             dtype=self.dtype, conv_impl=self.conv_impl, name="backbone",
         )(x, train=train)
@@ -140,7 +148,8 @@ class SegmentationResNet(nn.Module):
             y = self._fcn_head(layer4, "classifier", train)
         else:
             # torchvision's DeepLabHead: Sequential(ASPP, conv 3x3, BN, ReLU, conv 1x1).
-            y = ASPP(dtype=self.dtype, conv_impl=self.conv_impl, name="classifier_0")(layer4, train)
+            y = ASPP(rates=self.aspp_rates, features=self.aspp_features, dtype=self.dtype,
+                     conv_impl=self.conv_impl, name="classifier_0")(layer4, train)
             y = conv_bn_relu(y, y.shape[-1], 3, ("classifier_1", "classifier_2"), train,
                              dtype=self.dtype, conv_impl=self.conv_impl)
             y = self._classes(y, "classifier_4")

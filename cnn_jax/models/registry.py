@@ -12,8 +12,10 @@ its layers. ``task`` says what the output is, and which task of cnn_jax.tasks tr
 ``'classification'`` logits ``(N, num_classes)``; ``'segmentation'`` per-pixel logits
 ``(N, H, W, num_classes)`` at the input's resolution; ``'localization'`` ``{'logits', 'box'}`` and a
 ``loss(outputs, batch)`` method; ``'detection'`` a dict of named outputs with ``loss`` and a
-fixed-shape ``detect(outputs)``; ``'saliency'`` one logit per pixel; ``'generative'`` models define
-their own outputs and training (cnn_jax.tasks.generative).
+fixed-shape ``detect(outputs)``; ``'saliency'`` one logit per pixel ``(N, H, W)``; the generative
+models define their own outputs (``'reconstruction'``, ``'vae'``, ``'gan'``: cnn_jax.tasks).
+``input_shape`` is ``(H, W, C)`` for images and ``(T, H, W, C)`` for clips; ``num_classes`` 0 means
+the model has no class head.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ SLOW_TWINS = {
     "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg16_c_bn", "vgg19", "vgg19_bn",
     "resnet34", "resnet101", "resnet152", "resnet32", "resnet44", "resnet56", "resnet110",
     "densenet169", "densenet201", "densenet264", "mobilenet_v1_075", "mobilenet_v1_050",
-    "fcn32s", "fcn16s", "fcn_resnet50", "yolov1", "localizer_alexnet",
+    "fcn32s", "fcn16s", "fcn_resnet50", "yolov1", "localizer_alexnet", "c3d", "saliency_resnet50",
+    "tcn_pmnist",
 }
 
 

@@ -22,12 +22,42 @@ BATCH = 2
 SEGMENTATION_OUTPUT = {"unet": (4, 4)}
 
 
-def expected_output_shape(name: str, num_classes: int) -> tuple[int, ...]:
+# Tasks whose output has no class axis: a map, an image, or named outputs.
+CLASSLESS_TASKS = ("saliency", "reconstruction", "vae", "gan")
+
+
+def expected_output_shape(name: str, num_classes: int) -> tuple[int, ...] | dict:
     spec = get_model_spec(name)
+    height, width = spec.test_input_shape[:2]
     if spec.task == "classification":
         return (BATCH, num_classes)
+    if spec.task == "saliency":  # one logit map at the input's resolution
+        return (BATCH, height, width)
+    if spec.task == "reconstruction":
+        return (BATCH, *spec.test_input_shape)
+    if spec.task == "vae":
+        latent = create_model(name).latent
+        return {"logits": (BATCH, *spec.test_input_shape), "mean": (BATCH, latent),
+                "log_variance": (BATCH, latent)}
+    if spec.task == "gan":
+        return {"real_logits": (BATCH,), "fake_logits": (BATCH,),
+                "samples": (BATCH, *spec.test_input_shape)}
     assert spec.task == "segmentation", spec.task
     return (BATCH, *SEGMENTATION_OUTPUT.get(name, spec.test_input_shape[:2]), num_classes)
+
+
+def _shapes(outputs):
+    return jax.tree.map(lambda a: tuple(a.shape), outputs)
+
+
+def _projection(outputs) -> jax.Array:
+    """A fixed linear functional of every output (cosine weights): its gradient reaches every
+    parameter that an output depends on, whatever the output means."""
+    total = jnp.zeros((), jnp.float32)
+    for leaf in jax.tree.leaves(outputs):
+        weights = jnp.cos(jnp.arange(leaf.size, dtype=jnp.float32)).reshape(leaf.shape)
+        total = total + jnp.mean(leaf.astype(jnp.float32) * weights)
+    return total
 
 
 def _flat_names(tree) -> dict[str, jax.Array]:
@@ -53,7 +83,7 @@ def _numpy_variables(model, x: jax.Array) -> dict:
     return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
-def _check_model(model, x: jax.Array, labels: jax.Array, batch: dict | None = None):
+def _check_model(model, x: jax.Array, labels: jax.Array | None, batch: dict | None = None):
     """Eval forward, train forward and the gradient of the eval-mode loss, in one jit.
 
     Variables are drawn with NumPy at the shapes `init` would give (jax.eval_shape): running the
@@ -62,9 +92,12 @@ def _check_model(model, x: jax.Array, labels: jax.Array, batch: dict | None = No
     The gradient is taken in eval mode on purpose: in train mode a bias feeding straight into a
     BatchNorm (torchvision's VGG-BN convolutions keep theirs) has an exactly zero gradient, since BN
     subtracts the batch mean; with running statistics every parameter must reach the loss.
+    Models without classes (``labels`` None) are differentiated through a fixed projection of
+    their outputs. Generative models draw from the 'sample' stream in both modes.
     Returns (eval logits, train logits, max |grad| per parameter leaf).
     """
     dropout_key = jax.random.key(0)
+    sample_key = jax.random.key(2)
     variables = _numpy_variables(model, x)
     params = variables["params"]
     state = {k: v for k, v in variables.items() if k != "params"}
@@ -72,9 +105,12 @@ def _check_model(model, x: jax.Array, labels: jax.Array, batch: dict | None = No
 
     def run(params, state, dropout_key):
         def loss_fn(p):
-            logits = model.apply({"params": p, **state}, x, train=False)
+            logits = model.apply({"params": p, **state}, x, train=False,
+                                 rngs={"sample": sample_key})
             if batch is not None:  # named outputs (localisation, detection): the model's own loss
                 return model.loss(logits, batch)[0], logits
+            if labels is None:
+                return _projection(logits), logits
             log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
             # One label per example, the same for each of its pixels in a segmentation model.
             per_pixel = labels.reshape((-1,) + (1,) * (logits.ndim - 1))
@@ -86,7 +122,7 @@ def _check_model(model, x: jax.Array, labels: jax.Array, batch: dict | None = No
             {"params": params, **state},
             x,
             train=True,
-            rngs={"dropout": dropout_key},
+            rngs={"dropout": dropout_key, "sample": sample_key},
             mutable=mutable,
         )
         train_logits = train_out[0] if mutable else train_out
@@ -108,14 +144,14 @@ def test_every_model_runs_forward_both_modes_and_backward_to_every_parameter(nam
     spec = get_model_spec(name)
     model = create_model(name)
     x = jax.random.normal(jax.random.key(1), (BATCH, *spec.test_input_shape))
-    labels = jnp.arange(BATCH) % spec.num_classes
+    labels = None if spec.task in CLASSLESS_TASKS else jnp.arange(BATCH) % spec.num_classes
     batch = (synthetic_batch(spec.task, spec.test_input_shape, BATCH, spec.num_classes)
              if spec.task in BOX_TASKS else None)
     eval_logits, train_logits, grad_max = _check_model(model, x, labels, batch)
 
     if batch is None:
-        assert eval_logits.shape == expected_output_shape(name, spec.num_classes)
-        assert train_logits.shape == expected_output_shape(name, spec.num_classes)
+        assert _shapes(eval_logits) == expected_output_shape(name, spec.num_classes)
+        assert _shapes(train_logits) == expected_output_shape(name, spec.num_classes)
     else:  # exact shapes: the family's tests
         assert leading_dims(eval_logits) == leading_dims(train_logits) == {BATCH}
     for mode, out in (("eval", eval_logits), ("train", train_logits)):
@@ -161,7 +197,8 @@ def test_registering_a_name_twice_is_an_error():
         register_model("lenet5", family="lenet", input_shape=(28, 28, 1))(lambda num_classes: None)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", [n for n in list_models()
+                                  if get_model_spec(n).task not in CLASSLESS_TASKS])
 def test_num_classes_override_changes_the_head(name):
     spec = get_model_spec(name)
     num_classes = 7 if spec.num_classes != 7 else 5
@@ -175,9 +212,18 @@ def test_num_classes_override_changes_the_head(name):
         assert logits.shape == expected_output_shape(name, num_classes)
 
 
+def test_models_without_classes_refuse_a_class_count():
+    for name in list_models():
+        if get_model_spec(name).task in CLASSLESS_TASKS:
+            with pytest.raises(ValueError, match="num_classes must be"):
+                create_model(name, num_classes=7)
+
+
 def test_every_spec_has_a_paper_input_shape_and_a_description():
     for name in list_models():
         spec = get_model_spec(name)
-        assert len(spec.input_shape) == 3 and len(spec.test_input_shape) == 3, name
+        # (H, W, C) images, (T, H, W, C) clips
+        assert len(spec.input_shape) in (3, 4), name
+        assert len(spec.test_input_shape) == len(spec.input_shape), name
         assert spec.test_input_shape[0] <= spec.input_shape[0], name
         assert spec.description, name
