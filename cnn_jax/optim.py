@@ -368,3 +368,26 @@ def _check_regexes_match(cfg, multipliers: Sequence[tuple[str, float]], params) 
         if taken.issuperset(hits):
             log.warning("optimizer.lr_multipliers regex %r only matches parameters an earlier regex took", regex)
         taken.update(hits)
+
+
+def per_part(tx: optax.GradientTransformation, parts: Sequence[str]) -> optax.GradientTransformation:
+    """One optimizer per top-level part of the parameters (a GAN's `generator` and
+    `discriminator`), each with its own state, that can be stepped one part at a time.
+
+    `init(params)` gives `{part: tx.init(params[part])}`; `update(grads, state, params)` takes the
+    gradients of some of the parts (a dict with those keys) and returns their updates and the state
+    with only their entries advanced, so alternating the players' steps leaves the other player's
+    moments untouched (a masked or partitioned optimizer would advance them with zero gradients).
+    """
+    parts = tuple(parts)
+
+    def init_fn(params):
+        return {part: tx.init(params[part]) for part in parts}
+
+    def update_fn(grads, state, params=None):
+        updates, new_state = {}, dict(state)
+        for part, g in grads.items():
+            updates[part], new_state[part] = tx.update(g, state[part], None if params is None else params[part])
+        return updates, new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)

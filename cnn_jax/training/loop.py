@@ -29,7 +29,13 @@ from cnn_jax.training import sharding
 from cnn_jax.training.checkpoint import RunCheckpoints
 from cnn_jax.training.init import check_init_config
 from cnn_jax.training.monitor import Monitor
-from cnn_jax.training.reporting import MetricWriter, Progress, logging_to, stop_on_signals
+from cnn_jax.training.reporting import (
+    MetricWriter,
+    Progress,
+    logging_to,
+    save_image_grid,
+    stop_on_signals,
+)
 from cnn_jax.training.runs import input_pipeline
 from cnn_jax.training.state import build_train_state, count_params
 from cnn_jax.training.steps import StepRunner
@@ -182,6 +188,8 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
                         log.info("epoch %d: %s", epoch, event)
                     state = with_lr_scale(state)
                 ckpt.save_latest(step, checkpoint_items(state))
+                if is_main and hasattr(task, "samples"):  # generative models: what they make now
+                    save_image_grid(task.samples(state), workdir / "samples" / f"epoch_{epoch:03d}.png")
                 log.info("epoch %d/%d (step %d): %s", epoch, config.num_epochs, step,
                          f"val {task.describe(val)}" if val else "no validation split")
                 last_log_time = time.time()  # images/s counts training only, not evaluation

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -13,6 +14,8 @@ import threading
 from pathlib import Path
 
 import jax
+import numpy as np
+from PIL import Image
 
 log = logging.getLogger("cnn_jax")
 
@@ -58,6 +61,21 @@ class MetricWriter:
         if self.enabled:
             self._jsonl.close()
             self._tb.close()
+
+
+def save_image_grid(images, path: Path) -> None:
+    """Writes images (N, H, W, C) with values in [0, 1] as one PNG of a near-square grid."""
+    images = np.clip(np.asarray(jax.device_get(images), np.float32), 0.0, 1.0)
+    n, h, w, c = images.shape
+    columns = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    grid = np.zeros((rows * h, columns * w, c), np.float32)
+    for i, image in enumerate(images):
+        r, q = divmod(i, columns)
+        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = image
+    pixels = (grid * 255).round().astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels[..., 0] if c == 1 else pixels).save(path)
 
 
 class _TqdmHandler(logging.StreamHandler):

@@ -16,7 +16,7 @@ from cnn_jax.config import DTYPES
 from cnn_jax.errors import ConfigError, one_line
 from cnn_jax.models import create_model
 from cnn_jax.optim import create_optimizer
-from cnn_jax.tasks import model_classes
+from cnn_jax.tasks import model_classes, task_optimizer
 from cnn_jax.training import sharding
 from cnn_jax.training.init import init_requested, initialize_from_config
 
@@ -136,6 +136,7 @@ def build_train_state(config: ml_collections.ConfigDict, spec, steps_per_epoch: 
                              "batch_stats": jax.tree.map(lambda _: replicated, shapes["batch_stats"])}
         tx, schedule = create_optimizer(config.optimizer, steps_per_epoch, config.num_epochs,
                                         params=shapes["params"], batch_size=config.batch_size)
+        tx = task_optimizer(config, tx)
     except ValueError as e:
         raise ConfigError(one_line(e)) from None
 

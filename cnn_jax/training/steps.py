@@ -2,7 +2,8 @@
 
 `train_step` and `eval_step` are pure functions of (state, metric sums, batch); what differs
 between tasks (the model input, the loss, the metric sums) comes from the `task`
-(`cnn_jax.tasks`). Both return *sums* of metrics, carried on device between log points, so the host
+(`cnn_jax.tasks`); a task with its own `train_step` (a GAN's alternating players) steps the model
+itself. Both return *sums* of metrics, carried on device between log points, so the host
 never waits on a step it does not need to see.
 
 `StepRunner` jits them with explicit shardings and donated buffers, and hides how steps are grouped
@@ -22,6 +23,10 @@ import numpy as np
 from cnn_jax.training import sharding
 from cnn_jax.training.state import TrainState
 
+# Models that sample (a VAE's z, a GAN's codes) draw from the rng stream 'sample': in training a key
+# folded from the step's dropout key, in evaluation one fixed key (every evaluation draws the same).
+SAMPLE_STREAM = 1
+
 
 def train_step(state: TrainState, sums: dict, batch: dict, *, task, dropout_key: jax.Array,
                grad_accum_steps: int = 1) -> tuple[TrainState, dict]:
@@ -36,11 +41,14 @@ def train_step(state: TrainState, sums: dict, batch: dict, *, task, dropout_key:
     # A fresh dropout key per step, derived from the step number, so a resumed run draws the
     # same masks as an uninterrupted one.
     step_key = jax.random.fold_in(dropout_key, state.step)
+    if hasattr(task, "train_step"):  # a task that steps its model itself (a GAN's two players)
+        return task.train_step(state, sums, batch, step_key)
 
     def loss_fn(params, batch_stats, micro, key):
         outputs, new_model_state = state.apply_fn(
             {"params": params, "batch_stats": batch_stats}, task.inputs(micro), train=True,
-            mutable=["batch_stats"], rngs={"dropout": key}, **task.model_kwargs(micro, True))
+            mutable=["batch_stats"], rngs={"dropout": key, "sample": jax.random.fold_in(key, SAMPLE_STREAM)},
+            **task.model_kwargs(micro, True))
         loss, micro_sums = task.train_loss(outputs, micro)
         return loss, (micro_sums, new_model_state.get("batch_stats", batch_stats))
 
@@ -87,7 +95,8 @@ def train_steps(state: TrainState, sums: dict, batches: Sequence[dict], **step_k
 
 def _eval_outputs(state: TrainState, batch: dict, task):
     return state.apply_fn({"params": state.eval_params, "batch_stats": state.batch_stats},
-                          task.inputs(batch), train=False, **task.model_kwargs(batch, False))
+                          task.inputs(batch), train=False, rngs={"sample": jax.random.key(0)},
+                          **task.model_kwargs(batch, False))
 
 
 def eval_step(state: TrainState, sums: dict, batch: dict, *, task) -> dict:
