@@ -61,8 +61,13 @@ def test_training_gradients_of_every_implementation_equal_the_grouped_convolutio
         return jax.jit(jax.grad(loss, argnums=(0, 1)))(variables, X)
 
     reference = grads("xla")
-    assert _max_diff(reference, grads("shifted")) < 1e-4
-    assert _max_diff(reference, grads("auto")) < 1e-4
+    # Every gradient entry is a sum of at most 3 x 9 x 10 = 270 products (kernel and bias; the
+    # input's, of 9 taps), which another implementation adds in another order: at most 269 * 2^-24
+    # of the sum of their |products| each (recursive summation bound). Twice that, relative to
+    # each leaf's largest entry, is 3.2e-5 of it; measured: 5.9e-7, each within 4.4e-7 of float64.
+    for impl in ("shifted", "auto"):
+        for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(grads(impl)), strict=True):
+            assert float(jnp.max(jnp.abs(a - b))) <= 2 * 270 * 2.0**-24 * float(jnp.max(jnp.abs(a)))
     # the kernel gradient is a sum over 3 x 9 x 10 positions: not small, so the bound means something
     assert float(jnp.max(jnp.abs(reference[0]["params"]["kernel"]))) > 1.0
 
@@ -147,7 +152,13 @@ def test_mobilenet_trains_with_the_same_loss_and_gradients_as_with_grouped_convo
 
     auto = jax.value_and_grad(loss)(variables["params"], "auto")
     xla = jax.value_and_grad(loss)(variables["params"], "xla")
+    # Two float32 programs. Measured against the same loss and gradients in float64 (AMD EPYC):
+    # each is within 2.8e-6 of the float64 loss (-2.39) and within 2.8e-3 of each gradient leaf's
+    # largest entry plus 2e-4 (BatchNorm over 4 examples, 1x1 maps at the end, amplifies
+    # rounding); the two implementations then differ by at most twice that on any CPU whose
+    # rounding is as good: 5.6e-6 and 5.6e-3 * (scale + 2e-4). The bounds below leave 1.8x to
+    # spare (measured differences: 1.4e-6, and 0.11 of the gradient bound); a wrong shift or
+    # padding differs by O(1).
     assert abs(float(auto[0]) - float(xla[0])) < 1e-5
-    # BatchNorm over 4 examples (1x1 maps at the end) amplifies rounding: compare to each leaf's scale
     for a, b in zip(jax.tree.leaves(auto[1]), jax.tree.leaves(xla[1]), strict=True):
-        assert float(jnp.max(jnp.abs(a - b))) <= 5e-3 * float(jnp.max(jnp.abs(b))) + 1e-6
+        assert float(jnp.max(jnp.abs(a - b))) <= 1e-2 * (float(jnp.max(jnp.abs(b))) + 2e-4)

@@ -6,6 +6,11 @@ CIFAR-10 in ../shared/data, with batch 32 and one logged training loss per epoch
 the same 64 images for a few epochs must bring the epoch loss down to less than half its first
 value: a model whose gradients do not reach its parameters, or that cannot fit 64 images, fails.
 
+The criterion is the best epoch's loss, not the last: with Adam at a constant rate the loss of
+64 images wobbles from epoch to epoch (GoogLeNet: 1.13 then 1.18), and BatchNorm over 32 images
+turns each CPU's rounding into its own trajectory (oneDNN picks other kernels on other CPUs), so
+which epoch is last to dip is chance while the trend is not.
+
 The runs are compile-bound on CPU (DenseNet-121's init and train step take about a minute to
 compile), hence `slow`. AlexNet needs at least 63x63 inputs and CIFAR images are read at their
 native 32x32 only, so its run reads the same CIFAR JPEG files from an ImageFolder tree, which the
@@ -37,24 +42,35 @@ class ShortRun:
     image_size: int = 0  # > 0: read the CIFAR JPEGs from an ImageFolder tree at this size
 
 
-# One model of every registry family, with the fewest epochs that more than halve its loss with a
-# margin (measured: the last epoch's loss is 0.1-0.45 of the first). MobileNetV2 passes too (8
-# epochs at lr 3e-3, 0.18) but is left out: its compilation would add about 40 s to the file.
+# One model of every registry family, with epochs (and a learning rate) such that the best
+# epoch's loss is at most a third of the first under every rounding measured, so that the asserted
+# half is met with a factor of >= 1.5. Measured best/first ratios, as the test prints them
+# (`pytest -m slow -s tests/training/test_family_training.py`), with oneDNN's convolutions (the
+# default) / XLA's (CNN_JAX_ONEDNN=0) / oneDNN's AVX2 kernels instead of its AVX-512 ones
+# (ONEDNN_MAX_CPU_ISA=AVX2: another CPU's rounding); one number where all three agree to 0.01 (the
+# models without BatchNorm give the same losses under all three):
+#   mlp_300_100 0.10, lenet5_modern 0.25, alexnet 0.27, vgg11_bn 0.27/0.27/0.27,
+#   googlenet 0.22/0.22/0.17, resnet20 0.29, resnet18 0.05, densenet121 0.29/0.29/0.28,
+#   mobilenet_v1_025 0.13/0.17/0.08.
+# MobileNetV2 passes too (8 epochs at lr 3e-3, 0.18) but is left out: its compilation would add
+# about 40 s to the file.
 RUNS = {
     "mlp_300_100": ShortRun(epochs=6),
     "lenet5_modern": ShortRun(epochs=8, lr=2e-3),
-    "alexnet": ShortRun(epochs=3, image_size=64),
+    # Without its dropout, and at lr 1e-5: at 1e-4 or 1e-3 Adam's first steps blow the loss up
+    # (to 8-45) and it then falls back to chance, halving a blown-up loss without fitting.
+    "alexnet": ShortRun(epochs=9, lr=1e-5, image_size=64, kwargs=(("dropout_rate", 0.0),)),
     # The 512-wide head of configs/cifar10_vgg16.py, without its dropout so that 64 images are fitted
     # in a few steps.
-    "vgg11_bn": ShortRun(epochs=4, kwargs=(("pooled_size", 1), ("hidden_sizes", (512, 512)),
+    "vgg11_bn": ShortRun(epochs=6, kwargs=(("pooled_size", 1), ("hidden_sizes", (512, 512)),
                                            ("dropout_rate", 0.0))),
-    "googlenet": ShortRun(epochs=6),
+    # (6 epochs: 0.48/0.42/0.43 here, and the last epoch 0.52 on an Intel Xeon.)
+    "googlenet": ShortRun(epochs=12),
     "resnet20": ShortRun(epochs=6),
     "resnet18": ShortRun(epochs=3),
     "densenet121": ShortRun(epochs=3),
-    # At 32x32 the ImageNet strides leave MobileNet a 1x1 map; it fits more slowly than the others.
-    # (16 epochs left the last loss at 0.54 of the first once its depthwise convolutions trained as
-    # shifted multiply-adds, a different rounding and so a different trajectory.)
+    # At 32x32 the ImageNet strides leave MobileNet a 1x1 map; it fits more slowly than the others,
+    # and its epoch losses wobble most (0.17 of the first, 0.22, 0.34, then 0.13).
     "mobilenet_v1_025": ShortRun(epochs=24, lr=3e-3),
 }
 
@@ -118,8 +134,15 @@ def _config(model: str, run: ShortRun, data_dir, folder):
     return c
 
 
-def test_every_registered_family_has_a_short_training_run():
-    registered = {get_model_spec(name).family for name in list_models()}
+# Families that classify, but not images of the CIFAR kind: clips (C3D, R(2+1)D) and pixel
+# sequences (TCN). Their forward/backward, causality and parity tests are in tests/models; the
+# other tasks' families train in tests/tasks.
+NOT_IMAGE_CLASSIFIERS = {"c3d", "r3d", "tcn"}
+
+
+def test_every_registered_image_classifier_family_has_a_short_training_run():
+    registered = {get_model_spec(name).family for name in list_models()
+                  if get_model_spec(name).task == "classification"} - NOT_IMAGE_CLASSIFIERS
     assert {get_model_spec(name).family for name in RUNS} == registered
 
 
@@ -133,4 +156,5 @@ def test_short_training_run_on_cifar10_more_than_halves_the_training_loss(model,
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if r["split"] == "train"]
     assert len(losses) == run.epochs and all(np.isfinite(losses))
-    assert losses[-1] < 0.5 * losses[0], f"{model}: epoch losses {np.round(losses, 3).tolist()}"
+    print(f"{model}: best/first epoch loss {min(losses) / losses[0]:.2f}")
+    assert min(losses) < 0.5 * losses[0], f"{model}: epoch losses {np.round(losses, 3).tolist()}"

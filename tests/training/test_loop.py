@@ -25,7 +25,11 @@ def test_results_json_holds_test_metrics_epochs_and_wall_time(finished_run):
     assert saved == results
     assert saved["epochs"] == 2 and saved["steps"] == 48
     assert saved["test"]["count"] == 1000
-    # Two epochs on 3,072 real digits put LeNet-5 far above chance (10%).
+    # Two epochs on 3,072 real digits put LeNet-5 far above chance (10%): measured accuracy 0.86,
+    # loss 0.45, under both convolution backends (CNN_JAX_ONEDNN=0 gives the same digits). LeNet-5
+    # has no BatchNorm and does not amplify rounding (parameters 1.8e-7 apart after 24 steps of
+    # gradients summed in another order, test_recipe_loop.py), so another CPU's rounding moves the
+    # accuracy by at most a few near-tie digits: the margins are 60 of 1,000 digits and 2.2x.
     assert saved["test"]["accuracy"] > 0.8
     assert 0 < saved["test"]["loss"] < 1.0
     assert saved["wall_seconds"] > 0
@@ -36,7 +40,7 @@ def test_training_loss_falls_and_every_split_is_logged(finished_run):
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["split"] == "train"]
     assert [r["step"] for r in train] == [8, 16, 24, 32, 40, 48]
-    assert train[-1]["loss"] < 0.5 * train[0]["loss"]
+    assert train[-1]["loss"] < 0.5 * train[0]["loss"]  # measured 0.21 of it (1.84 -> 0.38)
     assert all(r["images_per_second"] > 0 and 0 <= r["top5_accuracy"] <= 1 for r in train)
     assert [r["step"] for r in records if r["split"] == "val"] == [24, 48]
     assert [r["split"] for r in records].count("test") == 1
@@ -53,15 +57,16 @@ def test_latest_and_best_checkpoints_are_kept(finished_run):
 def test_eval_command_reproduces_the_test_metrics(finished_run):
     workdir, results = finished_run
     evaluated = evaluate_workdir(workdir, "test", "best")
-    assert evaluated["accuracy"] == pytest.approx(results["test"]["accuracy"], abs=1e-6)
-    assert evaluated["loss"] == pytest.approx(results["test"]["loss"], rel=1e-5)
+    # The same evaluation program on the same restored parameters and batches: the same bits.
+    assert evaluated["accuracy"] == results["test"]["accuracy"]
+    assert evaluated["loss"] == results["test"]["loss"]
 
 
 def test_rerunning_a_finished_run_resumes_and_trains_no_more(finished_run):
     workdir, results = finished_run
     again = train_and_evaluate(_same_config(workdir), workdir)
     assert again["steps"] == results["steps"]
-    assert again["test"]["accuracy"] == pytest.approx(results["test"]["accuracy"], abs=1e-6)
+    assert again["test"]["accuracy"] == results["test"]["accuracy"]  # the same program again
 
 
 def _same_config(workdir):
