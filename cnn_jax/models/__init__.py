@@ -16,7 +16,9 @@ from cnn_jax.models import (
     mlp,  # noqa: F401
     mobilenet,  # noqa: F401
     r3d,  # noqa: F401
+    rcnn,  # noqa: F401
     resnet,  # noqa: F401
+    retinanet,  # noqa: F401
     tcn,  # noqa: F401
     unet,  # noqa: F401
     vgg,  # noqa: F401

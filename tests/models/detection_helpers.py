@@ -12,7 +12,8 @@ def synthetic_batch(task: str, input_shape, batch_size: int, num_classes: int,
                     max_boxes: int = 3, seed: int = 0) -> dict:
     """A batch of ``task``'s keys: uint8 images, boxes at least a quarter of the image wide and
     tall inside it, classes (or labels) cycling through the classes; in a detection batch the last
-    box row of every image is padding (zeros, ``box_mask`` False)."""
+    box row of every image is padding (zeros, ``box_mask`` False), and ``instances`` the boxes
+    filled with their row + 1."""
     if task not in BOX_TASKS:
         raise ValueError(f"no synthetic batch for task {task!r}: one of {', '.join(BOX_TASKS)}")
     rng = np.random.default_rng(seed)
@@ -33,6 +34,13 @@ def synthetic_batch(task: str, input_shape, batch_size: int, num_classes: int,
         batch["label"] = classes[:, 0]
     else:
         batch["classes"] = classes
+        # the instance map Mask R-CNN's loss reads: box row i's pixels hold i + 1 (later rows on top)
+        instances = np.zeros((batch_size, height, width), np.int32)
+        for n in range(batch_size):
+            for i in np.flatnonzero(box_mask[n]):
+                x1, y1, x2, y2 = np.round(boxes[n, i]).astype(int)
+                instances[n, y1:y2, x1:x2] = i + 1
+        batch["instances"] = instances
     return batch
 
 

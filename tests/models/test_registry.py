@@ -7,6 +7,8 @@ Classifiers return ``(N, K)`` logits, segmentation models ``(N, H, W, K)`` per-p
 input's resolution (the valid-padded U-Net: smaller, by the paper's arithmetic).
 """
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -102,9 +104,19 @@ def _check_model(model, x: jax.Array, labels: jax.Array | None, batch: dict | No
     params = variables["params"]
     state = {k: v for k, v in variables.items() if k != "params"}
     mutable = ["batch_stats"] if "batch_stats" in state else False
+    # Two-stage detectors (R-CNN) sample anchors and RoIs from the ground truth in training, as
+    # the detection task calls them (cnn_jax.tasks.detection): their gradient is taken there.
+    two_stage = "targets" in inspect.signature(model.__call__).parameters
+    targets = ({k: v for k, v in batch.items() if k in ("boxes", "classes", "box_mask", "instances")}
+               if two_stage else None)
 
     def run(params, state, dropout_key):
         def loss_fn(p):
+            if batch is not None and two_stage:  # the loss reads training-mode samples
+                out, _ = model.apply({"params": p, **state}, x, train=True, targets=targets,
+                                     rngs={"dropout": dropout_key, "sample": sample_key},
+                                     mutable=["batch_stats"])
+                return model.loss(out, batch)[0], out
             logits = model.apply({"params": p, **state}, x, train=False,
                                  rngs={"sample": sample_key})
             if batch is not None:  # named outputs (localisation, detection): the model's own loss
@@ -122,6 +134,7 @@ def _check_model(model, x: jax.Array, labels: jax.Array | None, batch: dict | No
             {"params": params, **state},
             x,
             train=True,
+            **({"targets": targets} if two_stage else {}),
             rngs={"dropout": dropout_key, "sample": sample_key},
             mutable=mutable,
         )
