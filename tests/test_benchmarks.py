@@ -24,9 +24,14 @@ def _script(name: str):
     return module
 
 
-@pytest.mark.parametrize("name,shape", [("lenet5", (28, 28, 1)), ("lenet5_modern", (28, 28, 1)), ("resnet20", (32, 32, 3)),
-                                        ("mobilenet_v1_050", (32, 32, 3))])
-def test_each_pytorch_twin_has_exactly_the_parameters_of_its_cnn_jax_model(name, shape):
+@pytest.mark.parametrize("name,shape,kwargs", [
+    ("lenet5", (28, 28, 1), {}), ("lenet5_modern", (28, 28, 1), {}), ("resnet20", (32, 32, 3), {}),
+    ("mobilenet_v1_050", (32, 32, 3), {}),
+    # the beyond-labels twins, at configs/nuclei_unet.py's U-Net and the benchmark's inputs
+    ("unet", (128, 128, 1), {"padding": "same", "base_width": 32, "batch_norm": True}),
+    ("c3d_small", (16, 64, 64, 1), {}), ("tcn_seq_mnist", (28, 28, 1), {}),
+    ("yolov1_small", (64, 64, 1), {})])
+def test_each_pytorch_twin_has_exactly_the_parameters_of_its_cnn_jax_model(name, shape, kwargs):
     pytest.importorskip("torch")
     import jax
 
@@ -34,8 +39,10 @@ def test_each_pytorch_twin_has_exactly_the_parameters_of_its_cnn_jax_model(name,
     from cnn_jax.training.state import count_params, init_variables
 
     twins = _script("_torch_models")
-    variables = jax.eval_shape(lambda: init_variables(create_model(name, num_classes=10), jax.random.key(0), shape))
-    assert twins.count_parameters(twins.create_torch_model(name)) == count_params(variables["params"])
+    model = create_model(name, num_classes=10, **kwargs)
+    variables = jax.eval_shape(lambda: init_variables(model, jax.random.key(0), shape))
+    twin = twins.create_torch_model(name, 10, shape, **kwargs)
+    assert twins.count_parameters(twin) == count_params(variables["params"])
 
 
 def test_train_step_benchmark_reports_both_sides_and_their_ratio(tmp_path):
