@@ -4,9 +4,10 @@
     python experiments/fcn_skips.py                                                 # all three, 3 seeds
 
 The paper's finding (its Table 2, VOC2011 val mean IU): skips from finer layers sharpen the
-prediction, FCN-32s 59.4 < FCN-16s 62.4 <= FCN-8s 62.7. Here on `digit_scenes` (64x64 canvases of
-1-4 MNIST digits, 11 pixel classes) with the VGG16 FCNs at a quarter of their width
-(`model.kwargs.width=0.25`), trained from scratch; measured: see docs/results.md.
+prediction, FCN-32s 59.4 < FCN-16s 62.4 <= FCN-8s 62.7. Here on `digit_scenes` (128x128 canvases of
+1-3 MNIST digits 48-80 pixels tall, 11 pixel classes; cnn_jax.recipes.DIGIT_SCENES_SEGMENTATION)
+with the VGG16 FCNs at an eighth of their width (`model.kwargs.width=0.125`), trained from
+scratch; measured: see docs/results.md.
 
 Recipe (ours, not the paper's, which fine-tunes ImageNet VGG16 with SGD at lr 1e-10 on an
 unnormalised loss): Adam at lr 1e-3 with a cosine decay, batch 32, per-pixel softmax

@@ -61,8 +61,9 @@ class _Interceptor:
 
 def _apply(model: nn.Module, variables: dict, images: jax.Array, interceptor: _Interceptor,
            train: bool = False):
+    # a fixed 'sample' key, as the trainer evaluates generative models
     with nn.intercept_methods(interceptor):
-        return model.apply(variables, images, train=train)
+        return model.apply(variables, images, train=train, rngs={"sample": jax.random.key(0)})
 
 
 def intermediates(model: nn.Module, variables: dict, images: jax.Array,

@@ -215,7 +215,9 @@ def trace_forward(
     x = jax.ShapeDtypeStruct((1, *map(int, shape)), jnp.float32)
     # Zoo models take `train` (the registry's contract); a plain module such as nn.Dense does not.
     mode = {"train": False} if _accepts_train(model) else {}
-    variables = jax.eval_shape(lambda v: model.init(jax.random.key(0), v, **mode), x)
+    # Generative models draw from the 'sample' stream (the trainer's fixed evaluation key).
+    rngs = {"params": jax.random.key(0), "sample": jax.random.key(0)}
+    variables = jax.eval_shape(lambda v: model.init(rngs, v, **mode), x)
 
     calls: list[_Call] = []
     stack: list[int] = []
@@ -239,7 +241,7 @@ def trace_forward(
 
     def forward(v, image):
         with nn.intercept_methods(interceptor):
-            return model.apply(v, image, **mode)
+            return model.apply(v, image, rngs={"sample": jax.random.key(0)}, **mode)
 
     closed = jax.make_jaxpr(forward)(variables, x)
 

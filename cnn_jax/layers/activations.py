@@ -45,6 +45,13 @@ def gelu_tanh(x: jax.Array) -> jax.Array:
     return jax.nn.gelu(x, approximate=True)
 
 
+def softmax(x: jax.Array) -> jax.Array:
+    """Softmax over the last (channel) axis, exp(x_i) / sum_j exp(x_j): an output activation
+    that turns class scores into probabilities (per pixel for a dense map), not an elementwise
+    one."""
+    return jax.nn.softmax(x, axis=-1)
+
+
 ACTIVATIONS: dict[str, ActivationFn] = {
     "sigmoid": jax.nn.sigmoid,
     "tanh": jnp.tanh,
@@ -60,6 +67,7 @@ ACTIVATIONS: dict[str, ActivationFn] = {
     "hard_swish": jax.nn.hard_swish,
     "hard_sigmoid": jax.nn.hard_sigmoid,
     "identity": identity,
+    "softmax": softmax,
 }
 
 # Activations with learned parameters: they exist only as modules.

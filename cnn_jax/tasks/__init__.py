@@ -106,4 +106,4 @@ def create_task(config, spec):
         return GANTask(**common, latent=int(model.latent))
     if config.task == "localization":
         return LocalizationTask(**common, model=model)
-    return DetectionTask(**common, model=model, masks="instances" in spec.targets and hasattr(model, "mask_head"))
+    return DetectionTask(**common, model=model, masks="instances" in spec.targets and getattr(model, "masks", False))

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from cnn_jax.errors import ConfigError
+
 
 def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
     """uint8 channels-last images -> float32 (x/255 - mean) / std, per channel."""
@@ -66,3 +68,10 @@ class ImageTask:
 
     def zero_sums(self) -> dict:
         return {k: jnp.zeros((), jnp.float32) for k in self.metric_keys}
+
+    def show(self, image, outputs, path, class_names=None) -> str:
+        """What `cnn-jax predict` prints (and writes) for one input; tasks that predict from an
+        image override it."""
+        del image, outputs, class_names
+        raise ConfigError(f"{path}: a {type(self).__name__} run predicts nothing from an image "
+                          "file; its outputs are in the workdir (results.json, samples/)")

@@ -177,3 +177,13 @@ class LocalizationTask(ImageTask):
 
     def progress(self, metrics: dict) -> dict:
         return {"loss": f"{metrics['loss']:.4f}", "iou": f"{metrics['mean_iou']:.3f}"}
+
+    def show(self, image, outputs, path, class_names=None) -> str:
+        """Writes the predicted box with its class and probability over the image
+        (`<path>.detections.png`)."""
+        probabilities = np.asarray(jax.nn.softmax(jnp.asarray(outputs["logits"], jnp.float32)))
+        c = int(np.argmax(probabilities))
+        name = class_names[c] if class_names else str(c)
+        box = np.asarray(outputs["box"], np.float32)[None]
+        target = draw_boxes(image, box, [f"{name} {probabilities[c]:.2f}"], path)
+        return f"{path}: {target} ({name} {probabilities[c]:.2f}, box {np.round(box[0], 1).tolist()})"

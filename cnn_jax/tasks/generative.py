@@ -24,10 +24,13 @@ The VAE and the GAN write a grid of samples decoded from fixed codes at the end 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from PIL import Image
 
 from cnn_jax import losses
 from cnn_jax.tasks.base import ImageTask
@@ -48,6 +51,18 @@ def _averages(sums: dict) -> dict:
     n = max(sums.pop("count"), 1.0)
     sums.pop("nonfinite")
     return {**{k: v / n for k, v in sums.items()}, "count": int(n)}
+
+
+def show_reconstruction(image, logits, path) -> str:
+    """Writes `image` (uint8) and the Bernoulli means of the reconstruction `logits` side by side
+    to `<path>.reconstruction.png`; returns a line naming it and the pixel MSE."""
+    original = np.asarray(image, np.float32) / 255.0
+    restored = np.asarray(jax.nn.sigmoid(jnp.asarray(logits, jnp.float32)))
+    pair = np.concatenate([original, restored], axis=1)
+    pair = np.repeat(pair, 3, axis=-1) if pair.shape[-1] == 1 else pair
+    target = Path(path).with_suffix(".reconstruction.png")
+    Image.fromarray(np.round(pair * 255).astype(np.uint8)).save(target)
+    return f"{path}: {target} (pixel MSE {float(np.mean((original - restored) ** 2)):.4f})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +96,11 @@ class ReconstructionTask(ImageTask):
 
     def progress(self, metrics: dict) -> dict:
         return {"nll": f"{metrics['loss']:.2f}"}
+
+    def show(self, image, outputs, path, class_names=None) -> str:
+        """Writes the input and its reconstruction side by side (`<path>.reconstruction.png`)."""
+        del class_names
+        return show_reconstruction(image, outputs, path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +136,11 @@ class VAETask(ImageTask):
 
     def progress(self, metrics: dict) -> dict:
         return {"elbo": f"{metrics['elbo']:.2f}"}
+
+    def show(self, image, outputs, path, class_names=None) -> str:
+        """Writes the input and its reconstruction from the code's mean side by side."""
+        del class_names
+        return show_reconstruction(image, outputs["logits"], path)
 
     def samples(self, state) -> jax.Array:
         """Images in [0, 1] decoded from SAMPLE_GRID codes of the prior (a fixed key)."""

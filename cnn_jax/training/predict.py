@@ -34,6 +34,10 @@ def predict_files(workdir: str | Path, paths: Sequence[str | Path], checkpoint: 
     """One line per image file: what the run in `workdir` predicts for it (and where a picture
     of the prediction was written, for dense tasks)."""
     run = load_run(workdir, checkpoint)
+    if run.task.input_key != "image":
+        raise ConfigError(f"`predict` reads image files, and the run in {workdir} takes "
+                          f"{run.task.input_key}s: call cnn_jax.training.load_run({str(workdir)!r})"
+                          f".predict on an array of them")
     images = np.stack([read_image(p, run.spec.image_shape) for p in paths])
     outputs = jax.device_get(run.predict(images))
     if isinstance(outputs, tuple):  # auxiliary heads (training only) are not predictions

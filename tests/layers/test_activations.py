@@ -43,7 +43,17 @@ def test_activations_include_every_name_of_the_contract():
         "hard_swish", "identity",
     }  # fmt: skip
     assert contract <= set(ACTIVATIONS)
-    assert set(ACTIVATIONS) == set(FORMULAS)
+    assert set(ACTIVATIONS) == set(FORMULAS) | {"softmax"}  # softmax: not elementwise, below
+
+
+def test_softmax_is_the_output_activation_over_the_last_axis():
+    # the lecture's example: softmax of (10.1, 0, -4.3, 1.33), its values given to two figures
+    # (1.6e-4 for 1.553e-4: half a unit of the second figure is up to 3.3% of the value)
+    got = np.asarray(get_activation("softmax")(jnp.asarray([[10.1, 0.0, -4.3, 1.33]] * 2)))
+    np.testing.assert_allclose(got[0], [0.9998, 4.1e-5, 5.6e-7, 1.6e-4], rtol=0.033)
+    e = np.exp([10.1, 0.0, -4.3, 1.33])
+    np.testing.assert_allclose(got, np.tile(e / e.sum(), (2, 1)), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(got.sum(axis=-1), 1.0, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(FORMULAS))

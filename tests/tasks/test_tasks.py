@@ -179,3 +179,55 @@ def test_saliency_evaluation_scores_the_real_images_only_with_the_benchmark_metr
     assert metrics["cc"] == pytest.approx(np.mean([cc(gathered["prediction"][i], density[i]) for i in (0, 1)]))
     assert metrics["cc"] > 0.99 and task.watch_score(metrics) == metrics["cc"]
     assert float(task.eval_sums(jnp.asarray(logits), batch)["count"]) == 2
+
+
+def test_localization_show_draws_the_predicted_box_with_its_class_and_probability(tmp_path):
+    from PIL import Image
+
+    from cnn_jax.tasks import LocalizationTask
+
+    task = LocalizationTask(mean=(0.0,), std=(1.0,))
+    outputs = {"logits": np.array([0.0, 3.0, 0.0], np.float32),
+               "box": np.array([2.0, 3.0, 28.0, 30.0], np.float32)}
+    line = task.show(np.zeros((32, 32, 1), np.uint8), outputs, str(tmp_path / "digit.png"),
+                     ["zero", "one", "two"])
+    written = np.asarray(Image.open(tmp_path / "digit.detections.png"))
+    # softmax(0, 3, 0)[1] = e^3 / (e^3 + 2) = 0.91
+    assert "one 0.91" in line and "[2.0, 3.0, 28.0, 30.0]" in line
+    # the outline at the box's corner, the inside (below the label) left as it was
+    assert written[3, 2].tolist() != [0, 0, 0] and written[25, 15].tolist() == [0, 0, 0]
+
+
+def test_reconstruction_and_vae_show_the_input_beside_its_reconstruction(tmp_path):
+    from PIL import Image
+
+    from cnn_jax.tasks import ReconstructionTask, VAETask
+
+    image = np.zeros((4, 4, 1), np.uint8)
+    image[:2] = 255
+    logits = np.where(image > 0, 20.0, -20.0).astype(np.float32)  # sigmoid: the image itself
+    line = ReconstructionTask(mean=(0.0,), std=(1.0,)).show(image, logits, str(tmp_path / "a.png"))
+    pair = np.asarray(Image.open(tmp_path / "a.reconstruction.png"))
+    assert pair.shape == (4, 8, 3) and np.array_equal(pair[:, :4], pair[:, 4:])
+    assert line.endswith("(pixel MSE 0.0000)")
+    line = VAETask(mean=(0.0,), std=(1.0,)).show(image, {"logits": -logits}, str(tmp_path / "b.png"))
+    assert line.endswith("(pixel MSE 1.0000)")  # every pixel reconstructed as its opposite
+
+
+def test_a_gan_run_predicts_nothing_from_an_image_file_and_says_where_its_outputs_are():
+    from cnn_jax.tasks import GANTask
+
+    with pytest.raises(ConfigError, match="predicts nothing from an image file.*samples/"):
+        GANTask(mean=(0.0,), std=(1.0,)).show(np.zeros((4, 4, 1), np.uint8), None, "x.png")
+
+
+def test_a_mask_rcnn_run_is_evaluated_on_masks_and_a_faster_rcnn_run_on_boxes():
+    from cnn_jax.data.catalog import get_dataset_spec
+
+    c = base_config()
+    c.task = "detection"
+    c.data.name = "digit_scenes"
+    spec = get_dataset_spec(c.data.name)
+    for name, masks in (("maskrcnn_resnet18_fpn", True), ("fasterrcnn_resnet18_fpn", False)):
+        c.model.name = name
+        assert create_task(c, spec).masks is masks
