@@ -49,6 +49,15 @@ COMMANDS = {
     "profile_train_step_resnet20_xla":
         "python experiments/profile_train_step.py --model resnet20 --conv xla",
     "bench_gpu": "python experiments/bench_gpu.py   # on a machine with a GPU",
+    "fcn_skips": "python experiments/fcn_skips.py",
+    "digits_segmenters": "python experiments/digits_segmenters.py",
+    "nuclei_unet": "python experiments/nuclei_unet.py",
+    "detection_runs": "python experiments/detection_runs.py",
+    "focal_ablation": "python experiments/focal_ablation.py",
+    "bench_detection": ".venv-bench/bin/python experiments/bench_detection.py",
+    "saliency_losses": "python experiments/saliency_losses.py",
+    "motion_needs_3d": "python experiments/motion_needs_3d.py",
+    "generative": "python experiments/generative.py",
 }
 # The README's results table: rows from these results files, in this order (each script has
 # `readme_rows(record or None)`). New results (segmentation, detection, ...) add their script here.
