@@ -85,6 +85,8 @@ def test_missing_config_file_is_named():
         (["optimizer.name=adagrad"], "optimizer.name='adagrad' is not one of"),
         (["optimizer.lr=0"], "must be positive"),
         (["model.kwargs.no_such_field=1"], "model.kwargs do not fit model 'lenet5'"),
+        (["model.name=unet"], "model 'unet' is a segmentation model and the run's task is "
+                              "'classification': set task='segmentation'"),
     ],
 )
 def test_validate_config_rejects_setups_that_cannot_run(overrides, message):

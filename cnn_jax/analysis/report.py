@@ -94,12 +94,13 @@ def write_report(run: Any, out_dir: str | Path | None = None, split: str = "test
     else:
         panels.append(("Training curves", None, "the run has no metrics.jsonl"))
 
-    classifying = task == "classification"
+    key = run.task.input_key  # 'image', or 'clip' for a video classifier
+    classifying = task == "classification" and key == "image"
     # Images are read again for the few examples shown, so that a large split is not kept.
     predictions = (collect_predictions(run, split, limit, keep_images=False) if classifying
                    else None)
-    first = next(iter(run.data().eval_batches(split)))["image"][:1]
-    inputs = run.task.inputs({"image": jnp.asarray(first)})
+    first = next(iter(run.data().eval_batches(split)))[key][:1]
+    inputs = run.task.inputs({key: jnp.asarray(first)})
 
     conv = _first_conv(run, inputs)
     if conv is not None:
@@ -110,7 +111,8 @@ def write_report(run: Any, out_dir: str | Path | None = None, split: str = "test
         panels.append(("First-layer filters", None, "the model has no 2-D convolution"))
 
     if predictions is None:
-        note = f"not drawn: it applies to classification runs, this is a {task} run"
+        note = (f"not drawn: it applies to classification runs of images, this is a {task} run"
+                + ("" if key == "image" else f" of {key}s"))
         for title in ("Grad-CAM", "Confusion matrix", "Misclassified examples", "Calibration"):
             panels.append((title, None, note))
     else:

@@ -38,9 +38,13 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int) -> N
     """
     try:
         spec = dataset_spec_from_config(config.data)  # catalogue names, folder:ROOT trees, crop sizes
-        get_model_spec(config.model.name)
+        model_task = get_model_spec(config.model.name).task
     except ValueError as e:
         raise ConfigError(one_line(e)) from None
+    if model_task != config.task:
+        raise ConfigError(f"model {config.model.name!r} is a {model_task} model and the run's task is "
+                          f"{config.task!r}: set task={model_task!r} or choose a {config.task} model "
+                          f"(`cnn-jax models`)")
     check_optimizer_config(config.optimizer)
     check_task(config, spec)
     check_choice(config.model.dtype, DTYPES, "model.dtype")

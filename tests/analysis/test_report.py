@@ -73,13 +73,39 @@ def test_a_segmentation_run_gets_the_panels_that_apply_and_says_why_not_the_othe
     run = types.SimpleNamespace(
         workdir=tmp_path, config=config, spec=types.SimpleNamespace(name="shapes", label_names=()),
         model=model, variables=model.init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3))),
-        task=types.SimpleNamespace(inputs=lambda b: jnp.asarray(b["image"], jnp.float32) / 255),
+        task=types.SimpleNamespace(inputs=lambda b: jnp.asarray(b["image"], jnp.float32) / 255,
+                                   input_key="image"),
         step=10, checkpoint="latest",
         data=lambda: types.SimpleNamespace(eval_batches=lambda split: iter([{"image": images}])))
     page = write_report(run).read_text()
     assert sorted(p.name for p in (tmp_path / "report").glob("*.png")) == ["filters.png"]
     assert "the run has no metrics.jsonl" in page
-    assert page.count("it applies to classification runs, this is a segmentation run") == 4
+    assert page.count("it applies to classification runs of images, this is a segmentation run<") == 4
+
+
+class ClipClasses(nn.Module):
+    """Class logits (N, 3) of a clip (N, T, H, W, C) from one 3x3x3 convolution."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return jnp.mean(nn.Conv(3, (3, 3, 3), name="conv3d")(x), axis=(1, 2, 3))
+
+
+def test_a_video_classifier_run_reads_its_clips_and_draws_only_its_curves(tmp_path):
+    model = ClipClasses()
+    clips = np.random.default_rng(0).integers(0, 255, (2, 4, 8, 8, 1)).astype(np.uint8)
+    config = ml_collections.ConfigDict({"task": "classification", "model": {"name": "clips"}})
+    run = types.SimpleNamespace(
+        workdir=tmp_path, config=config, spec=types.SimpleNamespace(name="moving", label_names=()),
+        model=model, variables=model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 8, 8, 1))),
+        task=types.SimpleNamespace(inputs=lambda b: jnp.asarray(b["clip"], jnp.float32) / 255,
+                                   input_key="clip"),
+        step=10, checkpoint="latest",
+        data=lambda: types.SimpleNamespace(eval_batches=lambda split: iter([{"clip": clips}])))
+    page = write_report(run).read_text()
+    assert list((tmp_path / "report").glob("*.png")) == []
+    assert "the model has no 2-D convolution" in page
+    assert page.count("this is a classification run of clips") == 4
 
 
 def test_report_of_a_directory_without_a_run_says_so_in_one_line(tmp_path, capsys):
