@@ -47,8 +47,8 @@ def report_images(work: Path) -> list[Path]:
     from cnn_jax.analysis import write_report
     from cnn_jax.config import load_config
     from cnn_jax.data import import_local
-    from cnn_jax.training.loop import train_and_evaluate
     from cnn_jax.training import load_run
+    from cnn_jax.training.loop import train_and_evaluate
 
     with np.load(SHARED_DATA / "mnist.npz") as d:
         np.savez(work / "mnist.npz", x_train=d["x_train"][:8192], y_train=d["y_train"][:8192],
