@@ -1,0 +1,43 @@
+"""YOLOv1 (Redmon, Divvala, Girshick & Farhadi 2016) reduced for a CPU, on scenes of MNIST digits.
+
+    cnn-jax train --config configs/digits_yolov1.py --workdir runs/digits_yolov1
+    python experiments/detection_runs.py          # with the localiser, Faster R-CNN and Mask R-CNN
+
+`yolov1_small` (cnn_jax/models/yolo.py: seven convolutions and two FC layers, an 8x8 grid of two
+boxes and ten class probabilities per cell, the loss of the paper's eq. 3 with lambda_coord = 5
+and lambda_noobj = 0.5) on `digit_scenes`: 64x64 canvases of 1-4 digits 16-40 px tall, boxes
+overlapping up to IoU 0.3; 12,000 training canvases of MNIST training digits, 1,000 of them held
+out for validation, 2,000 test canvases of MNIST test digits. The bar (the issue's): `test.AP50`
+>= 0.90; COCO's `AP` (IoU 0.50:0.95) is reported beside it.
+
+Recipe: the paper's (§2.2) is SGD with momentum 0.9, weight decay 5e-4, a warm-up, dropout 0.5
+after the first FC layer, and random scaling and translation of up to 20% of the image, on an
+ImageNet-pretrained backbone. Here from scratch (ours): LeCun-normal initial weights (the network
+has no normalisation layers: He-normal weights through its nine leaky-ReLU layers start it with
+outputs so large that it settles on predicting the mean), Adam at lr 1e-3 with a one-epoch linear
+warm-up and a cosine decay, dropout 0.5 (the model's), random translation and zoom of up to 10%
+(boxes move with the image; digits that leave it are clipped or dropped), batch 64, 40 epochs.
+Detection keeps class-specific confidences C * p(c) above 0.05, NMS at IoU 0.5 per class. The
+best checkpoint by validation AP50 is tested.
+Data: `cnn-jax data import mnist --from mnist.npz`; the scenes are generated on first use.
+"""
+
+from cnn_jax import recipes
+from cnn_jax.config import base_config
+
+
+def get_config():
+    c = base_config()
+    c.task = "detection"
+    c.data.name = "digit_scenes"  # 64x64, 1-4 digits 16-40 px tall
+    c.data.val_size = recipes.DIGIT_SCENES_VAL_IMAGES
+    c.data.augment.translate = 0.1
+    c.data.augment.zoom = 0.1
+    c.model.name = "yolov1_small"
+    c.model.kwargs.kernel_init = "lecun_normal"
+    c.num_epochs = 40
+    c.batch_size = 64
+    c.eval_batch_size = 500
+    recipes.adam(c, lr=1e-3)
+    c.optimizer.warmup_epochs = 1.0
+    return c

@@ -1,0 +1,133 @@
+"""Localisation and detection on digit scenes: the localiser, YOLOv1, Faster R-CNN and Mask R-CNN,
+each trained once by its shipped config, their test metrics beside the bars they are meant to reach.
+
+    python experiments/detection_runs.py [--runs localizer yolov1] [--workdir DIR] [--out FILE]
+    python experiments/detection_runs.py --smoke     # a few hundred canvases, one epoch per run
+
+Each run is one `cnn-jax train` command (printed) and is tested with its best checkpoint by
+validation `localization_accuracy` (the localiser) or AP50 (the detectors) on the 2,000 test
+canvases, made of MNIST test digits:
+
+  * configs/digits_localizer.py (ResNet-18 with a box head, one digit per canvas; Sermanet et
+    al. 2014): class accuracy >= 0.98 and mean IoU of the box >= 0.80;
+  * configs/digits_yolov1.py (Redmon et al. 2016, reduced): AP50 >= 0.90, with COCO's AP;
+  * configs/digits_fasterrcnn.py (Ren et al. 2015 with an FPN): AP50 >= 0.90, with COCO's AP;
+  * configs/digits_maskrcnn.py (He et al. 2017): COCO's box AP and mask AP (segm IoU).
+
+The table has one row per reported metric: the measured value, the bar (none where the issue sets
+none) and whether it is met; --smoke trains toy runs and judges nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402  (the script's own folder first, then the shared helpers)
+    Run,
+    ensure_dataset,
+    experiment_parser,
+    format_seconds,
+    make_table,
+    markdown_table,
+    print_header,
+    results_record,
+    run_root,
+    save_results,
+    train_run,
+)
+
+TITLE = "Localisation and detection on digit scenes: test metrics against the bars"
+# name: (label, config, ((metric key in results['test'], what it is, bar or None), ...))
+RUNS = {
+    "localizer": ("Localiser (ResNet-18)", "configs/digits_localizer.py",
+                  (("accuracy", "class accuracy", 0.98), ("mean_iou", "box mean IoU", 0.80))),
+    "yolov1": ("YOLOv1-small", "configs/digits_yolov1.py",
+               (("AP50", "AP50", 0.90), ("AP", "COCO AP", None))),
+    "fasterrcnn": ("Faster R-CNN (ResNet-18-FPN)", "configs/digits_fasterrcnn.py",
+                   (("AP50", "AP50", 0.90), ("AP", "COCO AP", None))),
+    "maskrcnn": ("Mask R-CNN (ResNet-18-FPN)", "configs/digits_maskrcnn.py",
+                 (("AP", "box AP", None), ("AP50", "box AP50", None), ("mask_AP", "mask AP", None),
+                  ("mask_AP50", "mask AP50", None))),
+}
+SMOKE_DATA = "train_size=256,test_size=64"  # options of the generated scenes in --smoke runs
+SMOKE = ("data.val_size=64", "num_epochs=1", "batch_size=16", "eval_batch_size=64")
+
+
+def smoke_overrides(config: str) -> tuple[str, ...]:
+    """--smoke: the run's own scenes, a few hundred of them, one epoch."""
+    data = Run("probe", config).load().data.name
+    base, _, options = data.partition("/")
+    return (f"data.name={base}/{options + ',' if options else ''}{SMOKE_DATA}", *SMOKE)
+
+
+def metric_rows(label: str, config: str, summary: dict, metrics, smoke: bool) -> list[list[str]]:
+    """One table row per metric of a run: value, bar and verdict (none in --smoke runs)."""
+    test = summary["results"]["test"]
+    rows = []
+    for key, what, bar in metrics:
+        value = test.get(key)
+        shown = f"{value:.4f}" if value is not None else "not reported"
+        if bar is None or smoke:
+            met = "-"
+        else:
+            met = "yes" if value is not None and value >= bar else "**no**"
+        rows.append([label, f"`{config}`", what, shown, f">= {bar}" if bar is not None else "-",
+                     met, format_seconds(summary["wall_seconds"])])
+    return rows
+
+
+def main(argv=None) -> dict:
+    parser = experiment_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    args = parser.parse_args(argv)
+
+    env = print_header(TITLE, argv, __file__)
+    note = ensure_dataset("mnist", args.data_dir, args.shared_data)
+    root = run_root(args.workdir, "detection_runs")
+    print(f"data:     {note} (digit scenes are generated from it on first use)\nruns in:  {root}",
+          flush=True)
+    start = time.perf_counter()
+    rows, runs = [], {}
+    for name in [n for n in RUNS if n in args.runs]:
+        label, config, metrics = RUNS[name]
+        overrides = smoke_overrides(config) if args.smoke else ()
+        runs[name] = train_run(Run(name, config, overrides), root, args.data_dir)
+        rows += metric_rows(label, config, runs[name], metrics, args.smoke)
+    total = time.perf_counter() - start
+    headers = ["model", "config", "metric", "test", "bar", "met", "wall"]
+    print("\n" + markdown_table(headers, rows))
+    print(f"\ntotal wall time {format_seconds(total)}; load average at the end "
+          f"{os.getloadavg()[0]:.2f}")
+    notes = ["Test = 2,000 canvases of MNIST test digits; the best checkpoint by validation "
+             "localization_accuracy (localiser) or AP50 (detectors). AP is COCO's (IoU "
+             "0.50:0.95), AP50 at IoU 0.5; mask AP from COCO's segm IoU.",
+             f"Total wall time {format_seconds(total)}."]
+    record = results_record("detection_runs", TITLE, env, [make_table(headers, rows, notes=notes)],
+                            experiment="detection_runs", smoke=args.smoke, data=note, runs=runs,
+                            total_wall_seconds=round(total, 1))
+    save_results(record, args.out)
+    return record
+
+
+def readme_rows(record: dict | None) -> list[dict]:
+    """The README's results rows: each run's metrics, the bar beside them."""
+    rows = []
+    for name, (label, config, metrics) in RUNS.items():
+        test = ((record or {}).get("runs", {}).get(name) or {}).get("results", {}).get("test")
+        ours = None
+        if test and not record.get("smoke"):
+            ours = " / ".join(f"{test[key]:.3f}" if key in test else "-" for key, _, _ in metrics)
+        bars = " / ".join(f">= {bar}" if bar is not None else "-" for _, _, bar in metrics)
+        rows.append({"what": f"{label}, digit scenes, test "
+                             + " / ".join(what for _, what, _ in metrics),
+                     "how": f"`{config}`", "ours": ours, "paper": f"bar: {bars}"})
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""The detection results' configs and scripts: each config trains the model, task and data it
+names, and each script of experiments/ runs end to end (--smoke) and reports every row it promises.
+
+The smoke runs train on a few hundred generated scenes of a 1,024/500 slice of MNIST for one
+epoch, so only the shape of what they report is checked here, not the bars (the full runs' results
+files in experiments/results/ hold those).
+"""
+
+import importlib.util
+import json
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO_ROOT
+
+from cnn_jax.config import load_config
+from cnn_jax.data import dataset_spec_from_config
+from cnn_jax.tasks import create_task
+from cnn_jax.training.validate import validate_config
+
+EXPERIMENTS = REPO_ROOT / "experiments"
+COCO_KEYS = {"AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100",
+             "AR_small", "AR_medium", "AR_large"}
+
+
+def _script(name: str):
+    sys.path.insert(0, str(EXPERIMENTS))
+    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # spawned benchmark workers import it by this name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def small_data_dir(shared_data, tmp_path_factory):
+    """A tfds data_dir with 1,024/500 MNIST digits, from which the smoke runs' scenes are made."""
+    from cnn_jax.data import import_local
+
+    root = tmp_path_factory.mktemp("tfds")
+    with np.load(shared_data / "mnist.npz") as z:
+        arrays = {"x_train": z["x_train"][:1024], "y_train": z["y_train"][:1024],
+                  "x_test": z["x_test"][:500], "y_test": z["y_test"][:500]}
+    np.savez(root / "mnist_small.npz", **arrays)
+    import_local("mnist", root / "mnist_small.npz", root)
+    return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fast_compilation():
+    """Smoke runs are dominated by XLA compilation: compile without most optimisations here."""
+    import jax
+
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
+
+
+# --------------------------------------------------------------------------------------------
+# Configs
+# --------------------------------------------------------------------------------------------
+# spec: (task, model, data)
+CONFIGS = {
+    "digits_localizer.py": ("localization", "localizer_resnet18", "digit_scenes_single"),
+    "digits_yolov1.py": ("detection", "yolov1_small", "digit_scenes"),
+    "digits_retinanet.py:focal": ("detection", "retinanet_resnet18_fpn", "digit_scenes"),
+    "digits_retinanet.py:bce": ("detection", "retinanet_resnet18_fpn", "digit_scenes"),
+    "digits_fasterrcnn.py": ("detection", "fasterrcnn_resnet18_fpn", "digit_scenes"),
+    "digits_maskrcnn.py": ("detection", "maskrcnn_resnet18_fpn", "digit_scenes"),
+}
+
+
+@pytest.mark.parametrize("spec", list(CONFIGS))
+def test_detection_configs_name_their_task_model_and_data_and_give_their_command(spec):
+    config = load_config(f"{REPO_ROOT}/configs/{spec}")
+    assert (config.task, config.model.name, config.data.name) == CONFIGS[spec]
+    assert config.data.val_size == 1_000  # held out of the 12,000 training scenes: picks the best
+    assert not config.data.augment.horizontal_flip  # a flipped digit is not a digit
+    validate_config(config, num_devices=1)
+    header = (REPO_ROOT / "configs" / spec.split(":")[0]).read_text().split('"""')[1]
+    assert f"cnn-jax train --config configs/{spec}" in header
+
+
+def test_retinanet_variants_are_lin_et_al_table_1_best_focal_and_best_balanced_ce():
+    kwargs = {v: load_config(f"{REPO_ROOT}/configs/digits_retinanet.py:{v}").model.kwargs
+              for v in ("focal", "bce")}
+    assert (kwargs["focal"].focal_gamma, kwargs["focal"].focal_alpha) == (2.0, 0.25)  # Table 1b
+    assert (kwargs["bce"].focal_gamma, kwargs["bce"].focal_alpha) == (0.0, 0.75)  # Table 1a
+    a, b = (load_config(f"{REPO_ROOT}/configs/digits_retinanet.py:{v}") for v in ("focal", "bce"))
+    for c in (a, b):  # nothing else differs
+        c.model.kwargs.focal_gamma = c.model.kwargs.focal_alpha = 0.0
+    assert a.to_dict() == b.to_dict()
+    with pytest.raises(ValueError, match="variant"):
+        load_config(f"{REPO_ROOT}/configs/digits_retinanet.py:ce")
+
+
+def test_yolov1_config_keeps_the_papers_dropout_and_starts_from_small_weights():
+    config = load_config(f"{REPO_ROOT}/configs/digits_yolov1.py")
+    assert config.model.kwargs.kernel_init == "lecun_normal"  # no normalisation layers
+    assert "dropout_rate" not in config.model.kwargs  # the model's 0.5 (Redmon et al. §2.2)
+    assert 0 < config.data.augment.translate <= 0.2 and 0 < config.data.augment.zoom <= 0.2
+
+
+def test_maskrcnn_and_fasterrcnn_share_everything_but_the_mask_head_and_the_epochs():
+    faster = load_config(f"{REPO_ROOT}/configs/digits_fasterrcnn.py").to_dict()
+    mask = load_config(f"{REPO_ROOT}/configs/digits_maskrcnn.py").to_dict()
+    assert (faster["model"].pop("name"), mask["model"].pop("name")) == (
+        "fasterrcnn_resnet18_fpn", "maskrcnn_resnet18_fpn")
+    assert faster.pop("num_epochs") > mask.pop("num_epochs")
+    assert faster == mask
+
+
+def test_maskrcnn_run_is_evaluated_with_masks():
+    config = load_config(f"{REPO_ROOT}/configs/digits_maskrcnn.py")
+    spec = dataset_spec_from_config(config.data)
+    assert create_task(config, spec).masks  # mask_AP, mask_AP50, ... in the test results
+
+
+# --------------------------------------------------------------------------------------------
+# Scripts
+# --------------------------------------------------------------------------------------------
+def _smoke(name, data_dir, tmp_path, *extra):
+    out = tmp_path / f"{name}.json"
+    payload = _script(name).main(["--smoke", "--data-dir", str(data_dir), "--workdir",
+                                  str(tmp_path / "runs"), "--out", str(out), *extra])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(payload))
+    assert payload["smoke"] is True and payload["versions"]["jax"]
+    assert payload["machine"]["cpu_count"]
+    return payload
+
+
+def test_detection_runs_smoke_overrides_keep_each_runs_own_scenes():
+    module = _script("detection_runs")
+    single = module.smoke_overrides("configs/digits_localizer.py")
+    assert single[0] == "data.name=digit_scenes_single/train_size=256,test_size=64"
+    assert module.smoke_overrides("configs/digits_yolov1.py")[0] == \
+        "data.name=digit_scenes/train_size=256,test_size=64"
+
+
+@pytest.mark.slow  # a few minutes on 2 cores (four detectors compile): CI runs it with -m slow
+def test_detection_runs_smoke_reports_each_metric_against_its_bar(small_data_dir, tmp_path, capsys):
+    payload = _smoke("detection_runs", small_data_dir, tmp_path)
+    assert list(payload["runs"]) == ["localizer", "yolov1", "fasterrcnn", "maskrcnn"]
+    (table,) = payload["tables"]
+    rows = [(r[0], r[2], r[4], r[5]) for r in table["rows"]]
+    assert rows == [
+        ("Localiser (ResNet-18)", "class accuracy", ">= 0.98", "-"),
+        ("Localiser (ResNet-18)", "box mean IoU", ">= 0.8", "-"),
+        ("YOLOv1-small", "AP50", ">= 0.9", "-"), ("YOLOv1-small", "COCO AP", "-", "-"),
+        ("Faster R-CNN (ResNet-18-FPN)", "AP50", ">= 0.9", "-"),
+        ("Faster R-CNN (ResNet-18-FPN)", "COCO AP", "-", "-"),
+        ("Mask R-CNN (ResNet-18-FPN)", "box AP", "-", "-"),
+        ("Mask R-CNN (ResNet-18-FPN)", "box AP50", "-", "-"),
+        ("Mask R-CNN (ResNet-18-FPN)", "mask AP", "-", "-"),
+        ("Mask R-CNN (ResNet-18-FPN)", "mask AP50", "-", "-")]
+    for name, run in payload["runs"].items():
+        test = run["results"]["test"]
+        assert run["results"]["epochs"] == 1
+        assert run["command"].startswith("cnn-jax train --config ")
+        if name == "localizer":
+            assert 0.0 <= test["accuracy"] <= 1.0 and 0.0 <= test["mean_iou"] <= 1.0
+        else:
+            assert COCO_KEYS <= set(test) and "voc_mAP" in test
+    # every metric measured (-1 is COCO's "nothing to average")
+    assert all(float(r[3]) >= -1.0 for r in table["rows"])
+    printed = capsys.readouterr().out
+    assert "| Mask R-CNN (ResNet-18-FPN) " in printed
+
+
+@pytest.mark.slow  # about a minute on 2 cores: CI runs it with -m slow
+def test_focal_ablation_smoke_gives_each_loss_its_mean_and_per_seed_ap(small_data_dir, tmp_path):
+    payload = _smoke("focal_ablation", small_data_dir, tmp_path, "--seeds", "0", "1")
+    assert set(payload["ap"]) == {"bce", "focal"}
+    for variant, aps in payload["ap"].items():
+        assert len(aps) == 2 and payload["means"][variant] == pytest.approx(sum(aps) / 2)
+        names = [s["name"] for s in payload["runs"][variant]]
+        assert names == [f"{variant}_seed0", f"{variant}_seed1"]
+        assert "seed=1" in payload["runs"][variant][1]["command"]
+    (table,) = payload["tables"]
+    assert [r[:3] for r in table["rows"]] == [["bce", "0", "0.75"], ["focal", "2", "0.25"]]
+    assert [r[-1] for r in table["rows"]] == ["31.1", "34.0"]
+    assert payload["verdict"] == []  # smoke: no verdict
+
+
+def test_focal_ablation_verdict_compares_the_means_and_counts_the_seeds():
+    verdict = _script("focal_ablation").verdict
+    (line,) = verdict({"bce": [0.30, 0.40, 0.20], "focal": [0.35, 0.38, 0.30]})
+    assert "holds" in line and "NOT" not in line and "on 2 of 3 seeds" in line
+    (line,) = verdict({"bce": [0.5], "focal": [0.4]})
+    assert "does NOT hold" in line and "on 0 of 1 seeds" in line
+
+
+def test_detection_benchmark_times_both_nms_and_the_evaluation_stages(tmp_path):
+    payload = _smoke_bench(tmp_path)
+    (nms,) = payload["nms"]
+    assert nms["boxes"] == 200 and nms["same_kept"] is True and nms["kept"] > 0
+    assert set(nms["microseconds_per_call"]) == {"cnn_jax", "torch"}
+    assert nms["ratio_torch_over_cnn_jax"] == pytest.approx(
+        nms["microseconds_per_call"]["torch"] / nms["microseconds_per_call"]["cnn_jax"], rel=1e-2)
+    evaluation = payload["evaluation"]
+    assert evaluation["scenes"] == 50 and COCO_KEYS | {"voc_mAP"} == set(evaluation["metrics"])
+    stages = evaluation["stages_profiled_seconds"]
+    assert sum(stages.values()) == pytest.approx(evaluation["profiled_seconds"], abs=0.01)
+    assert min(stages.values()) >= 0.0
+    titles = [t["title"].split(":")[0] for t in payload["tables"]]
+    assert titles == ["NMS", "Evaluation of 50 scenes"]
+
+
+def _smoke_bench(tmp_path):
+    out = tmp_path / "bench_detection.json"
+    payload = _script("bench_detection").main(["--smoke", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(payload))
+    return payload
+
+
+def test_synthetic_scenes_hold_padded_sorted_detections_and_real_boxes():
+    g = _script("bench_detection").synthetic_outputs(200, seed=1)
+    counts = g["det_count"]
+    assert g["det_boxes"].shape == (200, 100, 4) and counts.min() >= 20 and counts.max() <= 100
+    for i in range(200):
+        scores = g["det_scores"][i]
+        assert np.all(np.diff(scores[: counts[i]]) <= 0) and not scores[counts[i]:].any()
+        real = g["boxes"][i][g["box_mask"][i]]
+        assert len(real) >= 1 and np.all(real[:, 2:] > real[:, :2])
+
+
+def test_readme_rows_show_measured_numbers_and_nothing_for_missing_or_smoke_results():
+    focal = _script("focal_ablation")
+    (row,) = focal.readme_rows({"means": {"bce": 0.41, "focal": 0.4567}})
+    assert row["ours"] == "0.410 -> 0.457" and row["paper"].startswith("31.1 -> 34.0 AP")
+    assert focal.readme_rows(None)[0]["ours"] is None
+    assert focal.readme_rows({"means": {"bce": 0.4, "focal": 0.5}, "smoke": True})[0]["ours"] is None
+    runs = _script("detection_runs")
+    record = {"runs": {"localizer": {"results": {"test": {"accuracy": 0.9912, "mean_iou": 0.8123}}}}}
+    rows = {r["how"]: r for r in runs.readme_rows(record)}
+    localizer = rows["`configs/digits_localizer.py`"]
+    assert localizer["ours"] == "0.991 / 0.812" and localizer["paper"] == "bar: >= 0.98 / >= 0.8"
+    assert rows["`configs/digits_yolov1.py`"]["ours"] is None  # not run: the command is shown
