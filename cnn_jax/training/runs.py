@@ -82,9 +82,11 @@ class Run:
         """The run's input pipeline (its dataset must be prepared in the run's data_dir)."""
         return input_pipeline(self.config)
 
-    def predict(self, images) -> jax.Array:
-        """The model's outputs (logits) for a uint8 batch of images, in evaluation mode."""
-        return self.model.apply(self.variables, self.task.inputs({"image": images}), train=False)
+    def predict(self, inputs) -> jax.Array:
+        """The model's outputs (logits) for a uint8 batch of its inputs (images, or clips for a
+        video model), in evaluation mode with the trainer's fixed 'sample' key."""
+        return self.model.apply(self.variables, self.task.inputs({self.task.input_key: inputs}),
+                                train=False, rngs={"sample": jax.random.key(0)})
 
 
 def load_run(workdir: str | Path, checkpoint: str = "best") -> Run:
