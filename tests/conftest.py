@@ -47,6 +47,20 @@ def mnist_data_dir(shared_data, tmp_path_factory):
     return root
 
 
+# The fast tier, `pytest -m "not slow and not heavy"`: it leaves out the tests tests/heavy.txt
+# lists (the default suite's slower ones in a timed run; tests/heavy.py writes it) and the
+# trainer's tests, whose shared fixtures train runs that any one of their tests would pay for.
+HEAVY = {line for line in (Path(__file__).with_name("heavy.txt")).read_text().splitlines()
+         if line and not line.startswith("#")}
+HEAVY_PATHS = ("tests/training/", "tests/analysis/test_report.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid in HEAVY or item.nodeid.startswith(HEAVY_PATHS):
+            item.add_marker(pytest.mark.heavy)
+
+
 def pytest_sessionstart(session):
     # Build the oneDNN convolutions once, before any test or test subprocess needs them (several
     # subprocesses starting at once would each compile them).

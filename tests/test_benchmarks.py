@@ -45,6 +45,7 @@ def test_each_pytorch_twin_has_exactly_the_parameters_of_its_cnn_jax_model(name,
     assert twins.count_parameters(twin) == count_params(variables["params"])
 
 
+@pytest.mark.slow  # both sides compile and run in their own processes: CI runs it with -m slow
 def test_train_step_benchmark_reports_both_sides_and_their_ratio(tmp_path):
     pytest.importorskip("torch")
     bench = _script("bench_train_step")
@@ -67,6 +68,7 @@ def test_train_step_benchmark_reports_both_sides_and_their_ratio(tmp_path):
     assert table.splitlines()[2].startswith("| lenet5 | 8 |")
 
 
+@pytest.mark.slow  # both sides compile and run in their own processes: CI runs it with -m slow
 def test_time_to_accuracy_benchmark_trains_both_sides_from_a_cold_start(shared_data, tmp_path):
     pytest.importorskip("torch")
     bench = _script("bench_time_to_accuracy")

@@ -22,6 +22,8 @@ def test_there_are_notebooks_to_execute():
     assert NOTEBOOKS, "notebooks/ has no .ipynb files"
 
 
+# Each trains small models (compile-bound on 2 cores: 10-100 s each): CI runs them with -m slow.
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_executes_without_errors(path: Path, tmp_path: Path, monkeypatch):
     # The kernel inherits this environment: small runs, and temporary folders under tmp_path.

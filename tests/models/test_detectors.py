@@ -300,6 +300,7 @@ def _anchor_positives(anchors, boxes, mask, high=0.7):
     return int(((iou >= high) | best).any(axis=0).sum())
 
 
+@pytest.mark.slow  # about 20-50 s on 2 cores: CI runs it with -m slow
 def test_mask_rcnn_trains_under_jit_with_fixed_sizes_on_digit_scenes(digit_scenes):
     model = create_model("maskrcnn_resnet18_fpn")
     losses, outputs, found = _train(model, digit_scenes, steps=12, learning_rate=3e-4)
