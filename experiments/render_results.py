@@ -13,7 +13,7 @@ document shows them between markers, and nothing between the markers is written 
 
 Each section is the file's command, date, machine and versions line, then its tables and their
 notes. A section whose file does not exist says which command writes it. `results:readme` is the
-README's results table: a row per result of lenet_table, activations and transfer (each script's
+README's results table: a row per result of each script of README_SOURCES (each one's
 `readme_rows`), ours beside the paper's number. Rendering is a pure function of the results files
 (and those scripts' constants), so tests/test_experiments.py checks that the committed documents
 are what the committed files render.
@@ -22,6 +22,7 @@ are what the committed files render.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -54,14 +55,17 @@ COMMANDS = {
     "nuclei_unet": "python experiments/nuclei_unet.py",
     "detection_runs": "python experiments/detection_runs.py",
     "focal_ablation": "python experiments/focal_ablation.py",
-    "bench_detection": ".venv-bench/bin/python experiments/bench_detection.py",
+    "bench_detection": "python experiments/bench_detection.py",  # torchvision: the main venv
+    "bench_train_step_beyond_labels":
+        ".venv-bench/bin/python experiments/bench_train_step.py --models beyond_labels",
     "saliency_losses": "python experiments/saliency_losses.py",
     "motion_needs_3d": "python experiments/motion_needs_3d.py",
     "generative": "python experiments/generative.py",
 }
 # The README's results table: rows from these results files, in this order (each script has
-# `readme_rows(record or None)`). New results (segmentation, detection, ...) add their script here.
-README_SOURCES = ("lenet_table", "activations", "transfer")
+# `readme_rows(record or None)`).
+README_SOURCES = ("lenet_table", "activations", "transfer", "fcn_skips", "nuclei_unet",
+                  "detection_runs", "focal_ablation")
 DOCUMENTS = ("README.md", "docs/*.md")
 
 
@@ -113,15 +117,10 @@ def render_record(record: dict, document: Path = Path("docs/performance.md")) ->
 
 
 def readme_table(results_dir: Path) -> str:
-    import activations
-    import lenet_table
-    import transfer
-
-    scripts = {"lenet_table": lenet_table, "activations": activations, "transfer": transfer}
     rows, sources = [], []
     for name in README_SOURCES:
         record = load(name, results_dir)
-        for row in scripts[name].readme_rows(record):
+        for row in importlib.import_module(name).readme_rows(record):
             ours = f"**{row['ours']}**" if row["ours"] else f"run `{COMMANDS[name]}`"
             rows.append([row["what"], row["how"], ours, row["paper"]])
         sources.append(f"- `{name}`: " + (provenance(record) if record else missing(name)))
