@@ -48,11 +48,13 @@ def mnist_data_dir(shared_data, tmp_path_factory):
 
 
 # The fast tier, `pytest -m "not slow and not heavy"`: it leaves out the tests tests/heavy.txt
-# lists (the default suite's slower ones in a timed run; tests/heavy.py writes it) and the
-# trainer's tests, whose shared fixtures train runs that any one of their tests would pay for.
+# lists (the default suite's slower ones in a timed run; tests/heavy.py writes it) and the files
+# whose shared fixtures start 8-device subprocesses or train a run, which any one of their tests
+# would pay for.
 HEAVY = {line for line in (Path(__file__).with_name("heavy.txt")).read_text().splitlines()
          if line and not line.startswith("#")}
-HEAVY_PATHS = ("tests/training/", "tests/analysis/test_report.py")
+HEAVY_PATHS = ("tests/training/test_sharding.py", "tests/training/test_model_sharding.py",
+               "tests/training/test_multihost.py", "tests/analysis/test_report.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m pytest -q --durations=0 | .venv/bin/python tests/heavy.py [SECONDS]
 
-A test is heavy when its setup, call and teardown took more than SECONDS (default 0.5) in that
+A test is heavy when its setup, call and teardown took more than SECONDS (default 0.4) in that
 run; `pytest -m "not slow and not heavy"` then runs the rest (tests/conftest.py marks them). Tests
 added since the file was written are in the fast tier until it is written again.
 """
@@ -16,7 +16,7 @@ LINE = re.compile(r"([\d.]+)s (?:call|setup|teardown)\s+(\S+)")
 
 
 def main() -> None:
-    threshold = float(sys.argv[1]) if len(sys.argv) > 1 else 0.5
+    threshold = float(sys.argv[1]) if len(sys.argv) > 1 else 0.4
     seconds: Counter = Counter()
     for line in sys.stdin:
         match = LINE.match(line)
