@@ -32,7 +32,6 @@ border); each fixation at original pixel (x, y) goes to the pixel holding the sc
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +46,7 @@ SALICON_LAYOUT = ("SALICON/{images/{train,val}/<id>.jpg, maps/{train,val}/<id>.p
 MIT1003_LAYOUT = ("MIT1003/{ALLSTIMULI/<name>.jpeg, ALLFIXATIONMAPS/<name>_fixMap.jpg, "
                   "ALLFIXATIONMAPS/<name>_fixPts.jpg}")
 MIT1003_TEST = 103
+MIT1003_PHOTOS = 1003
 FIXATION_POINT = 127  # MIT1003's fixPts JPEGs: a fixation is brighter than this
 
 
@@ -177,9 +177,9 @@ def _mit1003_example(root: Path, photo: Path, size: tuple[int, int]) -> dict:
 
 
 def mit1003_split(count: int) -> np.ndarray:
-    """The 'test' positions among `count` sorted names: the first MIT1003_TEST of a permutation
-    seeded 0 (a tenth of the photos when there are fewer than ten times as many)."""
-    test = min(MIT1003_TEST, math.ceil(count / 10))
+    """The 'test' positions among `count` sorted names: the first of a permutation seeded 0,
+    MIT1003_TEST of the full MIT1003_PHOTOS and the same fraction (rounded up) of a smaller copy."""
+    test = min(MIT1003_TEST, -(-count * MIT1003_TEST // MIT1003_PHOTOS))
     return np.sort(np.random.default_rng(0).permutation(count)[:test])
 
 

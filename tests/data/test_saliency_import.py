@@ -142,7 +142,8 @@ def mit1003(tmp_path_factory):
 def test_mit1003_is_letterboxed_with_fixations_at_the_scaled_pixel_centres(mit1003, tmp_path):
     root, made = mit1003
     test_positions = mit1003_split(12)
-    assert len(test_positions) == 2  # a tenth, at most 103
+    assert len(test_positions) == 2  # 103 of 1,003 photos: 12 x 103 / 1,003 = 1.23, rounded up
+    assert len(mit1003_split(1003)) == 103  # the full copy: 900 train, 103 test
     assert import_local("mit1003", root, tmp_path) == {"train": 10, "test": 2}
     pipe = pipeline(tmp_path, "mit1003")
     names = sorted(made)
