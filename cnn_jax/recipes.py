@@ -108,6 +108,20 @@ def digit_scenes_segmentation(c: ml_collections.ConfigDict,
     c.data.val_size = val_size
 
 
+def digit_scenes_detection(c: ml_collections.ConfigDict, single: bool = False,
+                           val_size: int = DIGIT_SCENES_VAL_IMAGES) -> None:
+    """Detection on generated digit scenes (`digit_scenes`: 64x64 canvases of 1-4 MNIST digits
+    16-40 pixels tall, each with its tight box and instance mask), or localisation of the one
+    digit of `digit_scenes_single` when `single`; `val_size` canvases held out. Generated from
+    MNIST on first use (`cnn-jax data import mnist --from mnist.npz` first).
+
+    Sets task, data.name and data.val_size.
+    """
+    c.task = "localization" if single else "detection"
+    c.data.name = "digit_scenes_single" if single else "digit_scenes"
+    c.data.val_size = val_size
+
+
 def adam(c: ml_collections.ConfigDict, *, lr: float, weight_decay: float = 0.0,
          schedule: str = "cosine") -> None:
     """Adam (Kingma & Ba 2015) at peak rate `lr` with the `schedule`, and decoupled weight decay

@@ -23,9 +23,7 @@ from cnn_jax.config import base_config
 
 def get_config():
     c = base_config()
-    c.task = "detection"
-    c.data.name = "digit_scenes"  # 64x64, 1-4 digits 16-40 px tall
-    c.data.val_size = recipes.DIGIT_SCENES_VAL_IMAGES
+    recipes.digit_scenes_detection(c)  # 64x64, 1-4 digits 16-40 px tall
     c.model.name = "fasterrcnn_resnet18_fpn"
     c.model.kwargs.box_batch_size_per_image = 32  # RoIs sampled per image, <= 1/4 foreground
     c.num_epochs = 7

@@ -25,9 +25,7 @@ from cnn_jax.config import base_config
 
 def get_config():
     c = base_config()
-    c.task = "localization"
-    c.data.name = "digit_scenes_single"
-    c.data.val_size = recipes.DIGIT_SCENES_VAL_IMAGES
+    recipes.digit_scenes_detection(c, single=True)
     c.model.name = "localizer_resnet18"
     c.model.kwargs.box_loss = "giou"
     c.num_epochs = 12

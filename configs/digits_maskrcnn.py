@@ -19,20 +19,13 @@ rest of a training step), the mask loss added to the four others as in the paper
 Data: `cnn-jax data import mnist --from mnist.npz`; the scenes are generated on first use.
 """
 
-from cnn_jax import recipes
-from cnn_jax.config import base_config
+from pathlib import Path
+
+from cnn_jax.config import load_config
 
 
 def get_config():
-    c = base_config()
-    c.task = "detection"
-    c.data.name = "digit_scenes"  # 64x64, 1-4 digits 16-40 px tall
-    c.data.val_size = recipes.DIGIT_SCENES_VAL_IMAGES
+    c = load_config(Path(__file__).with_name("digits_fasterrcnn.py"))
     c.model.name = "maskrcnn_resnet18_fpn"
-    c.model.kwargs.box_batch_size_per_image = 32  # RoIs sampled per image, <= 1/4 foreground
     c.num_epochs = 3
-    c.batch_size = 32
-    c.eval_batch_size = 250
-    recipes.adam(c, lr=1e-3)
-    c.optimizer.warmup_epochs = 1.0
     return c

@@ -32,9 +32,7 @@ LOSSES = {"focal": (2.0, 0.25), "bce": (0.0, 0.75)}
 def get_config(arg="focal"):
     check_choice(arg, LOSSES, "variant")
     c = base_config()
-    c.task = "detection"
-    c.data.name = "digit_scenes"  # 64x64, 1-4 digits 16-40 px tall
-    c.data.val_size = recipes.DIGIT_SCENES_VAL_IMAGES
+    recipes.digit_scenes_detection(c)  # 64x64, 1-4 digits 16-40 px tall
     c.model.name = "retinanet_resnet18_fpn"
     c.model.kwargs.focal_gamma, c.model.kwargs.focal_alpha = LOSSES[arg]
     c.num_epochs = 7

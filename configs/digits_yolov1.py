@@ -28,9 +28,7 @@ from cnn_jax.config import base_config
 
 def get_config():
     c = base_config()
-    c.task = "detection"
-    c.data.name = "digit_scenes"  # 64x64, 1-4 digits 16-40 px tall
-    c.data.val_size = recipes.DIGIT_SCENES_VAL_IMAGES
+    recipes.digit_scenes_detection(c)  # 64x64, 1-4 digits 16-40 px tall
     c.data.augment.translate = 0.1
     c.data.augment.zoom = 0.1
     c.model.name = "yolov1_small"

@@ -142,6 +142,17 @@ class ResNetFPN(nn.Module):
 # --- What the pyramid detectors share ----------------------------------------------------------
 
 
+def shared_head_anchors(sizes: Sequence[Sequence[int]], aspect_ratios: Sequence[float],
+                        head: str) -> ops.AnchorGenerator:
+    """The anchor generator of a head shared by the pyramid's levels (RetinaNet's, the RPN's),
+    which needs as many anchors at every location of every level; `head` names it in the error."""
+    generator = ops.AnchorGenerator(tuple(map(tuple, sizes)), tuple(aspect_ratios))
+    if len(set(generator.num_anchors_per_location())) != 1:
+        raise ValueError(f"{head} is shared by the levels: give every level the same number of "
+                         f"anchor sizes, got {sizes}")
+    return generator
+
+
 def pad_to_multiple(images: jax.Array, divisor: int) -> jax.Array:
     """NHWC ``images`` zero-padded at the bottom and right to a multiple of ``divisor`` (the
     batching of torchvision's ``GeneralizedRCNNTransform``, ``size_divisible=32``: every stride-2

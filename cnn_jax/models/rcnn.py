@@ -299,12 +299,7 @@ class RCNN(nn.Module):
 
     @property
     def anchor_generator(self) -> ops.AnchorGenerator:
-        generator = ops.AnchorGenerator(tuple(map(tuple, self.anchor_sizes)),
-                                        tuple(self.aspect_ratios))
-        if len(set(generator.num_anchors_per_location())) != 1:
-            raise ValueError("the RPN head is shared by the levels: give every level the same "
-                             f"number of anchor sizes, got {self.anchor_sizes}")
-        return generator
+        return fpn.shared_head_anchors(self.anchor_sizes, self.aspect_ratios, "the RPN head")
 
     # --- forward --------------------------------------------------------------------------
 
