@@ -22,6 +22,10 @@ SLOW_TWINS = {
     # the ResNet-50 detectors: the same heads as their ResNet-18 digit variants, on the backbone
     # the resnet family tests
     "retinanet_resnet50_fpn", "fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn",
+    # the sweep's costliest compiles (10-40 s each on 2 cores); each family's own test file runs
+    # a forward and backward of it in the default suite
+    "densenet121", "googlenet", "fcn8s", "deeplabv3_resnet50", "fasterrcnn_resnet18_fpn",
+    "maskrcnn_resnet18_fpn",
 }
 
 

@@ -327,6 +327,7 @@ def test_mask_rcnn_trains_under_jit_with_fixed_sizes_on_digit_scenes(digit_scene
         assert not np.asarray(found["masks"][i, count:]).any()
 
 
+@pytest.mark.slow  # about 10-30 s on 2 cores: CI runs it with -m slow
 def test_retinanet_trains_under_jit_on_digit_scenes(digit_scenes):
     model = create_model("retinanet_resnet18_fpn")
     # Focal loss starts flat (the 0.01 prior makes every anchor a confident negative): at 3e-4
