@@ -163,9 +163,10 @@ def _pair(boxes, scores, labels, theirs, score_tol, box_tol):
     their_boxes, their_scores, their_labels = theirs
     assert len(boxes) == len(their_boxes) > 0, (len(boxes), len(their_boxes))
     free, order = np.ones(len(their_boxes), bool), []
-    for box, score, label in zip(boxes, scores, labels, strict=True):
+    box_tols = np.broadcast_to(np.asarray(box_tol, np.float64), (len(boxes),))
+    for box, score, label, tol in zip(boxes, scores, labels, box_tols, strict=True):
         same = (free & (their_labels == label) & (np.abs(their_scores - score) <= score_tol)
-                & (np.abs(their_boxes - box).max(axis=1) <= box_tol))
+                & (np.abs(their_boxes - box).max(axis=1) <= tol))
         assert same.any(), f"no torchvision detection equals {label} {score} {box}"
         order.append(int(np.argmax(same)))
         free[order[-1]] = False
@@ -288,18 +289,22 @@ def check_parity(torch, name, size, seed=0):
     if not rcnn:
         # End to end: the two programs' detections, to the network's tolerance (module docstring).
         count, e2e = int(outputs["count"][0]), theirs["end_to_end"]
-        _pair(np.asarray(outputs["boxes"][0, :count]), np.asarray(outputs["scores"][0, :count]),
+        boxes = np.asarray(outputs["boxes"][0, :count])
+        # A box decoded wholly outside the image is clipped to zero width or height; there the
+        # decoded side (anchor x exp(dw), up to thousands of pixels) multiplies the deltas'
+        # rounding, and whether its far edge crosses the border is decided by that rounding:
+        # such boxes are paired by label and score only.
+        outside = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+        box_tol = TOL * float(np.abs(outputs["bbox_regression"]).max()) * max(size)
+        _pair(boxes, np.asarray(outputs["scores"][0, :count]),
               np.asarray(outputs["classes"][0, :count]),
               _numpy(e2e["boxes"], e2e["scores"], e2e["labels"]),
               TOL * float(np.abs(outputs["cls_logits"]).max()),
-              TOL * float(np.abs(outputs["bbox_regression"]).max()) * max(size))
+              np.where(outside, np.inf, box_tol))
     return outputs
 
 
-# Mask R-CNN's parity covers Faster R-CNN's backbone, RPN and box head too: the Faster R-CNN
-# model alone runs in the slow tier.
-@pytest.mark.parametrize("name", ["retinanet_resnet18_fpn",
-                                  pytest.param("fasterrcnn_resnet18_fpn", marks=pytest.mark.slow),
+@pytest.mark.parametrize("name", ["retinanet_resnet18_fpn", "fasterrcnn_resnet18_fpn",
                                   "maskrcnn_resnet18_fpn"])
 def test_digit_detectors_equal_their_torchvision_assembly(torch, name):
     check_parity(torch, name, (64, 96))
