@@ -25,6 +25,12 @@ ML-Net (the authors' code, ``marcellacornia/mlnet``, gives the details the paper
   weight ``1 / (6 * 8)``: an optimizer's weight decay on ``prior``.)
 * The map, at 1/8 of the input, is resized bilinearly to the input's size. The reference's last
   ReLUs (after the 1x1 convolution and after the prior) are left out: the output is logits.
+* Departure for training from scratch: the 1x1 convolution that gives the logits starts as
+  RetinaNet's classifier (Lin et al. 2017, §4.1), weights normal with standard deviation 0.01 and
+  bias ``-log((1 - pi) / pi)``, ``pi = prior_probability`` (0.01): every pixel's sigmoid starts near
+  the small mean of a sparse saliency map. (From Glorot's initialisation the logits start with a
+  spread of a few units; on the generated scenes Adam's first steps then drove them into the
+  sigmoid's flat tails, where the pixel losses have no gradient, and training stopped.)
 
 Parameters (``width=1``): VGG16's convolutions 14,714,688, ``encoding_conv`` 1280 * 9 * 64 + 64 =
 737,344, ``saliency_conv`` 65, ``prior`` 48; in all 15,452,145. ``width`` multiplies every channel
@@ -42,6 +48,7 @@ size. With the default decoder (256, 128, 64): ``saliency_resnet18`` 13,929,985 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -67,6 +74,16 @@ def one_map(model: str, num_classes: int) -> None:
                          f"got {num_classes}")
 
 
+def saliency_logits(y: jax.Array, prior_probability: float, dtype: Any, conv_impl: str) -> jax.Array:
+    """``(N, h, w, C)`` features to ``(N, h, w)`` logits by a 1x1 convolution, ``saliency_conv``,
+    started as RetinaNet's classifier (module docstring). Call it inside a compact module."""
+    prior = -math.log((1 - prior_probability) / prior_probability)
+    conv = layers.Conv(1, 1, padding=0, kernel_init=layers.get_initializer("normal", stddev=0.01),
+                       bias_init=layers.get_initializer("constant", value=prior), dtype=dtype,
+                       conv_impl=conv_impl, name="saliency_conv")
+    return conv(y)[..., 0]
+
+
 class MLNet(nn.Module):
     """ML-Net: multi-level VGG16 features, an encoding network and a learned prior.
 
@@ -77,6 +94,7 @@ class MLNet(nn.Module):
       dropout_rate: on the concatenated features (0.5).
       kernel_init: VGG's convolutions; the encoding convolutions use Glorot normal, as the
         reference.
+      prior_probability: the sigmoid's starting value at every pixel (0.01; module docstring).
       conv_impl: how the convolutions run, ``'auto'`` | ``'xla'`` | ``'onednn'``
         (:mod:`cnn_jax.layers.conv`).
     Returns saliency logits ``(N, H, W)``.
@@ -87,6 +105,7 @@ class MLNet(nn.Module):
     prior_shape: Sequence[int] = (6, 8)
     dropout_rate: float = 0.5
     kernel_init: str | Callable = "he_normal"
+    prior_probability: float = 0.01
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
 
@@ -109,7 +128,7 @@ class MLNet(nn.Module):
         y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
         y = self._conv(scaled(self.encoding_features, self.width), 3, "glorot_normal",
                        "encoding_conv")(y)
-        logits = self._conv(1, 1, "glorot_normal", "saliency_conv")(nn.relu(y))[..., 0]
+        logits = saliency_logits(nn.relu(y), self.prior_probability, self.dtype, self.conv_impl)
         log_prior = self.param("prior", layers.get_initializer("zeros"), tuple(self.prior_shape))
         log_prior = layers.resize_bilinear(log_prior[None, :, :, None], logits.shape[1:3])
         logits = logits + jnp.asarray(log_prior[..., 0], logits.dtype)
@@ -123,11 +142,13 @@ class SaliencyHead(nn.Module):
     Fields:
       backbone: a registered model accepting ``features_only=True`` (the ResNets).
       decoder_widths: output channels of the transposed convolutions (each upsamples by 2).
+      prior_probability: the sigmoid's starting value at every pixel (0.01; module docstring).
       conv_impl: how every convolution runs, the backbone's too.
     """
 
     backbone: str = "resnet18"
     decoder_widths: Sequence[int] = (256, 128, 64)
+    prior_probability: float = 0.01
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
 
@@ -145,9 +166,8 @@ class SaliencyHead(nn.Module):
                                      conv_impl=self.conv_impl, name=f"decoder{i + 1}")(y)
             y = layers.BatchNorm(dtype=self.dtype, name=f"decoder{i + 1}_bn")(y, train=train)
             y = nn.relu(y)
-        y = layers.Conv(1, 1, padding=0, dtype=self.dtype, conv_impl=self.conv_impl,
-                        name="saliency_conv")(y)
-        return layers.resize_bilinear(y, size)[..., 0]
+        y = saliency_logits(y, self.prior_probability, self.dtype, self.conv_impl)
+        return layers.resize_bilinear(y[..., None], size)[..., 0]
 
 
 _SALIENCY = dict(num_classes=1, task="saliency", test_input_shape=(32, 32, 3))

@@ -110,3 +110,18 @@ def test_saliency_models_predict_one_map():
         assert get_model_spec(name).task == "saliency" and get_model_spec(name).num_classes == 1
         with pytest.raises(ValueError, match="one saliency map: num_classes must be 1"):
             create_model(name, num_classes=2)
+
+
+@pytest.mark.parametrize("name,kwargs", [("mlnet", {"width": 0.25, "prior_shape": (4, 4)}),
+                                         ("saliency_resnet18", {})])
+def test_saliency_map_starts_at_the_prior_probability(name, kwargs):
+    # The logits' 1x1 convolution starts as RetinaNet's classifier: weights of std 0.01 and the bias
+    # logit(pi), so every pixel's sigmoid starts near pi whatever the image.
+    model = create_model(name, **kwargs)
+    x = jax.random.normal(jax.random.key(0), (2, 64, 64, 3))
+    variables = model.init(jax.random.key(1), x)
+    bias = variables["params"]["saliency_conv"]["bias"]
+    np.testing.assert_allclose(bias, np.log(0.01 / 0.99), rtol=1e-6)
+    probabilities = jax.nn.sigmoid(model.apply(variables, x))
+    assert probabilities.shape == (2, 64, 64)
+    assert float(jnp.max(jnp.abs(probabilities - 0.01))) < 0.005
