@@ -60,6 +60,7 @@ COMMANDS = {
         ".venv-bench/bin/python experiments/bench_train_step.py --models beyond_labels",
     "saliency_losses": "python experiments/saliency_losses.py",
     "motion_needs_3d": "python experiments/motion_needs_3d.py",
+    "seq_mnist_tcn": "python experiments/seq_mnist_tcn.py",
     "generative": "python experiments/generative.py",
 }
 # The README's results table: rows from these results files, in this order (each script has

@@ -211,3 +211,18 @@ def test_generative_smoke_gives_the_vae_elbo_and_three_frechet_distances(small_d
         "real: held-out training images", "VAE samples", "DCGAN samples"]
     assert table["rows"][1][3] == f"{r['vae_test_negative_elbo']:.2f}"
     assert "not the Inception FID" in table["notes"][0]
+
+
+@pytest.mark.slow  # about a minute on 2 cores: CI runs it with -m slow
+def test_seq_mnist_tcn_smoke_gives_both_variants_beside_the_paper(small_data_dir, tmp_path):
+    payload, table = _smoke("seq_mnist_tcn", small_data_dir, tmp_path)
+    assert payload["epochs"] == 1 and payload["paper"] == {"seq": 99.0, "permuted": 97.2}
+    assert set(payload["accuracies"]) == {"seq", "permuted"}
+    assert all(0.0 <= a <= 1.0 for a in payload["accuracies"].values())
+    assert [row[1] for row in table["rows"]] == ["`configs/seq_mnist_tcn.py:seq`",
+                                                 "`configs/seq_mnist_tcn.py:permuted`"]
+    assert [row[2] for row in table["rows"]] == ["1 of 20", "1 of 20"]
+    assert any("Shortened schedule: 1 of the paper's 20 epochs" in n for n in table["notes"])
+    for variant, summary in payload["runs"].items():
+        assert summary["command"].startswith(f"cnn-jax train --config configs/seq_mnist_tcn.py:{variant}")
+        assert "--config.num_epochs=1" in summary["command"]
