@@ -261,41 +261,94 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool = Fals
     return float(np.sum(np.diff(recall, prepend=0.0) * envelope))
 
 
-def _box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one xyxy box with each of (n, 4) boxes, with continuous areas."""
-    width = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    height = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+def _pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of each of (m, 4) xyxy boxes with each of (k, 4), (m, k), with continuous areas."""
+    width = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]),
+                    0, None)
+    height = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]),
+                     0, None)
     inter = width * height
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (
-        boxes[:, 3] - boxes[:, 1]) - inter
+    union = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]))[:, None] + (
+        (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))[None, :] - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
-def _class_ap(truth: list, detections: list, iou_threshold: float, use_07_metric: bool) -> float:
-    """AP of one class: `truth` per image (boxes, difficult), `detections` (image, score, box)."""
-    positives = sum(int(np.sum(~difficult)) for _, difficult in truth)
-    if positives == 0:
-        return -1.0
-    taken = [np.zeros(len(boxes), bool) for boxes, _ in truth]
-    order = np.argsort([-score for _, score, _ in detections], kind="stable")
-    tp, fp = np.zeros(len(order)), np.zeros(len(order))
-    for rank, d in enumerate(order):
-        image, _, box = detections[d]
-        boxes, difficult = truth[image]
-        overlaps = _box_iou(box, boxes) if len(boxes) else np.zeros(0)
-        if not overlaps.size or overlaps.max() < iou_threshold:
-            fp[rank] = 1
-            continue
-        best = int(np.argmax(overlaps))
-        if difficult[best]:
-            continue  # neither a true nor a false positive
-        if taken[image][best]:
-            fp[rank] = 1  # a duplicate detection of a ground truth already found
-        else:
-            tp[rank], taken[image][best] = 1, True
-    tp, fp = np.cumsum(tp), np.cumsum(fp)
-    precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
-    return voc_ap(tp / positives, precision, use_07_metric)
+def _voc_inputs(targets: Sequence[dict], predictions: Sequence[dict], difficult) -> dict:
+    """Every detection over all images, in input order (image by image), with the ground truth of
+    its class and image it overlaps most: image, index (row in its image's prediction), label,
+    score, overlap (-1 where its image has no ground truth of its class), truth (the index of
+    that ground truth over all images; -1 where none) and whether it is difficult; and
+    `positives`, per class, the number of non-difficult ground truths."""
+    if len(targets) != len(predictions):
+        raise ValueError(f"{len(targets)} targets but {len(predictions)} predictions: give one "
+                         "target and one prediction dict per image")
+    if difficult is not None and len(difficult) != len(targets):
+        raise ValueError(f"difficult has {len(difficult)} entries for {len(targets)} images: give "
+                         "one boolean array per image")
+    _check(targets, "target", ("boxes", "labels"))
+    _check(predictions, "prediction", ("boxes", "labels", "scores"))
+    columns = {key: [] for key in ("image", "index", "label", "score", "overlap", "truth")}
+    truth_labels, truth_hard, offset = [], [], 0
+    for image, (target, prediction) in enumerate(zip(targets, predictions, strict=True)):
+        labels = np.asarray(target["labels"]).reshape(-1).astype(np.int64)
+        boxes = np.asarray(target["boxes"], dtype=np.float64).reshape(-1, 4)
+        hard = np.zeros(len(labels), bool) if difficult is None else np.asarray(difficult[image])
+        truth_labels.append(labels)
+        truth_hard.append(hard.astype(bool).reshape(len(labels)))
+        found = np.asarray(prediction["labels"]).reshape(-1).astype(np.int64)
+        overlaps = _pairwise_iou(np.asarray(prediction["boxes"], dtype=np.float64).reshape(-1, 4),
+                                 boxes)
+        overlaps = np.where(found[:, None] == labels[None, :], overlaps, -1.0)
+        best = np.argmax(overlaps, axis=1) if len(labels) else np.zeros(len(found), np.int64)
+        columns["image"].append(np.full(len(found), image, np.int64))
+        columns["index"].append(np.arange(len(found), dtype=np.int64))
+        columns["label"].append(found)
+        columns["score"].append(np.asarray(prediction["scores"], dtype=np.float64).reshape(-1))
+        columns["overlap"].append(np.take_along_axis(overlaps, best[:, None], axis=1)[:, 0]
+                                  if len(labels) else np.full(len(found), -1.0))
+        columns["truth"].append(np.where(columns["overlap"][-1] >= 0, best + offset, -1))
+        offset += len(labels)
+    joined = {key: np.concatenate(values) if values else np.zeros(0, np.int64)
+              for key, values in columns.items()}
+    labels = np.concatenate(truth_labels) if truth_labels else np.zeros(0, np.int64)
+    hard = np.concatenate(truth_hard) if truth_hard else np.zeros(0, bool)
+    # truth -1 (no ground truth of its class) reads the appended False
+    joined["difficult"] = (joined["truth"] >= 0) & np.append(hard, False)[joined["truth"]]
+    classes = sorted(set(labels.tolist()) | set(joined["label"].astype(np.int64).tolist()))
+    joined["positives"] = {c: int(np.sum((labels == c) & ~hard)) for c in classes}
+    return joined
+
+
+def voc_pr_curve(targets: Sequence[dict], predictions: Sequence[dict], label: int,
+                 iou_threshold: float = 0.5, difficult: Sequence | None = None) -> dict:
+    """The precision-recall curve of one class, as `voc_evaluate` computes it (its docstring
+    defines the matching): the class's detections ranked by descending score (ties in input
+    order), and after each one the precision and recall so far.
+
+    Returns {"image": (d,), "index": (d,) (the detection's row in its image's prediction),
+    "score": (d,), "tp": (d,) bool, "fp": (d,) bool (neither for a detection assigned to a
+    difficult ground truth), "precision": (d,), "recall": (d,), "positives": the class's
+    non-difficult ground truths}; `voc_ap(recall, precision)` of it is the class's AP.
+    """
+    return _curve(_voc_inputs(targets, predictions, difficult), label, iou_threshold)
+
+
+def _curve(joined: dict, label: int, iou_threshold: float) -> dict:
+    """`voc_pr_curve` of one class from `_voc_inputs`."""
+    mine = np.flatnonzero(joined["label"] == label)
+    ranked = mine[np.argsort(-joined["score"][mine], kind="stable")]
+    hit = joined["overlap"][ranked] >= iou_threshold
+    counted = hit & ~joined["difficult"][ranked]  # a detection of a difficult one is neither
+    tp = np.zeros(len(ranked), bool)  # the first counted detection of each ground truth, by rank
+    _, first = np.unique(joined["truth"][ranked][counted], return_index=True)
+    tp[np.flatnonzero(counted)[first]] = True
+    fp = ~hit | (counted & ~tp)  # a miss, or a duplicate of a ground truth already found
+    positives = joined["positives"].get(label, 0)
+    tps, fps = np.cumsum(tp), np.cumsum(fp)
+    return {"image": joined["image"][ranked], "index": joined["index"][ranked],
+            "score": joined["score"][ranked], "tp": tp, "fp": fp,
+            "precision": tps / np.maximum(tps + fps, np.finfo(np.float64).eps),
+            "recall": tps / max(positives, 1), "positives": positives}
 
 
 def voc_evaluate(targets: Sequence[dict], predictions: Sequence[dict], iou_threshold: float = 0.5,
@@ -318,35 +371,13 @@ def voc_evaluate(targets: Sequence[dict], predictions: Sequence[dict], iou_thres
     labels seen in targets or predictions; a class without non-difficult ground truth has AP -1
     and is left out of the mean (mAP -1 when no class has any).
     """
-    if len(targets) != len(predictions):
-        raise ValueError(f"{len(targets)} targets but {len(predictions)} predictions: give one "
-                         "target and one prediction dict per image")
-    if difficult is not None and len(difficult) != len(targets):
-        raise ValueError(f"difficult has {len(difficult)} entries for {len(targets)} images: give "
-                         "one boolean array per image")
-    _check(targets, "target", ("boxes", "labels"))
-    _check(predictions, "prediction", ("boxes", "labels", "scores"))
-    truth_labels, truth_boxes, truth_difficult = [], [], []
-    for index, target in enumerate(targets):
-        labels = np.asarray(target["labels"]).reshape(-1).astype(np.int64)
-        truth_labels.append(labels)
-        truth_boxes.append(np.asarray(target["boxes"], dtype=np.float64).reshape(-1, 4))
-        hard = np.zeros(len(labels), bool) if difficult is None else np.asarray(difficult[index])
-        truth_difficult.append(hard.astype(bool).reshape(len(labels)))
-    classes = set(np.concatenate(truth_labels or [np.zeros(0, np.int64)]).tolist())
-    for prediction in predictions:
-        classes.update(np.asarray(prediction["labels"]).reshape(-1).astype(np.int64).tolist())
-
+    joined = _voc_inputs(targets, predictions, difficult)
     per_class = {}
-    for c in sorted(classes):
-        truth = [(boxes[labels == c], hard[labels == c]) for boxes, labels, hard
-                 in zip(truth_boxes, truth_labels, truth_difficult, strict=True)]
-        detections = []
-        for image, prediction in enumerate(predictions):
-            labels = np.asarray(prediction["labels"]).reshape(-1)
-            scores = np.asarray(prediction["scores"], dtype=np.float64).reshape(-1)
-            boxes = np.asarray(prediction["boxes"], dtype=np.float64).reshape(-1, 4)
-            detections += [(image, scores[j], boxes[j]) for j in np.flatnonzero(labels == c)]
-        per_class[c] = _class_ap(truth, detections, iou_threshold, use_07_metric)
+    for c, positives in joined["positives"].items():
+        if positives == 0:
+            per_class[c] = -1.0
+            continue
+        curve = _curve(joined, c, iou_threshold)
+        per_class[c] = voc_ap(curve["recall"], curve["precision"], use_07_metric)
     defined = [ap for ap in per_class.values() if ap > -1]
     return {"mAP": float(np.mean(defined)) if defined else -1.0, "AP_per_class": per_class}

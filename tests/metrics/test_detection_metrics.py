@@ -10,7 +10,7 @@ from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from cnn_jax.metrics.detection import coco_evaluate, from_padded, voc_ap, voc_evaluate
+from cnn_jax.metrics.detection import coco_evaluate, from_padded, voc_ap, voc_evaluate, voc_pr_curve
 
 KEYS = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
         "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large"]
@@ -329,3 +329,93 @@ def test_voc_iou_uses_continuous_areas_without_the_devkits_plus_one():
               "labels": np.array([0])}]
     assert voc_evaluate(truth, below)["mAP"] == 0.0
     assert voc_evaluate(truth, below, iou_threshold=0.48)["mAP"] == 1.0
+
+
+def devkit_class_ap(targets, predictions, label, iou_threshold, difficult, use_07_metric):
+    """The VOC devkit's matching (VOCevaldet.m), one detection at a time, as the reference: ranked
+    by descending score (ties in input order), each is assigned to the ground truth of its class
+    and image it overlaps most; a true positive at IoU >= threshold if that one is not yet taken
+    (difficult ones neither), else a false positive."""
+    detections = [(i, float(p["scores"][j]), np.asarray(p["boxes"][j], float))
+                  for i, p in enumerate(predictions) for j in range(len(p["labels"]))
+                  if p["labels"][j] == label]
+    order = sorted(range(len(detections)), key=lambda d: -detections[d][1])
+    own = [(np.asarray(t["boxes"], float)[t["labels"] == label], d[t["labels"] == label])
+           for t, d in zip(targets, difficult, strict=True)]
+    positives = sum(int(np.sum(~hard)) for _, hard in own)
+    taken = [np.zeros(len(boxes), bool) for boxes, _ in own]
+    tp, fp = [], []
+    for d in order:
+        image, _, box = detections[d]
+        boxes, hard = own[image]
+        best, overlap = -1, -np.inf
+        for k, b in enumerate(boxes):
+            iw = min(box[2], b[2]) - max(box[0], b[0])
+            ih = min(box[3], b[3]) - max(box[1], b[1])
+            inter = max(iw, 0.0) * max(ih, 0.0)
+            union = (box[2] - box[0]) * (box[3] - box[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+            iou = inter / union if union > 0 else 0.0
+            if iou > overlap:
+                best, overlap = k, iou
+        if overlap >= iou_threshold:
+            if hard[best]:
+                tp.append(0), fp.append(0)
+            elif not taken[image][best]:
+                taken[image][best] = True
+                tp.append(1), fp.append(0)
+            else:
+                tp.append(0), fp.append(1)
+        else:
+            tp.append(0), fp.append(1)
+    if positives == 0:
+        return -1.0
+    tp, fp = np.cumsum(tp), np.cumsum(fp)
+    return voc_ap(tp / positives, tp / np.maximum(tp + fp, np.finfo(float).eps), use_07_metric)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_voc_evaluate_equals_the_devkits_one_at_a_time_matching_on_random_scenes(seed):
+    # Jittered copies of the ground truth (often twice: duplicates), false alarms, tied scores,
+    # difficult boxes, images without ground truth or without detections.
+    rng = np.random.default_rng(seed)
+    targets, predictions, difficult = [], [], []
+    for _ in range(40):
+        n = int(rng.integers(0, 5))
+        xy = rng.uniform(0, 80, (n, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(5, 30, (n, 2))], axis=1)
+        labels = rng.integers(0, 4, n)
+        targets.append({"boxes": boxes, "labels": labels})
+        difficult.append(rng.random(n) < 0.15)
+        copies = np.repeat(np.arange(n), rng.integers(0, 3, n))
+        found = boxes[copies] + rng.normal(0, 4, (len(copies), 4))
+        alarms = int(rng.integers(0, 3))
+        xy = rng.uniform(0, 80, (alarms, 2))
+        found = np.concatenate([found, np.concatenate([xy, xy + 15], axis=1)]).reshape(-1, 4)
+        predictions.append({"boxes": found,
+                            "labels": np.concatenate([labels[copies], rng.integers(0, 4, alarms)]),
+                            "scores": rng.integers(0, 6, len(found)) / 5.0})  # many ties
+    for use_07 in (False, True):
+        for threshold in (0.3, 0.5, 0.7):
+            result = voc_evaluate(targets, predictions, threshold, use_07, difficult)
+            for label in range(4):
+                expected = devkit_class_ap(targets, predictions, label, threshold, difficult, use_07)
+                assert result["AP_per_class"][label] == pytest.approx(expected, abs=1e-12)
+    curve = voc_pr_curve(targets, predictions, 2, 0.5, difficult)
+    assert voc_ap(curve["recall"], curve["precision"]) == pytest.approx(
+        voc_evaluate(targets, predictions, difficult=difficult)["AP_per_class"][2], abs=1e-12)
+    rows = [(i, j) for i, p in enumerate(predictions) for j in np.flatnonzero(p["labels"] == 2)]
+    assert sorted(zip(curve["image"].tolist(), curve["index"].tolist(), strict=True)) == rows
+    scores = [predictions[i]["scores"][j] for i, j in zip(curve["image"], curve["index"], strict=True)]
+    np.testing.assert_array_equal(curve["score"], scores)
+    assert np.all(np.diff(curve["score"]) <= 0)
+
+
+def test_voc_pr_curve_marks_true_false_and_neither_on_the_worked_case():
+    targets, predictions, difficult = voc_case()
+    curve = voc_pr_curve(targets, predictions, 1, difficult=difficult)
+    # 0.95 on a2 (difficult: neither), 0.9 TP, 0.88 duplicate FP, 0.85 TP, 0.75 FP.
+    assert curve["tp"].tolist() == [False, True, False, True, False]
+    assert curve["fp"].tolist() == [False, False, True, False, True]
+    assert curve["positives"] == 2
+    np.testing.assert_allclose(curve["recall"], [0, 0.5, 0.5, 1, 1])
+    np.testing.assert_allclose(curve["precision"], [0, 1, 1 / 2, 2 / 3, 1 / 2])
