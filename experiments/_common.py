@@ -12,6 +12,8 @@ common:
   * `Run` / `train_run`: one config trained in its own workdir, timed, with the equivalent
     `cnn-jax train` command line so that any row of a table can be rerun by hand;
   * `read_metrics`, `markdown_table`, `write_json`;
+  * `Variant` / `alternate`: the benchmarks' sides, each built in its own process and timed in
+    turn (bench_train_step, bench_detection);
   * the results file every script of experiments/ writes (`results_header`, `results_record`,
     `save_results`): experiments/results/<name>.json by default, or --out, never for --smoke
     unless --out is given. It holds the command line, the UTC date, the machine (CPU model, cores,
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -336,3 +339,69 @@ def save_results(record: dict, out: str | Path | None = None) -> Path | None:
     if path is not None:
         write_json(path, record)
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# Benchmarks: each side in its own process, timed in alternation
+# --------------------------------------------------------------------------------------------
+def _serve(conn, build, kwargs: dict) -> None:
+    """A variant's process: builds `build(**kwargs)`, then answers ("run", steps) with the seconds
+    and (method, *args) with the runner's method's result; ("stop",) ends it."""
+    try:
+        start = time.perf_counter()
+        runner = build(**kwargs)
+        conn.send(("ready", time.perf_counter() - start))
+        while True:
+            method, *args = conn.recv()
+            if method == "stop":
+                return
+            conn.send(("done", getattr(runner, method)(*args)))
+    except BaseException as e:  # reported by the parent, which stops the benchmark
+        conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-4)}"))
+
+
+class Variant:
+    """A runner built by the module-level function `build(**kwargs)` in a child process (so
+    neither side's libraries, thread pools or allocator state touch the other's), timed one at
+    a time by `alternate`: `run(steps)` returns its seconds, `call(method, *args)` any of its
+    methods' results."""
+
+    def __init__(self, build, **kwargs):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, build, kwargs), daemon=True)
+        self.process.start()
+        self.setup_s = self._reply("ready")
+
+    def _reply(self, expected: str):
+        tag, value = self.conn.recv()
+        if tag != expected:
+            raise RuntimeError(f"benchmark worker failed: {value}")
+        return value
+
+    def run(self, steps: int) -> float:
+        return self.call("run", steps)
+
+    def call(self, method: str, *args):
+        self.conn.send((method, *args))
+        return self._reply("done")
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.conn.send(("stop",))
+        self.process.join(timeout=60)
+
+
+def alternate(runners: dict, steps: int, warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Warm each runner up, then time `repeats` rounds of `steps` steps, the order rotating each round."""
+    for runner in runners.values():
+        runner.run(warmup)
+    times = {name: [] for name in runners}
+    names = list(runners)
+    for r in range(repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            times[name].append(runners[name].run(steps))
+    return times

@@ -43,13 +43,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402  (the script's own folder first, then the shared helpers)
+    Variant,
+    alternate,
     make_table,
     markdown_table,
     results_header,
     results_record,
     save_results,
 )
-from bench_train_step import Variant, alternate  # noqa: E402
 
 TITLE = "Detection on the CPU: jitted NMS against torchvision.ops.nms, and COCO evaluation"
 IOU_THRESHOLD = 0.5

@@ -55,7 +55,6 @@ import platform
 import statistics
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import NamedTuple
 
@@ -64,7 +63,14 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import make_table, results_header, results_record, save_results  # noqa: E402
+from _common import (  # noqa: E402
+    Variant,
+    alternate,
+    make_table,
+    results_header,
+    results_record,
+    save_results,
+)
 
 
 class BenchModel(NamedTuple):
@@ -297,19 +303,6 @@ class TorchTrainStep:
 # --------------------------------------------------------------------------------------------
 # A/B
 # --------------------------------------------------------------------------------------------
-def alternate(runners: dict, steps: int, warmup: int, repeats: int) -> dict[str, list[float]]:
-    """Warm each runner up, then time `repeats` rounds of `steps` steps, the order rotating each round."""
-    for runner in runners.values():
-        runner.run(warmup)
-    times = {name: [] for name in runners}
-    names = list(runners)
-    for r in range(repeats):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for name in order:
-            times[name].append(runners[name].run(steps))
-    return times
-
-
 def build_train_step(kind: str, model: str, shape: tuple[int, ...], batch: int, pool: int, chunk: int,
                      threads: int, depthwise_impl: str, conv_impl: str):
     """One side of the train-step race, built inside its own process (`Variant`)."""
@@ -322,56 +315,6 @@ def build_train_step(kind: str, model: str, shape: tuple[int, ...], batch: int, 
         torch.set_num_threads(threads)
         return TorchTrainStep(model, batches)
     return JaxTrainStep(model, batches, chunk=chunk, conv_impl=conv_impl)
-
-
-def _serve(conn, build, kwargs: dict) -> None:
-    """A variant's process: builds `build(**kwargs)`, then answers ("run", steps) with the seconds
-    and (method, *args) with the runner's method's result; ("stop",) ends it."""
-    try:
-        start = time.perf_counter()
-        runner = build(**kwargs)
-        conn.send(("ready", time.perf_counter() - start))
-        while True:
-            method, *args = conn.recv()
-            if method == "stop":
-                return
-            conn.send(("done", getattr(runner, method)(*args)))
-    except BaseException as e:  # reported by the parent, which stops the benchmark
-        conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-4)}"))
-
-
-class Variant:
-    """A runner built by the module-level function `build(**kwargs)` in a child process (so
-    neither side's libraries, thread pools or allocator state touch the other's), timed one at
-    a time by `alternate`: `run(steps)` returns its seconds, `call(method, *args)` any of its
-    methods' results."""
-
-    def __init__(self, build, **kwargs):
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, build, kwargs), daemon=True)
-        self.process.start()
-        self.setup_s = self._reply("ready")
-
-    def _reply(self, expected: str):
-        tag, value = self.conn.recv()
-        if tag != expected:
-            raise RuntimeError(f"benchmark worker failed: {value}")
-        return value
-
-    def run(self, steps: int) -> float:
-        return self.call("run", steps)
-
-    def call(self, method: str, *args):
-        self.conn.send((method, *args))
-        return self._reply("done")
-
-    def close(self) -> None:
-        if self.process.is_alive():
-            self.conn.send(("stop",))
-        self.process.join(timeout=60)
 
 
 def bench_model(model: str, *, batch: int, steps: int, warmup: int, repeats: int, chunk: int,
