@@ -66,7 +66,7 @@ COMMANDS = {
 # The README's results table: rows from these results files, in this order (each script has
 # `readme_rows(record or None)`).
 README_SOURCES = ("lenet_table", "activations", "transfer", "fcn_skips", "nuclei_unet",
-                  "detection_runs", "focal_ablation")
+                  "detection_runs", "focal_ablation", "seq_mnist_tcn")
 DOCUMENTS = ("README.md", "docs/*.md")
 
 

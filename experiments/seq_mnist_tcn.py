@@ -96,5 +96,20 @@ def main(argv=None) -> dict:
     return record
 
 
+def readme_rows(record: dict | None) -> list[dict]:
+    """The README's results rows: each variant's test accuracy and epochs, beside Table 1."""
+    rows = []
+    for variant in PAPER:
+        ours = None
+        if record and not record.get("smoke") and variant in record.get("accuracies", {}):
+            epochs = record["epochs"]
+            schedule = f"{epochs} of {FULL_EPOCHS} epochs" if epochs != FULL_EPOCHS else "full schedule"
+            ours = f"{100 * record['accuracies'][variant]:.2f}% ({schedule})"
+        rows.append({"what": f"TCN, {LABELS[variant]}, test accuracy",
+                     "how": f"`experiments/seq_mnist_tcn.py` (`{CONFIG}:{variant}`)", "ours": ours,
+                     "paper": f"{PAPER[variant]}% (Bai et al. 2018, Table 1)"})
+    return rows
+
+
 if __name__ == "__main__":
     main()
