@@ -10,11 +10,11 @@ and the output-size formula: :mod:`cnn_jax.layers.conv_geometry`.
 
 Implementation: every layer here has a field ``conv_impl`` (``'auto'`` | ``'xla'`` | ``'onednn'``),
 which models thread to their convolutions like ``dtype``. With ``'auto'`` (the default) or
-``'onednn'``, 1-D and 2-D float32 zero-padded convolutions (and transposed ones, as the
+``'onednn'``, 1-D, 2-D and 3-D float32 zero-padded convolutions (and transposed ones, as the
 backward-data pass of the convolution they are the adjoint of) bind the oneDNN primitives
 (:mod:`cnn_jax.backends.onednn`: on one CPU device oneDNN computes them, elsewhere XLA's
 convolution, decided per compiled program); ``'xla'`` binds XLA's convolution directly.
-bfloat16/float64, 3-D and circular padding always use XLA's. Depthwise convolutions follow
+bfloat16/float64 and circular padding always use XLA's. Depthwise convolutions follow
 ``depthwise_impl`` (:mod:`cnn_jax.layers.depthwise`): ``'xla'`` and ``'shifted'`` bypass oneDNN.
 Every choice creates the same parameters, so checkpoints move between them.
 """
@@ -138,7 +138,7 @@ def _direct_layer(
 def _conv_layer(
     module: nn.Module, x: jax.Array, *, groups: int, depthwise_impl: str, conv_impl: str, **kwargs
 ) -> jax.Array:
-    """A 1-D/2-D float32 convolution by the oneDNN primitives when ``conv_impl`` chooses them
+    """A 1-D/2-D/3-D float32 convolution by the oneDNN primitives when ``conv_impl`` chooses them
     (depthwise ones too, unless ``depthwise_impl`` forces 'xla' or 'shifted'), any other depthwise
     one by :func:`depthwise_conv`, the rest by ``nn.Conv``."""
     padding = kwargs["padding"]
@@ -375,11 +375,11 @@ class ConvTranspose(nn.Module):
     ``ConvTranspose2d.weight`` of shape ``(C_in, C_out / groups, kH, kW)`` converts with
     ``w.transpose(2, 3, 0, 1)`` — no flip; the flip a transposed convolution needs is done here.
 
-    ``conv_impl`` as for :class:`Conv`: with 'auto' or 'onednn' a 1-D/2-D float32 transposed
+    ``conv_impl`` as for :class:`Conv`: with 'auto' or 'onednn' a 1-D/2-D/3-D float32 transposed
     convolution binds oneDNN's backward-data pass of the convolution it is the adjoint of
     (:func:`cnn_jax.backends.onednn.conv_transpose`; XLA:CPU runs transposed convolutions as
-    convolutions of a zero-interleaved input, mostly multiplying zeros); 'xla', other dtypes and
-    3-D run :func:`cnn_jax.backends.xla.conv_transpose`. Same parameters either way.
+    convolutions of a zero-interleaved input, mostly multiplying zeros); 'xla' and other dtypes
+    run :func:`cnn_jax.backends.xla.conv_transpose`. Same parameters either way.
     """
 
     features: int

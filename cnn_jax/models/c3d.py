@@ -82,7 +82,7 @@ class C3D(nn.Module):
         network (1x3x3 kernels as 2-D convolutions, 1x2x2 pools, features averaged over time).
       kernel_init: every convolution and linear layer.
       conv_impl: how the convolutions run, ``'auto'`` | ``'xla'`` | ``'onednn'``
-        (:mod:`cnn_jax.layers.conv`; oneDNN takes the 2-D ones, XLA the 3-D ones).
+        (:mod:`cnn_jax.layers.conv`; 'auto' runs them on oneDNN on one CPU device).
     Input ``(N, T, H, W, C)``; output logits ``(N, num_classes)``.
     """
 

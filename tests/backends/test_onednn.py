@@ -3,14 +3,16 @@ every JAX transformation, the choice each compiled program makes, and how it fai
 
 Tolerances: oneDNN and XLA both compute in float32 and differ only in the order of their sums. A
 sum of K products carries a rounding error of about sqrt(K) * 2^-24 of its scale, and at most
-K * 2^-24; the largest sum here (a weight gradient of the lenet_c1 case, 3 * 28 * 28 = 2,352
-products) stays under 2,352 * 6e-8 = 1.4e-4 even in the worst case and about 3e-6 typically.
-``_close``'s default 2e-5 of each result's largest entry sits between the two; composed passes
-(gradients of gradients) get 1e-4.
+K * 2^-24; the largest sum of ``CASES`` (a weight gradient of the lenet_c1 case, 3 * 28 * 28 =
+2,352 products; the 3-D cases' largest is conv3d_padding_over_kernel's, 2 * 9 * 11 * 11 = 2,178)
+stays under 2,352 * 6e-8 = 1.4e-4 even in the worst case and about 3e-6 typically. ``_close``'s
+default 2e-5 of each result's largest entry sits between the two; composed passes (gradients of
+gradients) get 1e-4.
 """
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -27,7 +29,7 @@ from cnn_jax.config import base_config
 from cnn_jax.errors import BackendUnavailableError, ConfigError
 from cnn_jax.training.validate import validate_config
 
-# (input NHWC, kernel HWIO, strides, padding, dilation, groups)
+# (input NHWC or NDHWC, kernel HWIO or DHWIO, strides, padding, dilation, groups)
 CASES = {
     "lenet_c1": ((3, 28, 28, 1), (5, 5, 1, 6), (1, 1), ((2, 2), (2, 2)), (1, 1), 1),
     "stride2_uneven_pad": ((2, 9, 10, 4), (3, 3, 4, 6), (2, 2), ((1, 2), (0, 1)), (1, 1), 1),
@@ -35,8 +37,27 @@ CASES = {
     "depthwise_multiplier": ((2, 8, 8, 4), (3, 3, 1, 8), (2, 1), ((1, 1), (1, 1)), (1, 1), 4),
     "pointwise": ((1, 5, 7, 3), (1, 1, 3, 5), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),
     "conv1d_dilated": ((2, 13, 3), (3, 3, 5), (2,), ((2, 1),), (2,), 1),
+    # a TCN's causal convolution (kernel 7, dilation 8): its padding keeps the weight gradient
+    # from oneDNN's direct kernels, so it runs on the input padded beforehand
+    "causal_1d_dilated": ((2, 60, 25), (7, 25, 25), (1,), ((48, 0),), (8,), 1),
+    "c3d_3x3x3": ((2, 4, 8, 8, 3), (3, 3, 3, 3, 8), (1, 1, 1), ((1, 1),) * 3, (1, 1, 1), 1),
+    "conv3d_stride_uneven_pad": ((2, 5, 9, 10, 4), (3, 3, 3, 4, 6), (1, 2, 2),
+                                 ((1, 2), (0, 1), (2, 0)), (1, 1, 1), 1),
+    "conv3d_dilated_grouped": ((2, 7, 9, 9, 6), (3, 3, 3, 2, 9), (1, 1, 1), ((2, 2),) * 3,
+                               (2, 2, 2), 3),
+    "conv3d_frame_kernel": ((2, 4, 8, 8, 3), (1, 3, 3, 3, 5), (1, 1, 1), ((0, 0), (1, 1), (1, 1)),
+                            (1, 1, 1), 1),
+    "conv3d_depthwise_multiplier": ((2, 4, 6, 6, 4), (3, 3, 3, 1, 8), (2, 1, 1), ((1, 1),) * 3,
+                                    (1, 1, 1), 4),
+    "conv3d_pointwise_strided": ((2, 6, 8, 8, 3), (1, 1, 1, 3, 5), (2, 2, 2), ((0, 0),) * 3,
+                                 (1, 1, 1), 1),
+    # a padding wider than the kernel: oneDNN has only its reference loops for the input gradient
+    "conv3d_padding_over_kernel": ((2, 3, 5, 5, 16), (3, 3, 3, 16, 2), (1, 1, 1), ((4, 4),) * 3,
+                                   (1, 1, 1), 1),
 }
+THREE_D = sorted(case for case in CASES if len(CASES[case][0]) == 5)
 FORWARD, BACKWARD_DATA = "cnn_jax_onednn_conv_forward", "cnn_jax_onednn_conv_backward_data"
+BACKWARD_WEIGHTS = "cnn_jax_onednn_conv_backward_weights"
 
 
 def _inputs(case):
@@ -72,6 +93,14 @@ def _hlo(fn, *args) -> str:
     return jax.jit(fn).lower(*args).as_text()
 
 
+def _params(x_shape, w_shape, strides, padding, dilation, groups, impl="auto") -> dict:
+    """The primitives' parameters of the convolution of ``x_shape`` by ``w_shape``."""
+    y_shape = xla.output_shape(x_shape, w_shape, strides, padding, dilation)
+    return dict(x_shape=x_shape, w_shape=w_shape, y_shape=y_shape, strides=strides,
+                padding=padding, dilation=dilation, groups=groups, precision=None, impl=impl,
+                covering_as_dot=True)
+
+
 def test_onednn_is_built_and_registered_here():
     # CI installs the onednn extra and has g++: the fast path must be what the tests exercise.
     assert onednn.available(), onednn.unavailable_reason()
@@ -91,7 +120,37 @@ def test_forward_and_gradients_match_xla(case):
     _close(grads(fast), grads(ref))
 
 
-@pytest.mark.parametrize("case", ["stride2_uneven_pad", "dilated_grouped"])
+@pytest.mark.parametrize("case", THREE_D)
+def test_each_pass_of_a_3d_convolution_is_within_its_sums_rounding_of_xla(case):
+    # <y, ct> with a random cotangent: the gradients are the backward passes themselves.
+    x, w, static = _inputs(case)
+    fast, ref = _pair(static)
+    y_shape = xla.output_shape(x.shape, w.shape, *static[:3])
+    ct = jnp.asarray(np.random.default_rng(1).standard_normal(y_shape), jnp.float32)
+
+    def passes(f):
+        def run(x, w):
+            y, vjp = jax.vjp(f, x, w)
+            return (y, *vjp(ct))
+        return jax.jit(run)
+
+    text = passes(fast).lower(x, w).as_text()
+    assert all(t in text for t in (FORWARD, BACKWARD_DATA, BACKWARD_WEIGHTS))
+    assert "stablehlo.convolution" not in text
+    # Each result is a float32 sum of K products, taken in another order on each side: forward
+    # K = taps * C_in / groups, the input gradient at most taps * C_out / groups, the weight
+    # gradient N * (output positions). Its rounding error grows like sqrt(K) * 2^-24 of the sum's
+    # scale for products of random sign (each addition rounds to 2^-24 of a partial sum), at most
+    # K * 2^-24 when every rounding goes the same way; K * 2^-24 of the largest entry is that
+    # worst case, sqrt(K) >= 5 times the typical error for the smallest K here (27).
+    taps, groups = math.prod(w.shape[:-2]), static[3]
+    sums = (taps * x.shape[-1] // groups, taps * w.shape[-1] // groups,
+            y_shape[0] * math.prod(y_shape[1:-1]))
+    for got, want, k in zip(passes(fast)(x, w), passes(ref)(x, w), sums, strict=True):
+        _close(got, want, tol=k * 2.0 ** -24)
+
+
+@pytest.mark.parametrize("case", ["stride2_uneven_pad", "dilated_grouped", "conv3d_dilated_grouped"])
 def test_gradients_of_gradients_match_xla(case):
     # The three passes are each other's transposes, so second derivatives stay on oneDNN.
     x, w, static = _inputs(case)
@@ -108,7 +167,7 @@ def test_gradients_of_gradients_match_xla(case):
     _close(penalty(fast)(x, w), penalty(ref)(x, w), tol=1e-4)
 
 
-@pytest.mark.parametrize("case", ["stride2_uneven_pad", "conv1d_dilated"])
+@pytest.mark.parametrize("case", ["stride2_uneven_pad", "conv1d_dilated", "conv3d_stride_uneven_pad"])
 def test_forward_mode_and_linearize_stay_on_onednn_and_match_xla(case):
     x, w, static = _inputs(case)
     fast, ref = _pair(static)
@@ -120,8 +179,9 @@ def test_forward_mode_and_linearize_stay_on_onednn_and_match_xla(case):
     _close(jax.linearize(fast, x, w)[1](*tangents), jax.linearize(ref, x, w)[1](*tangents))
 
 
-def test_vmap_folds_a_batched_input_into_one_call_and_matches_xla():
-    x, w, static = _inputs("stride2_uneven_pad")
+@pytest.mark.parametrize("case", ["stride2_uneven_pad", "c3d_3x3x3"])
+def test_vmap_folds_a_batched_input_into_one_call_and_matches_xla(case):
+    x, w, static = _inputs(case)
     fast, ref = _pair(static)
 
     def per_example(f):
@@ -146,6 +206,70 @@ def test_vmap_of_a_gradient_runs_each_example_and_matches_xla():
     _close(per_example_grads(fast)(w, x), per_example_grads(ref)(w, x))
     kernels = jnp.stack([w, -2 * w])  # a batched kernel runs once per kernel too
     _close(jax.vmap(fast, in_axes=(None, 0))(x, kernels), jax.vmap(ref, in_axes=(None, 0))(x, kernels))
+
+
+# c3d_small's convolutions (3x3x3, padding 1) at the size it trains on: batch 16 of 16x64x64x1
+# clips; (input, output channels).
+C3D_SMALL = [((16, 16, 64, 64, 1), 8), ((16, 16, 32, 32, 8), 16), ((16, 8, 16, 16, 16), 32),
+             ((16, 8, 16, 16, 32), 32), ((16, 4, 8, 8, 32), 64), ((16, 4, 8, 8, 64), 64),
+             ((16, 2, 4, 4, 64), 64)]
+
+
+def test_every_pass_of_c3d_small_runs_a_direct_onednn_kernel():
+    # Not the gemm-based fallback or the reference loops: conv5's weight gradient (a 2x4x4 map
+    # padded by 1) gets gemm as it stands, and a direct kernel on its input padded beforehand.
+    for x_shape, c_out in C3D_SMALL:
+        p = _params(x_shape, (3, 3, 3, x_shape[-1], c_out), (1, 1, 1), ((1, 1),) * 3, (1, 1, 1), 1)
+        for pass_ in build.PASSES:
+            route = routing.onednn_route(pass_, p)
+            runs = routing.padded_first(p) if route == "padded" else p
+            name = build.implementation(pass_, routing.bridge_attributes(runs))
+            assert route in ("onednn", "padded") and routing.direct(name), (x_shape, pass_, name)
+    conv5 = _params((16, 2, 4, 4, 64), (3, 3, 3, 64, 64), (1, 1, 1), ((1, 1),) * 3, (1, 1, 1), 1)
+    assert "gemm" in build.implementation("backward_weights", routing.bridge_attributes(conv5))
+    assert routing.onednn_route("backward_weights", conv5) == "padded"
+
+
+@pytest.mark.parametrize("case,pass_,slow", [
+    ("causal_1d_dilated", "backward_weights", "gemm"),
+    ("conv3d_padding_over_kernel", "backward_data", "ref"),
+])
+def test_a_padding_that_keeps_a_pass_off_the_direct_kernels_is_applied_beforehand(case, pass_, slow):
+    # test_forward_and_gradients_match_xla checks the values of these cases.
+    x_shape, w_shape, *static = CASES[case]
+    p = _params(x_shape, w_shape, *static)
+    assert slow in build.implementation(pass_, routing.bridge_attributes(p))
+    assert routing.direct(build.implementation(pass_, routing.bridge_attributes(
+        routing.padded_first(p))))
+    assert routing.onednn_route(pass_, p) == "padded"
+
+
+def test_the_implementation_query_rejects_what_onednn_cannot_run():
+    p = routing.bridge_attributes(_params((2, 6, 6, 4), (3, 3, 4, 6), (1, 1), ((1, 1),) * 2,
+                                          (1, 1), 1))
+    with pytest.raises(BackendUnavailableError, match="oneDNN rejects the convolution"):
+        build.implementation("forward", {**p, "groups": np.int64(4)})  # 6 outputs in 4 groups
+
+
+def test_reference_loops_are_said_once_and_run_on_xla_under_auto(monkeypatch, caplog):
+    monkeypatch.setattr(routing, "_warned", set())
+    monkeypatch.setattr(build, "implementation", lambda pass_, attributes: "ref:any")
+    x, w, static = _inputs("c3d_3x3x3")
+    fast, ref = _pair(static)
+    with caplog.at_level(logging.WARNING, logger="cnn_jax.backends.onednn"):
+        text = _hlo(fast, x, w)
+        _close(jax.jit(fast)(x, w), ref(x, w))
+    assert "cnn_jax_onednn" not in text and "stablehlo.convolution" in text
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "cnn_jax.backends.onednn"]
+    assert warning.startswith("oneDNN has only its reference implementation (ref:any) for the "
+                              "forward pass of the 3-D convolution of (2, 4, 8, 8, 3)")
+    assert warning.endswith("XLA's convolution runs it")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cnn_jax.backends.onednn"):
+        text = _hlo(_pair(static, impl="onednn")[0], x, w)
+    assert FORWARD in text  # 'onednn' keeps it, and says what 'auto' would do
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "cnn_jax.backends.onednn"]
+    assert warning.endswith("conv_impl='auto' would run it on XLA")
 
 
 # XLA runs independent custom calls concurrently. Before the bridge executed one oneDNN call at a

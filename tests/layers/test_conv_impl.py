@@ -4,7 +4,7 @@
 Tolerances: one convolution layer sums K = k * k * C_in / groups products per output in float32
 on either side, in different orders. Rounding errors of such a sum grow like sqrt(K) * 2^-24 of its
 scale, at most K * 2^-24: for the largest sum here (LeNet-5's C5, K = 400) about 1.2e-6 and at most
-2.4e-5 of an output's size. ``_close``'s 2e-5 of the largest output is over ten times the typical
+2.4e-5 of an output's size (the 3-D layers sum at most 3 * 3 * 3 * 2 = 54). ``_close``'s 2e-5 of the largest output is over ten times the typical
 error; the forward-mode test sums 2K = 54 products, whose worst case (3.2e-6) is far below 1e-4.
 """
 
@@ -68,7 +68,9 @@ def test_the_choices_are_auto_xla_and_onednn():
     (Conv(8, 3, strides=2, padding="SAME", groups=2), (2, 9, 9, 4)),
     (Conv(4, (3,), padding=1, dilation=2), (2, 10, 3)),          # 1-D, as height 1
     (CausalConv1D(5, kernel_size=3, dilation=2), (2, 9, 3)),
-], ids=["valid", "same_grouped", "conv1d", "causal1d"])
+    (Conv(6, (3, 3, 3), padding=1), (2, 4, 8, 8, 2)),                # C3D's
+    (Conv(4, (1, 3, 3), strides=(1, 2, 2), padding=((0, 0), (1, 0), (0, 1))), (2, 3, 7, 7, 3)),
+], ids=["valid", "same_grouped", "conv1d", "causal1d", "conv3d", "conv3d_frame_kernel_strided"])
 def test_layers_use_onednn_on_auto_with_the_same_parameters(module, shape):
     x = jnp.asarray(np.random.default_rng(1).standard_normal(shape), jnp.float32)
     v_fast, y_fast, hlo_fast = _layer_outputs(module, x, "auto")
@@ -84,7 +86,8 @@ def test_layers_use_onednn_on_auto_with_the_same_parameters(module, shape):
     (DepthwiseConv(3), (2, 6, 6, 3)),
     (DepthwiseSeparableConv(4), (2, 6, 6, 3)),
     (ConvBNAct(4, 3), (2, 6, 6, 3)),
-], ids=["conv", "causal", "depthwise", "separable", "conv_bn_act"])
+    (ConvBNAct(4, (3, 3, 3)), (2, 4, 6, 6, 3)),
+], ids=["conv", "causal", "depthwise", "separable", "conv_bn_act", "conv_bn_act_3d"])
 def test_every_convolution_layer_takes_conv_impl_and_xla_binds_xlas_convolution(module, shape):
     x = jnp.ones(shape)
     kwargs = {"train": False} if isinstance(module, ConvBNAct) else {}

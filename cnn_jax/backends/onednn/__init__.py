@@ -7,7 +7,7 @@ is what keeps a CPU train step behind PyTorch's (``experiments/bench_conv_layer.
 ``experiments/profile_train_step.py``).
 
 What: three JAX primitives (:mod:`~cnn_jax.backends.onednn.primitives`): forward, backward-data and
-backward-weights convolutions of 1-D or 2-D channels-last float32 operands (any strides,
+backward-weights convolutions of 1-D, 2-D or 3-D channels-last float32 operands (any strides,
 ``(lo, hi)`` zero padding, dilation and groups), each bilinear and each the others' transpose, so
 every JAX transformation (``grad`` to any order, ``jvp``, ``hessian``, ``linearize``, ``vmap``)
 works and stays on them. :func:`conv` binds the forward one, :func:`conv_transpose` (a transposed

@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from cnn_jax.errors import BackendUnavailableError
 
@@ -34,6 +35,9 @@ TARGETS = {
     "backward_data": "cnn_jax_onednn_conv_backward_data",
     "backward_weights": "cnn_jax_onednn_conv_backward_weights",
 }
+# The C function naming the implementation oneDNN chose for a pass (:func:`implementation`).
+IMPLEMENTATION_QUERY = "cnn_jax_onednn_conv_implementation"
+PASSES = ("forward", "backward_data", "backward_weights")  # the bridge's numbering
 RUNTIME_DIST, HEADERS_DIST = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
 INSTALL_HINT = "pip install 'cnn-jax[onednn]' and a C++ compiler (g++)"
 DISABLE_VARIABLE = "CNN_JAX_ONEDNN"
@@ -106,7 +110,9 @@ def _load() -> None:
         for name in TARGETS.values():
             capsule = jax.ffi.pycapsule(getattr(library, name))
             jax.ffi.register_ffi_target(name, capsule, platform="cpu")
-        _state.update(ok=True, reason="", library=library)
+        query = getattr(library, IMPLEMENTATION_QUERY)
+        query.restype = ctypes.c_int
+        _state.update(ok=True, reason="", library=library, query=query)
     except (BackendUnavailableError, OSError) as e:
         _state.update(ok=False, reason=str(e))
 
@@ -135,3 +141,23 @@ def require() -> None:
         fix = f"unset {DISABLE_VARIABLE}" if disabled() else INSTALL_HINT
         raise BackendUnavailableError(f"conv_impl='onednn' needs oneDNN: {unavailable_reason()}; "
                                       f"{fix}, or use conv_impl='auto' or 'xla'")
+
+
+def implementation(pass_: str, attributes: dict) -> str:
+    """The name oneDNN gives the implementation it runs for pass ``pass_`` of the convolution with
+    the bridge's FFI ``attributes`` (int64 arrays and ``groups``; ``routing.bridge_attributes``),
+    as its verbose mode prints it: ``'brgconv:avx512_core'``, ``'x64:gemm:jit'``, ``'ref:any'``.
+    Creates and caches that pass's primitive, as its first call would. Raises
+    BackendUnavailableError when the library is not available or oneDNN rejects the attributes."""
+    require()
+    arrays = [np.ascontiguousarray(attributes[key], np.int64) for key in
+              ("x_shape", "w_shape", "y_shape", "strides", "pad_lo", "pad_hi", "dilation")]
+    pointer = ctypes.POINTER(ctypes.c_int64)
+    name = ctypes.create_string_buffer(256)
+    status = _state["query"](
+        ctypes.c_int(PASSES.index(pass_)), ctypes.c_int64(arrays[0].size),
+        *(a.ctypes.data_as(pointer) for a in arrays), ctypes.c_int64(int(attributes["groups"])),
+        name, ctypes.c_int64(len(name)))
+    if status:
+        raise BackendUnavailableError(f"oneDNN rejects the convolution: {name.value.decode()}")
+    return name.value.decode()

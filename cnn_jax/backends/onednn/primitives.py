@@ -1,7 +1,7 @@
 """The three passes of a convolution as JAX primitives, lowered to oneDNN or to XLA per program.
 
-With ``<a, b>`` the sum of elementwise products and ``y = forward(x, w)`` a 1-D or 2-D convolution
-of channels-last float32 ``x`` with a ``(spatial..., C_in / groups, C_out)`` kernel ``w``:
+With ``<a, b>`` the sum of elementwise products and ``y = forward(x, w)`` a 1-D, 2-D or 3-D
+convolution of channels-last float32 ``x`` with a ``(spatial..., C_in / groups, C_out)`` kernel ``w``:
 
 * ``forward(x, w) = y``;
 * ``backward_data(dy, w) = d<dy, y>/dx``;
@@ -63,8 +63,8 @@ def conv(
     impl: str = "auto",
     covering_as_dot: bool = True,
 ) -> jax.Array:
-    """1-D or 2-D convolution of channels-last float32 ``x`` with a ``(spatial..., C_in / groups,
-    C_out)`` kernel: the forward primitive (``impl`` 'auto' or 'onednn', see
+    """1-D, 2-D or 3-D convolution of channels-last float32 ``x`` with a ``(spatial..., C_in /
+    groups, C_out)`` kernel: the forward primitive (``impl`` 'auto' or 'onednn', see
     :mod:`cnn_jax.backends.onednn`), or XLA's convolution directly for ``impl='xla'``.
     ``padding``: ``(lo, hi)`` pairs of non-negative ints. ``covering_as_dot=False`` keeps a kernel
     that covers its input a oneDNN convolution (``experiments/bench_conv_layer.py`` compares)."""
@@ -198,7 +198,7 @@ for _pass, _prim in PRIMITIVES.items():
 # ------------------------------------------------------------------------------- lowering
 def _lowering(pass_: str, platform: str | None):
     def rule(ctx, a, b, **params):
-        route = routing.choose(ctx, params) if platform == "cpu" else "xla"
+        route = routing.choose(ctx, pass_, params) if platform == "cpu" else "xla"
         fn = functools.partial(routing.ROUTES[route], pass_, params)
         return mlir.lower_fun(fn, multiple_results=False)(ctx, a, b)
 

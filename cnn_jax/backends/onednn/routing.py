@@ -9,15 +9,24 @@ When the program is lowered, :func:`choose` picks one of :data:`ROUTES` for each
   compiled for the CPU and partitioned over one device, and the library is available;
 * ``'dot'``: on that same route, a kernel of more than one tap that covers its whole unpadded input
   (:func:`covers_input`) runs as XLA's dot;
+* ``'padded'``: on that same route, the FFI call on the activation zero-padded beforehand, when
+  the padding is what keeps oneDNN from its direct kernels (:func:`onednn_route`);
 * ``'shifted'``: otherwise, on the CPU, a depthwise convolution runs as shifted multiply-adds
   (:func:`cnn_jax.backends.xla.shifted_depthwise`);
-* ``'xla'``: otherwise XLA's convolution, and always on other platforms.
+* ``'xla'``: otherwise XLA's convolution, and always on other platforms; under ``impl='auto'``
+  also a pass for which oneDNN has only its reference loops (:func:`onednn_route`).
 
 Every route computes the same convolution to float32 rounding. Several devices: XLA's SPMD
 partitioner cannot split a custom call (it would gather the batch and compute all of it on every
 device), and under ``shard_map`` the calls of one process's devices would take turns through the
 bridge's execution mutex; so 'auto' keeps oneDNN to programs on one device, while 'onednn' runs it
 anyway.
+
+oneDNN picks an implementation for each pass when its primitive is created: a direct kernel
+(``jit``, ``brgconv``), its gemm-based fallback (im2col and a matrix product, ``x64:gemm:jit``), or
+for what nothing else takes its reference loops (``ref``). :func:`onednn_route` asks which, when a
+program is lowered, and says so once per convolution when it is not a direct kernel: a warning for
+the reference loops, an INFO log line for gemm.
 """
 
 from __future__ import annotations
@@ -30,10 +39,11 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from cnn_jax.backends import xla
 from cnn_jax.backends.onednn import build
-from cnn_jax.errors import check_choice
+from cnn_jax.errors import BackendUnavailableError, check_choice
 
 CONV_IMPLS = ("auto", "xla", "onednn")
 # The shape parameters of each pass's (first operand, second operand, output).
@@ -61,9 +71,9 @@ def chosen(impl: str) -> bool:
 
 
 def eligible(ndim: int, padding: str | Sequence[tuple[int, int]], dtype) -> bool:
-    """A 1-D or 2-D (``ndim`` 3 or 4, channels-last) float32 convolution with non-negative zero
-    padding (``'SAME'``, ``'VALID'`` or ``(lo, hi)`` pairs)."""
-    return (ndim in (3, 4) and padding != "CIRCULAR" and jnp.dtype(dtype) == jnp.float32
+    """A 1-D, 2-D or 3-D (``ndim`` 3, 4 or 5, channels-last) float32 convolution with non-negative
+    zero padding (``'SAME'``, ``'VALID'`` or ``(lo, hi)`` pairs)."""
+    return (ndim in (3, 4, 5) and padding != "CIRCULAR" and jnp.dtype(dtype) == jnp.float32
             and (isinstance(padding, str) or all(p >= 0 for pair in padding for p in pair)))
 
 
@@ -107,43 +117,136 @@ def _onednn_runs(ctx, impl: str) -> bool:
     return False
 
 
-def choose(ctx, params: dict) -> str:
-    """The route (a key of :data:`ROUTES`) of a primitive lowered for the CPU (module docstring)."""
+def choose(ctx, pass_: str, params: dict) -> str:
+    """The route (a key of :data:`ROUTES`) of pass ``pass_`` lowered for the CPU (module
+    docstring)."""
     if _onednn_runs(ctx, params["impl"]):
         covering = covers_input(params["x_shape"], params["w_shape"], params["padding"],
                                 params["groups"])
-        return "dot" if covering and params["covering_as_dot"] else "onednn"
+        if covering and params["covering_as_dot"]:
+            return "dot"
+        return onednn_route(pass_, params)
     groups = params["groups"]
     return "shifted" if groups > 1 and groups == params["x_shape"][-1] else "xla"
 
 
+def padded_first(p: dict) -> dict:
+    """Parameters ``p`` of the same convolution on its input zero-padded beforehand (no padding
+    left; the output is the same)."""
+    x_shape = (p["x_shape"][0],
+               *(size + lo + hi for size, (lo, hi) in zip(p["x_shape"][1:-1], p["padding"],
+                                                         strict=True)),
+               p["x_shape"][-1])
+    return {**p, "x_shape": x_shape, "padding": ((0, 0),) * len(p["padding"])}
+
+
+def _case(pass_: str, p: dict) -> str:
+    return (f"the {pass_.replace('_', ' ')} pass of the {len(p['x_shape']) - 2}-D convolution of "
+            f"{p['x_shape']} by kernel {p['w_shape']} (strides {p['strides']}, padding "
+            f"{p['padding']}, dilation {p['dilation']}, groups {p['groups']})")
+
+
+def _once(level: int, message: str, *args) -> None:
+    if message % args not in _warned:
+        _warned.add(message % args)
+        _log.log(level, message, *args)
+
+
+def direct(name: str) -> bool:
+    """Whether oneDNN's implementation ``name`` is one of its direct kernels (``jit``,
+    ``brgconv``), not its gemm-based fallback or its reference loops."""
+    return "gemm" not in name and not name.startswith("ref")
+
+
+def onednn_route(pass_: str, p: dict) -> str:
+    """The route of pass ``pass_`` on oneDNN, from the implementation oneDNN picks for it
+    (:func:`cnn_jax.backends.onednn.build.implementation`):
+
+    * a direct kernel: ``'onednn'``;
+    * the gemm-based fallback or the reference loops where the same convolution on a zero-padded
+      input gets a direct kernel: ``'padded'``. Direct kernels take a bounded padding: a causal
+      convolution pads ``(F - 1) d`` on one side, and with the TCN's F = 7 from d = 8 its weight
+      gradient goes to gemm; an input gradient whose padding reaches past the kernel goes to the
+      reference loops;
+    * the gemm-based fallback otherwise: ``'onednn'``, said once per convolution (INFO);
+    * reference loops, or a convolution oneDNN rejects: one warning per convolution, and XLA's
+      convolution under ``impl='auto'`` (``'onednn'`` keeps it, or raises the rejection).
+    """
+    try:
+        name = build.implementation(pass_, bridge_attributes(p))
+    except BackendUnavailableError as e:
+        if p["impl"] == "onednn":
+            raise
+        _once(logging.WARNING, "%s: using XLA's convolution for %s", e, _case(pass_, p))
+        return "xla"
+    if not direct(name) and any(lo or hi for lo, hi in p["padding"]):
+        try:
+            if direct(build.implementation(pass_, bridge_attributes(padded_first(p)))):
+                return "padded"
+        except BackendUnavailableError:
+            pass  # the padded convolution is rejected: the unpadded one stands
+    if name.startswith("ref"):
+        if p["impl"] == "auto":
+            _once(logging.WARNING, "oneDNN has only its reference implementation (%s) for %s, "
+                  "many times slower than its kernels: XLA's convolution runs it", name,
+                  _case(pass_, p))
+            return "xla"
+        _once(logging.WARNING, "oneDNN has only its reference implementation (%s) for %s, many "
+              "times slower than its kernels; conv_impl='auto' would run it on XLA", name,
+              _case(pass_, p))
+    elif "gemm" in name:
+        _once(logging.INFO, "oneDNN runs %s with its gemm-based fallback (%s), not a direct "
+              "kernel", _case(pass_, p), name)
+    return "onednn"
+
+
 # ------------------------------------------------------------------------------ the routes
 # Each computes pass ``pass_`` of the convolution with parameters ``p`` from operands ``a, b``.
-def _two_d(shape: Sequence[int], kernel: bool) -> tuple[int, ...]:
-    """A 1-D shape as 2-D with height 1: activations ``(N, L, C) -> (N, 1, L, C)``, kernels
-    ``(K, I, O) -> (1, K, I, O)``."""
-    if len(shape) == 4:
+def _bridge_shape(shape: Sequence[int], kernel: bool) -> tuple[int, ...]:
+    """A shape as the bridge takes it: 2-D and 3-D as they are, 1-D as 2-D with height 1
+    (activations ``(N, L, C) -> (N, 1, L, C)``, kernels ``(K, I, O) -> (1, K, I, O)``)."""
+    if len(shape) != 3:
         return tuple(shape)
     return (1, *shape) if kernel else (shape[0], 1, *shape[1:])
 
 
-def _onednn(pass_: str, p: dict, a, b):
-    """The FFI call of the bridge (csrc/onednn_conv.cc), on 2-D views of 1-D operands."""
+def bridge_attributes(p: dict) -> dict[str, np.ndarray]:
+    """The FFI attributes of the bridge's calls (csrc/onednn_conv.cc) for primitive parameters
+    ``p``: shapes of rank 4 or 5 and one stride, ``(lo, hi)`` pad and dilation per spatial dim."""
     one_d = len(p["x_shape"]) == 3
     pad = ((0, 0),) * one_d + p["padding"]
     ints = functools.partial(np.asarray, dtype=np.int64)
+    return dict(x_shape=ints(_bridge_shape(p["x_shape"], kernel=False)),
+                w_shape=ints(_bridge_shape(p["w_shape"], kernel=True)),
+                y_shape=ints(_bridge_shape(p["y_shape"], kernel=False)),
+                strides=ints((1,) * one_d + p["strides"]), pad_lo=ints([lo for lo, _ in pad]),
+                pad_hi=ints([hi for _, hi in pad]), dilation=ints((1,) * one_d + p["dilation"]),
+                groups=np.int64(p["groups"]))
+
+
+def _onednn(pass_: str, p: dict, a, b):
+    """The FFI call of the bridge (csrc/onednn_conv.cc), on 2-D views of 1-D operands
+    (:func:`bridge_attributes`)."""
     out_shape = p[SHAPES[pass_][2]]
     call = jax.ffi.ffi_call(build.TARGETS[pass_], jax.ShapeDtypeStruct(
-        _two_d(out_shape, kernel=pass_ == "backward_weights"), jnp.float32))
-    y = call(a.reshape(_two_d(a.shape, kernel=False)),
-             b.reshape(_two_d(b.shape, kernel=pass_ != "backward_weights")),
-             x_shape=ints(_two_d(p["x_shape"], kernel=False)),
-             w_shape=ints(_two_d(p["w_shape"], kernel=True)),
-             y_shape=ints(_two_d(p["y_shape"], kernel=False)),
-             strides=ints((1,) * one_d + p["strides"]), pad_lo=ints([lo for lo, _ in pad]),
-             pad_hi=ints([hi for _, hi in pad]), dilation=ints((1,) * one_d + p["dilation"]),
-             groups=np.int64(p["groups"]))
+        _bridge_shape(out_shape, kernel=pass_ == "backward_weights"), jnp.float32))
+    y = call(a.reshape(_bridge_shape(a.shape, kernel=False)),
+             b.reshape(_bridge_shape(b.shape, kernel=pass_ != "backward_weights")),
+             **bridge_attributes(p))
     return y.reshape(out_shape)
+
+
+def _onednn_padded(pass_: str, p: dict, a, b):
+    """The FFI call of the convolution on the activation zero-padded beforehand
+    (:func:`padded_first`): forward and backward_weights pad their ``x``; backward_data computes
+    the gradient of the padded input and crops it."""
+    q = padded_first(p)
+    if pass_ == "backward_data":
+        starts = (0, *(lo for lo, _ in p["padding"]), 0)
+        return lax.slice(_onednn(pass_, q, a, b), starts,
+                         tuple(start + size for start, size in zip(starts, p["x_shape"],
+                                                                    strict=True)))
+    return _onednn(pass_, q, jnp.pad(a, [(0, 0), *p["padding"], (0, 0)]), b)
 
 
 def _by_transposes(forward, pass_: str, p: dict, a, b):
@@ -177,6 +280,7 @@ def _dot(p: dict):
 
 ROUTES = {
     "onednn": _onednn,
+    "padded": _onednn_padded,
     "dot": lambda pass_, p, a, b: _by_transposes(_dot(p), pass_, p, a, b),
     "shifted": lambda pass_, p, a, b: _by_transposes(_shifted(p), pass_, p, a, b),
     "xla": lambda pass_, p, a, b: _by_transposes(_xla_conv(p), pass_, p, a, b),

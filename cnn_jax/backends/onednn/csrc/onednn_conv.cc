@@ -1,4 +1,4 @@
-// 2-D convolutions on the CPU by oneDNN, called from XLA as typed FFI custom calls.
+// 2-D and 3-D convolutions on the CPU by oneDNN, called from XLA as typed FFI custom calls.
 //
 // Built and loaded by cnn_jax/backends/onednn/build.py (the package docstring says why). Three
 // handlers, one per pass of a convolution, each taking two float32 buffers and writing one:
@@ -7,11 +7,17 @@
 //   cnn_jax_onednn_conv_backward_data    (dy, w) -> dx   dx = d<dy, conv(x, w)>/dx
 //   cnn_jax_onednn_conv_backward_weights (x, dy) -> dw   dw = d<dy, conv(x, w)>/dw
 //
-// Layouts are cnn_jax's: activations NHWC, kernels HWIO with I = C_in / groups. They are handed to
-// oneDNN as strided views of its logical (N, C, H, W) and ([G,] O, I, KH, KW) dims, so activations
-// are never copied; the kernel is reordered to the layout the chosen kernel wants (it is small).
-// Attributes give the shapes, strides, padding (low, high), dilation (1 = none) and groups.
-// Primitives are created once per distinct set of attributes and cached.
+// and one plain C function, cnn_jax_onednn_conv_implementation, that names the implementation
+// oneDNN chose for a pass (its verbose name: "brgconv:avx512_core", "x64:gemm:jit", "ref:any"), so
+// that the Python side can say when a convolution takes a slow one.
+//
+// Layouts are cnn_jax's: activations channels-last, NHWC or NDHWC, kernels HWIO or DHWIO with
+// I = C_in / groups. They are handed to oneDNN as strided views of its logical (N, C, [D,] H, W) and
+// ([G,] O, I, [KD,] KH, KW) dims, so activations are never copied; the kernel is reordered to the
+// layout the chosen kernel wants (it is small). The rank (4 or 5) comes with the shapes; the other
+// attributes give the strides, padding (low, high) and dilation (1 = none) of each spatial dim, and
+// the groups. (1-D convolutions arrive as 2-D ones of height 1.) Primitives are created once per
+// distinct set of attributes and cached.
 //
 // Scratch memory is ours ("user" scratchpad mode), one buffer for the process, used by one call at
 // a time (Run). oneDNN's own ("library") scratchpad belongs to the thread that created a
@@ -20,6 +26,7 @@
 // 16x16 stride-8 transposed convolution) crashed when run on another thread than the one that
 // created it (tests/backends/test_onednn.py, test_a_gemm_based_weight_gradient_runs_on_any_...).
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -42,20 +49,41 @@ dnnl::engine& Engine() {
   return engine;
 }
 
-// An NHWC activation as oneDNN's logical (N, C, H, W).
+// A channels-last activation (N, spatial..., C) as oneDNN's logical (N, C, spatial...).
 memory::desc Activation(ffi::Span<const int64_t> s) {
-  const int64_t h = s[1], w = s[2], c = s[3];
-  return memory::desc({s[0], c, h, w}, memory::data_type::f32, memory::dims{h * w * c, 1, w * c, c});
+  const size_t rank = s.size();
+  memory::dims dims{s[0], s[rank - 1]}, strides{0, 1};
+  int64_t step = s[rank - 1];  // elements between neighbours along the dim being visited
+  for (size_t i = 1; i + 1 < rank; ++i) dims.push_back(s[i]);
+  strides.resize(rank);
+  for (size_t i = rank - 2; i > 0; --i) {  // spatial dims, innermost first
+    strides[i + 1] = step;
+    step *= s[i];
+  }
+  strides[0] = step;
+  return memory::desc(dims, memory::data_type::f32, strides);
 }
 
-// An HWIO kernel (I = C_in / groups, O = C_out) as oneDNN's (O, I, KH, KW) or (G, O / G, I, KH, KW).
+// A (spatial..., I, O) kernel (I = C_in / groups, O = C_out) as oneDNN's (O, I, spatial...) or
+// (G, O / G, I, spatial...).
 memory::desc Kernel(ffi::Span<const int64_t> s, int64_t groups) {
-  const int64_t kh = s[0], kw = s[1], i = s[2], o = s[3];
-  if (groups == 1) {
-    return memory::desc({o, i, kh, kw}, memory::data_type::f32, memory::dims{1, o, kw * i * o, i * o});
+  const size_t rank = s.size();
+  const int64_t i = s[rank - 2], o = s[rank - 1];
+  memory::dims taps, tap_strides(rank - 2);
+  int64_t step = i * o;
+  for (size_t j = 0; j + 2 < rank; ++j) taps.push_back(s[j]);
+  for (size_t j = rank - 2; j-- > 0;) {
+    tap_strides[j] = step;
+    step *= s[j];
   }
-  return memory::desc({groups, o / groups, i, kh, kw}, memory::data_type::f32,
-                      memory::dims{o / groups, 1, o, kw * i * o, i * o});
+  memory::dims dims{o, i}, strides{1, o};
+  if (groups > 1) {
+    dims = {groups, o / groups, i};
+    strides = {o / groups, 1, o};
+  }
+  dims.insert(dims.end(), taps.begin(), taps.end());
+  strides.insert(strides.end(), tap_strides.begin(), tap_strides.end());
+  return memory::desc(dims, memory::data_type::f32, strides);
 }
 
 struct Attributes {
@@ -78,6 +106,7 @@ struct Plan {
   memory::desc conv_scratch, reorder_scratch;
   bool reorder = false;
   dnnl::primitive kernel_reorder;  // user -> conv layout (forward, backward data), or back (weights)
+  std::string implementation;      // oneDNN's name of the convolution's implementation
 };
 
 dnnl::primitive_attr UserScratchpad() {
@@ -92,9 +121,10 @@ std::shared_ptr<Plan> MakePlan(Pass pass, const Attributes& a) {
   const auto x = Activation(a.x_shape), y = Activation(a.y_shape);
   plan->user_kernel = Kernel(a.w_shape, a.groups);
   const memory::desc any_kernel(plan->user_kernel.get_dims(), memory::data_type::f32, memory::format_tag::any);
-  const memory::dims strides{a.strides[0], a.strides[1]};
-  const memory::dims dilation{a.dilation[0] - 1, a.dilation[1] - 1};  // oneDNN counts the gaps
-  const memory::dims lo{a.pad_lo[0], a.pad_lo[1]}, hi{a.pad_hi[0], a.pad_hi[1]};
+  const memory::dims strides(a.strides.begin(), a.strides.end());
+  const memory::dims lo(a.pad_lo.begin(), a.pad_lo.end()), hi(a.pad_hi.begin(), a.pad_hi.end());
+  memory::dims dilation;
+  for (int64_t d : a.dilation) dilation.push_back(d - 1);  // oneDNN counts the gaps
   const auto direct = dnnl::algorithm::convolution_direct;
   const auto attr = UserScratchpad();
   const dnnl::convolution_forward::primitive_desc forward(
@@ -104,18 +134,21 @@ std::shared_ptr<Plan> MakePlan(Pass pass, const Attributes& a) {
     plan->conv = dnnl::convolution_forward(forward);
     plan->conv_kernel = forward.weights_desc();
     plan->conv_scratch = forward.scratchpad_desc();
+    plan->implementation = forward.impl_info_str();
   } else if (pass == kBackwardData) {
     const dnnl::convolution_backward_data::primitive_desc pd(engine, direct, x, any_kernel, y, strides,
                                                              dilation, lo, hi, forward, attr);
     plan->conv = dnnl::convolution_backward_data(pd);
     plan->conv_kernel = pd.weights_desc();
     plan->conv_scratch = pd.scratchpad_desc();
+    plan->implementation = pd.impl_info_str();
   } else {
     const dnnl::convolution_backward_weights::primitive_desc pd(engine, direct, x, any_kernel, y, strides,
                                                                 dilation, lo, hi, forward, attr);
     plan->conv = dnnl::convolution_backward_weights(pd);
     plan->conv_kernel = pd.diff_weights_desc();
     plan->conv_scratch = pd.scratchpad_desc();
+    plan->implementation = pd.impl_info_str();
   }
   plan->reorder = plan->conv_kernel != plan->user_kernel;
   if (plan->reorder) {
@@ -204,21 +237,29 @@ void Run(Pass pass, const Attributes& a, void* in0, void* in1, void* out) {
   stream.wait();
 }
 
+// Why attributes cannot describe a convolution, or "" when they can: three shapes of one rank, 4
+// (NHWC, HWIO) or 5 (NDHWC, DHWIO), and one stride, padding and dilation per spatial dim.
+std::string Invalid(const Attributes& a) {
+  const size_t rank = a.x_shape.size();
+  if (rank != 4 && rank != 5) return "shapes must have 4 or 5 dims (NHWC, HWIO or NDHWC, DHWIO)";
+  if (a.w_shape.size() != rank || a.y_shape.size() != rank) return "shapes of different ranks";
+  for (auto s : {a.strides, a.pad_lo, a.pad_hi, a.dilation}) {
+    if (s.size() != rank - 2) return std::to_string(rank - 2) + " spatial dims expected";
+  }
+  return "";
+}
+
 template <Pass P>
 ffi::Error Handler(ffi::Buffer<ffi::F32> in0, ffi::Buffer<ffi::F32> in1, ffi::ResultBuffer<ffi::F32> out,
                    ffi::Span<const int64_t> x_shape, ffi::Span<const int64_t> w_shape,
                    ffi::Span<const int64_t> y_shape, ffi::Span<const int64_t> strides,
                    ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
                    ffi::Span<const int64_t> dilation, int64_t groups) {
-  for (auto s : {x_shape, w_shape, y_shape}) {
-    if (s.size() != 4) return ffi::Error::InvalidArgument("oneDNN conv: shapes must have 4 dims (NHWC, HWIO)");
-  }
-  for (auto s : {strides, pad_lo, pad_hi, dilation}) {
-    if (s.size() != 2) return ffi::Error::InvalidArgument("oneDNN conv: 2 spatial dims expected");
-  }
+  const Attributes a{x_shape, w_shape, y_shape, strides, pad_lo, pad_hi, dilation, groups};
+  const std::string invalid = Invalid(a);
+  if (!invalid.empty()) return ffi::Error::InvalidArgument("oneDNN conv: " + invalid);
   try {
-    Run(P, Attributes{x_shape, w_shape, y_shape, strides, pad_lo, pad_hi, dilation, groups},
-        in0.untyped_data(), in1.untyped_data(), out->untyped_data());
+    Run(P, a, in0.untyped_data(), in1.untyped_data(), out->untyped_data());
   } catch (const dnnl::error& e) {
     return ffi::Error::Internal(std::string("oneDNN conv: ") + e.what());
   }
@@ -226,6 +267,35 @@ ffi::Error Handler(ffi::Buffer<ffi::F32> in0, ffi::Buffer<ffi::F32> in1, ffi::Re
 }
 
 }  // namespace
+
+// The name of the implementation oneDNN runs pass `pass` (0 forward, 1 backward data, 2 backward
+// weights) of the convolution with these attributes (as the handlers take them; the spatial lists
+// have rank - 2 entries), copied into `name` (at most `size` bytes with the final zero). Creates
+// and caches the pass's primitive as its first call would. Returns 0, or -1 with the reason in
+// `name` when oneDNN rejects the attributes.
+extern "C" int cnn_jax_onednn_conv_implementation(
+    int pass, int64_t rank, const int64_t* x_shape, const int64_t* w_shape, const int64_t* y_shape,
+    const int64_t* strides, const int64_t* pad_lo, const int64_t* pad_hi, const int64_t* dilation,
+    int64_t groups, char* name, int64_t size) {
+  using Span = ffi::Span<const int64_t>;
+  const size_t r = static_cast<size_t>(rank), n = r - 2;
+  const Attributes a{Span(x_shape, r), Span(w_shape, r), Span(y_shape, r), Span(strides, n),
+                     Span(pad_lo, n), Span(pad_hi, n), Span(dilation, n), groups};
+  std::string text = Invalid(a);
+  int status = text.empty() && pass >= kForward && pass <= kBackwardWeights ? 0 : -1;
+  if (status == 0) {
+    try {
+      text = GetPlan(static_cast<Pass>(pass), a)->implementation;
+    } catch (const dnnl::error& e) {
+      text = e.what(), status = -1;
+    }
+  } else if (text.empty()) {
+    text = "unknown pass " + std::to_string(pass);
+  }
+  const size_t length = std::min(text.size(), static_cast<size_t>(size > 0 ? size - 1 : 0));
+  if (size > 0) std::copy_n(text.data(), length, name), name[length] = '\0';
+  return status;
+}
 
 #define CNN_JAX_CONV_BINDING                                                              \
   ffi::Ffi::Bind()                                                                        \
