@@ -13,9 +13,9 @@ time sits at chance, 1/8; two consecutive frames give the direction exactly.
 
 Models: `3d` is `c3d_small` (C3D's eight 3x3x3 convolutions with 8 ... 64 filters, its five
 pools, fc6 and fc7 of 256; 566,200 parameters); `2d` is `frames2d_small`, the same network with
-1x3x3 kernels and 1x2x2 pools (a 2-D network applied to every frame) whose per-frame features are
-averaged over time before fc6 (278,056 parameters). Expected: the 3-D model far above chance, the
-2-D model near it; measured: see docs/results.md.
+1x3x3 kernels and 1x2x2 pools, a 2-D network that classifies every frame on its own, its logits
+averaged over time (Karpathy et al. 2014's single-frame model; 278,056 parameters). Expected: the
+3-D model far above chance, the 2-D model near it; measured: see docs/results.md.
 
 Recipe (ours: the paper trains with SGD at lr 0.003, batch 30, on Sports-1M): Adam at lr 1e-3 with
 a cosine decay, batch 32, 10 epochs, dropout 0.5 after fc6 and fc7 as the released model; the checkpoint

@@ -28,13 +28,17 @@ Parameters of ``c3d`` with the 487 Sports-1M classes: 27,655,936 in the convolut
 ``c3d_small`` is the same network at an eighth of the width (convolutions 8 ... 64 filters, fc6 and
 fc7 256) for 16-frame 64x64 Moving MNIST clips on a CPU: pool5 leaves 1 x 2 x 2 x 64 = 256
 features; 566,200 parameters for 8 classes (631,736 on 20-frame clips, whose pool5 keeps 2
-frames). ``frames2d_small`` is that network made blind to motion: every kernel 1x3x3 (a 2-D
-convolution applied to each frame: it runs as one, frames folded into the batch), every pool
-1x2x2, and the per-frame pool5 features averaged over time before fc6. The average is symmetric
-in the frames, so the network cannot tell a clip from the same clip played backwards: it cannot
-separate a direction of motion from its opposite.
-278,056 parameters for 8 classes and clips of any length (the convolutions a third of
-``c3d_small``'s, the same head as on 16 frames).
+frames).
+
+``frames2d_small`` is that network made blind to motion, the single-frame model of Karpathy et al.
+2014 (§3.1): every kernel 1x3x3 (a 2-D convolution applied to each frame: it runs as one, frames
+folded into the batch), every pool 1x2x2, fc6 to fc8 on each frame, and the frames' logits
+averaged over time. Each frame is classified on its own, so where no single frame tells the
+classes apart (the direction of motion in Moving MNIST) the network can do no better than chance.
+(Averaging the frames' pool5 maps before fc6 instead would let it see the digits' trace: the mean
+of the frames' maps shows the axis along which they moved, though not the direction.) 278,056
+parameters for 8 classes and clips of any length (the convolutions a third of ``c3d_small``'s,
+the same head as on 16 frames).
 """
 
 from __future__ import annotations
@@ -79,7 +83,8 @@ class C3D(nn.Module):
       fc_features: fc6 and fc7 outputs (4096 in the paper).
       dropout_rate: after fc6 and fc7 (0.5, as the released model).
       temporal: True for the paper's 3x3x3 kernels and 2x2x2 pools; False for the per-frame
-        network (1x3x3 kernels as 2-D convolutions, 1x2x2 pools, features averaged over time).
+        network (1x3x3 kernels as 2-D convolutions, 1x2x2 pools, each frame classified, the
+        frames' logits averaged over time).
       kernel_init: every convolution and linear layer.
       conv_impl: how the convolutions run, ``'auto'`` | ``'xla'`` | ``'onednn'``
         (:mod:`cnn_jax.layers.conv`; 'auto' runs them on oneDNN on one CPU device).
@@ -118,15 +123,16 @@ class C3D(nn.Module):
                 else:  # pool1 keeps the time axis
                     window = (1, 2, 2) if pool == "pool1" else (2, 2, 2)
                 x = layers.max_pool(x, window, ceil_mode=True)
-        if not self.temporal:
-            x = jnp.mean(x.reshape(n, frames, *x.shape[1:]), axis=1)
-        # Channel-major flatten, Caffe's (C, T, H, W) (or (C, H, W)) order.
-        x = jnp.moveaxis(x, -1, 1).reshape(n, -1)
+        # Channel-major flatten, Caffe's (C, T, H, W) (or each frame's (C, H, W)) order.
+        x = jnp.moveaxis(x, -1, 1).reshape(x.shape[0], -1)
         dense_init = layers.get_initializer(self.kernel_init)
         for name in ("fc6", "fc7"):
             x = nn.Dense(self.fc_features, kernel_init=dense_init, dtype=self.dtype, name=name)(x)
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
-        return nn.Dense(self.num_classes, kernel_init=dense_init, dtype=self.dtype, name="fc8")(x)
+        logits = nn.Dense(self.num_classes, kernel_init=dense_init, dtype=self.dtype, name="fc8")(x)
+        if not self.temporal:  # each frame's logits, averaged over the clip
+            logits = jnp.mean(logits.reshape(n, frames, -1), axis=1)
+        return logits
 
 
 _SMALL = dict(width=0.125, fc_features=256)
@@ -152,7 +158,7 @@ def c3d_small(num_classes: int = 8, **kwargs: Any) -> C3D:
 
 
 @register_model("frames2d_small", **_MOVING_MNIST,
-                description="c3d_small with 1x3x3 kernels, no temporal pooling, averaged over time")
+                description="c3d_small with 1x3x3 kernels on each frame, logits averaged over time")
 def frames2d_small(num_classes: int = 8, **kwargs: Any) -> C3D:
     """The per-frame 2-D twin of ``c3d_small``; 278,056 parameters at 8 classes on 64x64
     single-channel clips of any length."""

@@ -82,3 +82,14 @@ def test_c3d_rejects_images_without_a_time_axis():
     model = create_model("c3d_small")
     with pytest.raises(ValueError, match=r"clips \(N, T, H, W, C\)"):
         model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)))
+
+
+def test_frames2d_small_is_the_mean_of_its_frames_classified_one_at_a_time():
+    # The single-frame model: a clip's logits are the mean of the logits of its frames, each
+    # classified as a one-frame clip by the same 2-D network.
+    model = create_model("frames2d_small")
+    clip = np.random.default_rng(1).standard_normal((4, 32, 32, 1)).astype(np.float32)
+    variables = filled_variables(model, (16, 32, 32, 1))
+    logits = model.apply(variables, jnp.asarray(clip[None]))
+    each = model.apply(variables, jnp.asarray(clip[:, None]))  # 4 clips of one frame
+    np.testing.assert_allclose(logits[0], each.mean(axis=0), rtol=1e-5, atol=1e-6)
