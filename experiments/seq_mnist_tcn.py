@@ -81,7 +81,7 @@ def main(argv=None) -> dict:
     print("\n" + markdown_table(headers, rows))
     cores = os.cpu_count()
     held_out = Run("", f"{CONFIG}:{args.variants[0]}").load().data.val_size
-    notes = [f"Test = {next(iter(runs.values()))['results']['test']['count']} MNIST test digits, the "
+    notes = [f"Test = {next(iter(runs.values()))['results']['test']['count']:,} MNIST test digits, the "
              f"checkpoint with the best validation accuracy ({held_out:,} training digits held out). "
              f"Wall time: training and evaluation on this machine ({cores} cores)."]
     if epochs < FULL_EPOCHS:
