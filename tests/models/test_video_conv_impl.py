@@ -59,6 +59,7 @@ def _close(a, b, tol=1e-4):
         assert float(jnp.max(jnp.abs(u - v))) <= tol * scale
 
 
+@pytest.mark.slow  # about 15 s: CI runs it with -m slow; the 3-D layer cases stay in the default suite
 def test_c3d_small_runs_its_3d_convolutions_on_onednn_and_matches_xla_forward_and_backward():
     spec = get_model_spec("c3d_small")
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, *spec.test_input_shape)),
