@@ -24,8 +24,8 @@ Recipe (ours: the paper fine-tunes ImageNet VGG16 with SGD, Nesterov momentum 0.
 10): Adam at lr 1e-4 with a cosine decay, batch 32, 20 epochs, for all five losses alike — Adam's
 steps do not depend on the scale of the loss, which differs by orders of magnitude between the
 five. (At lr 1e-3 this VGG trunk without BatchNorm, trained from scratch, sent the EAD run's
-logits into the sigmoid's flat tails within 20 steps.) The checkpoint with the best validation
-CC is tested.
+logits into the sigmoid's flat tails, where it stopped learning.) The checkpoint with the best
+validation CC is tested.
 """
 
 from cnn_jax import recipes
