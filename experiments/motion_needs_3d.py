@@ -5,10 +5,11 @@ convolutional network and not by its per-frame 2-D twin.
     python experiments/motion_needs_3d.py --smoke      # a few dozen clips, seconds per run
 
 configs/moving_mnist_motion.py trains `c3d_small` (C3D, Tran et al. 2015, at an eighth of its
-width: 3x3x3 convolutions see neighbouring frames) and `frames2d_small` (the same network with
-1x3x3 kernels, per-frame features averaged over time) with one recipe on 16-frame clips of two
-digits moving together in one of 8 directions (cnn_jax.data.moving_mnist: on a torus, so every
-frame alone is independent of the direction). Each seed (initialisation and batch order) gives
+width: 3x3x3 convolutions see neighbouring frames) and `frames2d_small` (Karpathy et al. 2014's
+single-frame model: 1x3x3 kernels, every frame classified on its own, the frames' logits
+averaged over time) with one recipe on 16-frame clips of two digits moving together in one of 8
+directions (cnn_jax.data.moving_mnist: on a torus, so every frame alone is independent of the
+direction). Each seed (initialisation and batch order) gives
 one run per model, scored by its best checkpoint by validation accuracy on the 600 test clips.
 The table gives the mean test accuracy ± the standard deviation over seeds and each seed's value,
 against chance, 1/8. The verdict checks that the 3-D model beats the 2-D one on every seed and
