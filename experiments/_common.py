@@ -175,8 +175,9 @@ def train_run(run: Run, root: Path, data_dir: str) -> dict:
 
     The summary holds the trainer's results (`results["test"]` is the checkpoint the trainer
     reports: best by validation accuracy when there is a validation split, else the final one),
-    the wall time of this call, the command line, and whether the run had finished before (a
-    finished workdir is evaluated again, not retrained, so its wall time is not a training time).
+    the trainer's wall time of its training, the command line, and whether the run had finished
+    before. A finished workdir is evaluated again, not retrained, and keeps the wall time it
+    finished with (so an experiment can gather its runs over several sittings); `reused` says so.
     """
     from cnn_jax.training.loop import train_and_evaluate
 
@@ -186,14 +187,12 @@ def train_run(run: Run, root: Path, data_dir: str) -> dict:
     finished_before = (workdir / "results.json").exists()
     config = run.load("progress_bar=false")
     print(f"\n## {run.name}\n{run.command(workdir)}", flush=True)
-    start = time.perf_counter()
     results = train_and_evaluate(config, workdir)
-    wall = time.perf_counter() - start
     if results.get("status") != "finished":
         sys.exit(f"error: run {run.name} stopped before the end ({results}); rerun the same "
                  "command with the same --workdir to resume it")
     return {"name": run.name, "command": run.command(workdir), "workdir": str(workdir),
-            "results": results, "wall_seconds": round(wall, 1), "reused": finished_before}
+            "results": results, "wall_seconds": results["wall_seconds"], "reused": finished_before}
 
 
 def error_percent(summary: dict) -> float:

@@ -52,7 +52,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
     Returns the dict also written to `workdir/results.json`: test metrics of the best checkpoint
     by the task's validation metric (or of the final one when there is no validation split),
-    epochs, steps, wall seconds. If the run is stopped by SIGTERM/SIGINT it checkpoints the
+    epochs, steps, wall seconds (a finished run started again trains nothing, is evaluated again
+    and keeps the wall seconds it finished with). If the run is stopped by SIGTERM/SIGINT it checkpoints the
     current step and returns `{"status": "preempted", ...}` without writing results.json.
     """
     start_time = time.time()
@@ -220,6 +221,9 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
         results["checkpoint"] = f"final (step {step})"
     writer.write(step, "test", results["test"])
     results["wall_seconds"] = round(time.time() - start_time, 1)
+    previous = workdir / "results.json"
+    if step == first_step and previous.exists():  # trained nothing now: keep the training's time
+        results["wall_seconds"] = json.loads(previous.read_text()).get("wall_seconds", results["wall_seconds"])
     results["compile_seconds"] = round(compile_seconds, 1) if compile_seconds else None
     # What one device holds of the train state (less than the whole with sharding rules).
     results["bytes_per_device"] = {"params": sharding.bytes_per_device(state.params),

@@ -67,6 +67,7 @@ def test_rerunning_a_finished_run_resumes_and_trains_no_more(finished_run):
     again = train_and_evaluate(_same_config(workdir), workdir)
     assert again["steps"] == results["steps"]
     assert again["test"]["accuracy"] == results["test"]["accuracy"]  # the same program again
+    assert again["wall_seconds"] == results["wall_seconds"]  # the training's time, not the re-evaluation's
 
 
 def _same_config(workdir):
