@@ -26,6 +26,7 @@ CONFIGS = {
     "search_saliency.py:bhattacharyya": ("saliency", "mlnet", "search_scenes", "bhattacharyya"),
     "moving_mnist_motion.py:3d": ("classification", "c3d_small", "moving_mnist/frames=16", None),
     "moving_mnist_motion.py:2d": ("classification", "frames2d_small", "moving_mnist/frames=16", None),
+    "moving_mnist_motion.py:frame": ("classification", "frame2d_small", "moving_mnist/frames=16", None),
     "seq_mnist_tcn.py:seq": ("classification", "tcn_seq_mnist", "mnist", None),
     "seq_mnist_tcn.py:permuted": ("classification", "tcn_pmnist", "mnist", None),
     "mnist_generative.py:autoencoder": ("reconstruction", "autoencoder", "mnist", None),
@@ -114,14 +115,16 @@ def test_saliency_verdict_counts_lower_kl_as_better_and_names_the_models_that_lo
     assert lines[1] == "KL: NOT every model beats the centre bias (1.5000); not: EAD."
 
 
-def test_motion_verdict_bounds_the_2d_model_by_three_binomial_errors_around_chance():
+def test_motion_verdict_bounds_the_single_frame_model_by_three_binomial_errors_around_chance():
     module = _script("motion_needs_3d")
     bound = module.near_chance_bound(600)
     assert bound == pytest.approx(0.125 + 3 * math.sqrt(0.125 * 0.875 / 600))  # 0.1655
-    holds = module.verdict({"3d": [0.9, 0.95, 0.92], "2d": [0.12, 0.13, 0.14]}, 600)
-    assert holds[0].startswith("3-D above 2-D on every seed: holds") and "holds (0.1300)" in holds[1]
-    fails = module.verdict({"3d": [0.9, 0.1, 0.92], "2d": [0.2, 0.2, 0.2]}, 600)
-    assert "does NOT hold" in fails[0] and "does NOT hold" in fails[1]
+    holds = module.verdict({"3d": [0.9, 0.95, 0.92], "frame": [0.12, 0.13, 0.14], "2d": [0.2, 0.2, 0.2]}, 600)
+    assert holds[0].startswith("3-D above both 2-D models on every seed: holds")
+    assert "holds (0.1300)" in holds[1] and "mean 0.2000, above chance" in holds[2]
+    # Seed 1's 3-D run loses to its late fusion: the first line fails; the single frame is far off.
+    fails = module.verdict({"3d": [0.9, 0.15, 0.92], "frame": [0.2, 0.2, 0.2], "2d": [0.12, 0.16, 0.14]}, 600)
+    assert "does NOT hold" in fails[0] and "does NOT hold" in fails[1] and "within chance" in fails[2]
     assert module.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0) and module.mean_std([0.5]) == (0.5, 0.0)
 
 
@@ -187,14 +190,14 @@ def test_saliency_losses_smoke_gives_six_metrics_per_loss_and_the_centre_bias_ro
 
 
 @pytest.mark.slow  # about 1-2 minutes on 2 cores: CI runs it with -m slow
-def test_motion_needs_3d_smoke_gives_both_models_per_seed_against_chance(small_data_dir, tmp_path):
+def test_motion_needs_3d_smoke_gives_the_three_models_per_seed_against_chance(small_data_dir, tmp_path):
     payload, table = _smoke("motion_needs_3d", small_data_dir, tmp_path, "--seeds", "0", "1")
-    assert set(payload["accuracies"]) == {"3d", "2d"} and payload["chance"] == 0.125
+    assert set(payload["accuracies"]) == {"3d", "frame", "2d"} and payload["chance"] == 0.125
     for variant, accuracies in payload["accuracies"].items():
         assert len(accuracies) == 2 and all(0.0 <= a <= 1.0 for a in accuracies)
         assert [s["name"] for s in payload["runs"][variant]] == [f"{variant}_seed0", f"{variant}_seed1"]
     rows = {row[1]: row for row in table["rows"]}
-    assert set(rows) == {"`configs/moving_mnist_motion.py:3d`", "`configs/moving_mnist_motion.py:2d`"}
+    assert set(rows) == {f"`configs/moving_mnist_motion.py:{v}`" for v in ("3d", "frame", "2d")}
     for row in rows.values():
         assert " ± " in row[2] and len(row[3].split(" / ")) == 2 and row[4] == "0.1250"
 

@@ -30,15 +30,21 @@ fc7 256) for 16-frame 64x64 Moving MNIST clips on a CPU: pool5 leaves 1 x 2 x 2 
 features; 566,200 parameters for 8 classes (631,736 on 20-frame clips, whose pool5 keeps 2
 frames).
 
-``frames2d_small`` is that network made blind to motion, the single-frame model of Karpathy et al.
-2014 (§3.1): every kernel 1x3x3 (a 2-D convolution applied to each frame: it runs as one, frames
-folded into the batch), every pool 1x2x2, fc6 to fc8 on each frame, and the frames' logits
-averaged over time. Each frame is classified on its own, so where no single frame tells the
-classes apart (the direction of motion in Moving MNIST) the network can do no better than chance.
-(Averaging the frames' pool5 maps before fc6 instead would let it see the digits' trace: the mean
-of the frames' maps shows the axis along which they moved, though not the direction.) 278,056
-parameters for 8 classes and clips of any length (the convolutions a third of ``c3d_small``'s,
-the same head as on 16 frames).
+Two 2-D twins of ``c3d_small`` see no motion inside their convolutions: every kernel 1x3x3 (a
+2-D convolution applied to each frame: it runs as one, frames folded into the batch), every pool
+1x2x2, fc6 to fc8 on each frame; 278,056 parameters for 8 classes and clips of any length (the
+convolutions a third of ``c3d_small``'s, the same head as on 16 frames).
+
+* ``frame2d_small`` classifies one frame of the clip (the first), the single-frame model of
+  Karpathy et al. 2014 (§3.1). Where no single frame tells the classes apart (the direction of
+  motion in Moving MNIST, cnn_jax.data.moving_mnist) it can do no better than chance.
+* ``frames2d_small`` classifies every frame and averages their logits over time, as Karpathy et
+  al. average a single-frame model's predictions over a video. The average fuses the frames late,
+  after each frame's prediction, and that is enough to see some motion: a logit that depends on
+  how high the digits stand is constant over a clip whose digits move east or west and varies
+  over one whose digits move north or south, so the mean over the frames carries the axis of the
+  motion (not its sign). (Averaging the frames' pool5 maps before fc6 would show the axis more directly: the
+  mean of the maps draws the digits' trace.)
 """
 
 from __future__ import annotations
@@ -85,6 +91,8 @@ class C3D(nn.Module):
       temporal: True for the paper's 3x3x3 kernels and 2x2x2 pools; False for the per-frame
         network (1x3x3 kernels as 2-D convolutions, 1x2x2 pools, each frame classified, the
         frames' logits averaged over time).
+      frame: with ``temporal=False``, the one frame of each clip that is classified (None: every
+        frame, their logits averaged).
       kernel_init: every convolution and linear layer.
       conv_impl: how the convolutions run, ``'auto'`` | ``'xla'`` | ``'onednn'``
         (:mod:`cnn_jax.layers.conv`; 'auto' runs them on oneDNN on one CPU device).
@@ -96,6 +104,7 @@ class C3D(nn.Module):
     fc_features: int = 4096
     dropout_rate: float = 0.5
     temporal: bool = True
+    frame: int | None = None
     kernel_init: str | Callable = "he_normal"
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
@@ -103,6 +112,11 @@ class C3D(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = clip_batch(x, self.dtype, "C3D")
+        if self.frame is not None:
+            if self.temporal or not 0 <= self.frame < x.shape[1]:
+                raise ValueError(f"C3D(frame={self.frame}) needs temporal=False and a frame of the "
+                                 f"clip's {x.shape[1]} frames (0 to {x.shape[1] - 1})")
+            x = x[:, self.frame:self.frame + 1]
         n, frames = x.shape[:2]
         if not self.temporal:  # each frame on its own: a 2-D network over N * T images
             x = x.reshape(n * frames, *x.shape[2:])
@@ -157,9 +171,17 @@ def c3d_small(num_classes: int = 8, **kwargs: Any) -> C3D:
     return C3D(num_classes=num_classes, **{**_SMALL, **kwargs})
 
 
+@register_model("frame2d_small", **_MOVING_MNIST,
+                description="c3d_small with 1x3x3 kernels on the first frame of a clip alone")
+def frame2d_small(num_classes: int = 8, **kwargs: Any) -> C3D:
+    """The single-frame 2-D twin of ``c3d_small``: the first frame of each clip classified;
+    278,056 parameters at 8 classes on 64x64 single-channel clips of any length."""
+    return C3D(num_classes=num_classes, **{**_SMALL, "temporal": False, "frame": 0, **kwargs})
+
+
 @register_model("frames2d_small", **_MOVING_MNIST,
                 description="c3d_small with 1x3x3 kernels on each frame, logits averaged over time")
 def frames2d_small(num_classes: int = 8, **kwargs: Any) -> C3D:
-    """The per-frame 2-D twin of ``c3d_small``; 278,056 parameters at 8 classes on 64x64
-    single-channel clips of any length."""
+    """The per-frame 2-D twin of ``c3d_small``, the frames' logits averaged; 278,056 parameters at
+    8 classes on 64x64 single-channel clips of any length."""
     return C3D(num_classes=num_classes, **{**_SMALL, "temporal": False, **kwargs})

@@ -51,12 +51,13 @@ def test_c3d_layer_table_of_a_16x112x112_clip():
     assert params["fc8"]["kernel"].shape == (4096, 487)
 
 
-def test_c3d_small_and_frames2d_small_parameter_counts():
+def test_c3d_small_frames2d_small_and_frame2d_small_parameter_counts():
     assert num_params(create_model("c3d_small"), (16, 64, 64, 1)) == 566_200
     assert num_params(create_model("c3d_small"), (20, 64, 64, 1)) == 631_736  # pool5 keeps 2 frames
     # Same head, 1x3x3 kernels: the convolutions have 144,416 parameters instead of 432,560.
     assert num_params(create_model("frames2d_small"), (16, 64, 64, 1)) == 278_056
     assert num_params(create_model("frames2d_small"), (20, 64, 64, 1)) == 278_056
+    assert num_params(create_model("frame2d_small"), (16, 64, 64, 1)) == 278_056
     params = variable_shapes(create_model("frames2d_small"), (16, 64, 64, 1))["params"]
     assert params["conv2a"]["kernel"].shape == (3, 3, 8, 16)  # a 2-D kernel per frame
 
@@ -93,3 +94,22 @@ def test_frames2d_small_is_the_mean_of_its_frames_classified_one_at_a_time():
     logits = model.apply(variables, jnp.asarray(clip[None]))
     each = model.apply(variables, jnp.asarray(clip[:, None]))  # 4 clips of one frame
     np.testing.assert_allclose(logits[0], each.mean(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_frame2d_small_sees_the_first_frame_alone():
+    # The single-frame model: its logits are those of the first frame as a one-frame clip, and
+    # no other frame reaches them (their gradient is exactly zero).
+    model = create_model("frame2d_small")
+    clip = jnp.asarray(np.random.default_rng(2).standard_normal((1, 4, 32, 32, 1)).astype(np.float32))
+    variables = filled_variables(model, (16, 32, 32, 1))
+    np.testing.assert_array_equal(model.apply(variables, clip), model.apply(variables, clip[:, :1]))
+    grad = jax.grad(lambda x: jnp.sum(model.apply(variables, x) ** 2))(clip)
+    assert float(jnp.max(jnp.abs(grad[:, 0]))) > 0 and not np.any(np.asarray(grad[:, 1:]))
+
+
+def test_frame_outside_the_clip_or_with_3d_kernels_is_refused():
+    clip = jnp.zeros((1, 4, 32, 32, 1))
+    with pytest.raises(ValueError, match=r"frame=4.*0 to 3"):
+        create_model("frame2d_small", frame=4).init(jax.random.key(0), clip)
+    with pytest.raises(ValueError, match="temporal=False"):
+        create_model("c3d_small", frame=0).init(jax.random.key(0), jnp.zeros((1, 16, 32, 32, 1)))
