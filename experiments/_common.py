@@ -195,6 +195,28 @@ def train_run(run: Run, root: Path, data_dir: str) -> dict:
             "results": results, "wall_seconds": results["wall_seconds"], "reused": finished_before}
 
 
+def wall_note(total: float, runs) -> str:
+    """The results note on wall time: this sitting's total and, when some of `runs` (train_run
+    summaries, possibly in lists or dicts) finished in an earlier sitting, which ones."""
+    def summaries(x):
+        if isinstance(x, dict) and "reused" in x:
+            yield x
+        elif isinstance(x, dict):
+            for v in x.values():
+                yield from summaries(v)
+        elif isinstance(x, list | tuple):
+            for v in x:
+                yield from summaries(v)
+
+    every = list(summaries(runs))
+    reused = [s["name"] for s in every if s["reused"]]
+    if not reused:
+        return f"Total wall time {format_seconds(total)}."
+    return (f"Wall time of this sitting {format_seconds(total)}; {len(reused)} of {len(every)} runs "
+            f"had finished in an earlier one and were evaluated again ({', '.join(reused)}): their wall "
+            "times are those recorded when they finished.")
+
+
 def error_percent(summary: dict) -> float:
     """Test error (%) of the checkpoint the trainer reports."""
     return 100.0 * (1.0 - summary["results"]["test"]["accuracy"])

@@ -39,6 +39,7 @@ from _common import (  # noqa: E402  (the script's own folder first, then the sh
     run_root,
     save_results,
     train_run,
+    wall_note,
 )
 
 TITLE = "Localisation and detection on digit scenes: test metrics against the bars"
@@ -106,7 +107,7 @@ def main(argv=None) -> dict:
     notes = ["Test = 2,000 canvases of MNIST test digits; the best checkpoint by validation "
              "localization_accuracy (localiser) or AP50 (detectors). AP is COCO's (IoU "
              "0.50:0.95), AP50 at IoU 0.5; mask AP from COCO's segm IoU.",
-             f"Total wall time {format_seconds(total)}."]
+             wall_note(total, runs)]
     record = results_record("detection_runs", TITLE, env, [make_table(headers, rows, notes=notes)],
                             experiment="detection_runs", smoke=args.smoke, data=note, runs=runs,
                             total_wall_seconds=round(total, 1))

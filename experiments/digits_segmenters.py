@@ -32,6 +32,7 @@ from _common import (  # noqa: E402  (the script's own folder first, then the sh
     run_root,
     save_results,
     train_run,
+    wall_note,
 )
 
 from cnn_jax.recipes import DIGIT_SCENES_SEGMENTATION  # noqa: E402
@@ -83,7 +84,7 @@ def main(argv=None) -> dict:
     print("\n" + markdown_table(headers, rows))
     print(f"\ntotal wall time {format_seconds(total)}; load average at the end {os.getloadavg()[0]:.2f}")
     notes = [f"Seeds {' '.join(map(str, args.seeds))} (mean); test = 2,000 canvases of MNIST test digits; best "
-             "checkpoint by validation mean IoU.", f"Total wall time {format_seconds(total)}."]
+             "checkpoint by validation mean IoU.", wall_note(total, runs)]
     record = results_record("digits_segmenters", TITLE, env, [make_table(headers, rows, notes=notes)],
                             experiment="digits_segmenters", smoke=args.smoke, seeds=args.seeds, data=note,
                             runs=runs, total_wall_seconds=round(total, 1))

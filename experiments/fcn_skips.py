@@ -34,6 +34,7 @@ from _common import (  # noqa: E402  (the script's own folder first, then the sh
     run_root,
     save_results,
     train_run,
+    wall_note,
 )
 
 from cnn_jax.recipes import DIGIT_SCENES_SEGMENTATION  # noqa: E402
@@ -134,7 +135,7 @@ def main(argv=None) -> dict:
              "'Ground truth at its stride': the test masks averaged over s x s blocks and upsampled "
              "bilinearly, s = the model's output stride (a bound for predictions interpolated from "
              "that stride, which learned upsampling can beat).",
-             *lines, f"Total wall time {format_seconds(total)}."]
+             *lines, wall_note(total, runs)]
     record = results_record("fcn_skips", TITLE, env, [make_table(headers, rows, notes=notes)],
                             experiment="fcn_skips", smoke=args.smoke, seeds=args.seeds, data=note,
                             means=means, ceilings=ceilings, runs=runs, verdict=lines, total_wall_seconds=round(total, 1))

@@ -35,6 +35,7 @@ from _common import (  # noqa: E402  (the script's own folder first, then the sh
     run_root,
     save_results,
     train_run,
+    wall_note,
 )
 
 TITLE = "Focal loss against alpha-balanced cross-entropy: RetinaNet on digit scenes, test AP"
@@ -100,7 +101,7 @@ def main(argv=None) -> dict:
              "best checkpoint by validation AP50; configs/digits_retinanet.py (ResNet-18-FPN, "
              "prior 0.01, Adam, from scratch). AP is COCO's (IoU 0.50:0.95). Paper: Lin et al. "
              "2017 Table 1a-b, COCO minival, ResNet-50-FPN.",
-             *lines, f"Total wall time {format_seconds(total)}."]
+             *lines, wall_note(total, runs)]
     record = results_record("focal_ablation", TITLE, env, [make_table(headers, rows, notes=notes)],
                             experiment="focal_ablation", smoke=args.smoke, seeds=args.seeds,
                             data=note, means=means, ap=ap, runs=runs, verdict=lines,

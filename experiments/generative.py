@@ -46,6 +46,7 @@ from _common import (  # noqa: E402  (the script's own folder first, then the sh
     run_root,
     save_results,
     train_run,
+    wall_note,
 )
 
 TITLE = "VAE and DCGAN: test ELBO and Fréchet distance on LeNet-5 features (not the Inception FID)"
@@ -171,7 +172,7 @@ def main(argv=None) -> dict:
              + "): not the Inception FID, not comparable with published FIDs. Reference: the test images.",
              "VAE: best checkpoint by validation ELBO; negative ELBO in nats per image with a Bernoulli "
              "likelihood of the grey levels (an upper bound on -log p(x)). DCGAN: last checkpoint.",
-             f"Total wall time {format_seconds(total)}."]
+             wall_note(total, [r["runs"] for r in results.values()])]
     record = results_record("generative", TITLE, env, [make_table(headers, rows, notes=notes)],
                             experiment="generative", smoke=args.smoke, datasets=args.datasets,
                             data=notes_data, results=results, total_wall_seconds=round(total, 1))

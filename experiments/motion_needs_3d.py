@@ -43,6 +43,7 @@ from _common import (  # noqa: E402  (the script's own folder first, then the sh
     run_root,
     save_results,
     train_run,
+    wall_note,
 )
 
 TITLE = "Motion needs 3-D convolutions: Moving MNIST direction, C3D-small against its 2-D twins"
@@ -115,7 +116,7 @@ def main(argv=None) -> dict:
                                  f"{os.getloadavg()[0]:.2f}"]))
     notes = [f"Seeds {' '.join(map(str, args.seeds))}; test = {test_clips} clips of MNIST test digits, best "
              "checkpoint by validation accuracy; ± is the standard deviation over seeds.", *lines,
-             f"Total wall time {format_seconds(total)}."]
+             wall_note(total, runs)]
     record = results_record("motion_needs_3d", TITLE, env, [make_table(headers, rows, notes=notes)],
                             experiment="motion_needs_3d", smoke=args.smoke, seeds=args.seeds, data=note,
                             accuracies=accuracies, chance=CHANCE, runs=runs, verdict=lines,

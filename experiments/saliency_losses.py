@@ -37,6 +37,7 @@ from _common import (  # noqa: E402  (the script's own folder first, then the sh
     run_root,
     save_results,
     train_run,
+    wall_note,
 )
 
 TITLE = "Saliency losses on visual-search scenes: six metrics per loss, against a centre bias"
@@ -125,7 +126,7 @@ def main(argv=None) -> dict:
              f"0.25, Adam, from scratch); test = {baseline['count']} generated scenes, best checkpoint by "
              "validation CC. Centre bias: one Gaussian map at the canvas centre, the scenes' own centre "
              "sigma. AUC-Borji: 20 random splits per image.", *lines,
-             f"Total wall time {format_seconds(total)}."]
+             wall_note(total, runs)]
     record = results_record("saliency_losses", TITLE, env, [make_table(headers, rows, notes=notes)],
                             experiment="saliency_losses", smoke=args.smoke, seeds=args.seeds,
                             means=means, centre_bias=baseline, runs=runs, verdict=lines,

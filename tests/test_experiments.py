@@ -197,6 +197,15 @@ def test_activations_centred_inputs_feed_pixels_minus_the_mean_and_restore_the_t
     assert loop.input_pipeline(config).spec.std != spec.std  # the trainer's own: standardised
 
 
+def test_wall_note_names_the_runs_that_finished_in_an_earlier_sitting():
+    wall_note = _script("_common").wall_note
+    fresh = {"name": "a", "reused": False}
+    assert wall_note(150, {"3d": [fresh]}) == "Total wall time 2.5 min."
+    note = wall_note(30, {"3d": [fresh, {"name": "b", "reused": True}], "x": {"name": "c", "reused": True}})
+    assert note.startswith("Wall time of this sitting 30 s; 2 of 3 runs had finished in an earlier one")
+    assert "(b, c)" in note
+
+
 def test_epochs_to_25_percent_is_the_first_epoch_at_or_below_the_target():
     module = _script("activations")
     assert module.epochs_to([0.9, 0.4, 0.25, 0.1], 0.25) == 3
