@@ -87,16 +87,17 @@ def sgd(c: ml_collections.ConfigDict, *, lr: float, weight_decay: float = 0.0,
 
 
 DIGIT_SCENES_VAL_IMAGES = 1_000  # held out of the 12,000 generated training canvases
-# 128x128 canvases of 1-3 digits 48-80 px tall: strokes a few pixels wide, which a prediction at
-# stride 8 can still draw (experiments/fcn_skips.py prints the mean IoU of the ground truth itself
-# pooled to strides 8, 16 and 32 and upsampled: what coarse predictions can reach on the canvases).
-DIGIT_SCENES_SEGMENTATION = "digit_scenes/canvas=128,min_height=48,max_height=80,max_digits=3"
+# 128x128 canvases of 1-2 digits 64-88 px tall: their strokes are about as wide as FCN-8s's output
+# stride (8 px) or wider, so a prediction at stride 8 can draw them; smaller digits have strokes
+# thinner than the stride. experiments/fcn_skips.py prints the mean IoU of the ground truth itself
+# pooled to strides 8, 16 and 32 and upsampled: what coarse predictions can reach on the canvases.
+DIGIT_SCENES_SEGMENTATION = "digit_scenes/canvas=128,min_height=64,max_height=88,max_digits=2"
 
 
 def digit_scenes_segmentation(c: ml_collections.ConfigDict,
                               val_size: int = DIGIT_SCENES_VAL_IMAGES) -> None:
     """Semantic segmentation of generated digit scenes (DIGIT_SCENES_SEGMENTATION: 128x128
-    canvases of 1-3 MNIST digits; 11 pixel classes, background and the ten digits; the anti-aliased
+    canvases of 1-2 MNIST digits 64-88 px tall; 11 pixel classes, background and the ten digits; the anti-aliased
     rim of each digit ignored), `val_size` canvases held out. Generated from MNIST on first use
     (`cnn-jax data import mnist --from mnist.npz` first). No augmentation: a flipped digit is not a
     digit.

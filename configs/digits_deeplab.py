@@ -26,7 +26,7 @@ def get_config():
     c.model.kwargs.stage_widths = (16, 32, 64, 128)
     c.model.kwargs.aspp_features = 64
     c.model.kwargs.aspp_rates = (2, 4, 6)
-    c.num_epochs = 10
+    c.num_epochs = 6
     c.batch_size = 32
     c.eval_batch_size = 250
     recipes.adam(c, lr=1e-3)

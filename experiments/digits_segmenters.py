@@ -5,7 +5,7 @@ decoder, and DeepLabV3's dilated backbone with atrous pyramid pooling.
     python experiments/digits_segmenters.py --smoke
 
 configs/digits_fcn.py:8s, configs/digits_unet.py and configs/digits_deeplab.py share the data
-(128x128 canvases of 1-3 MNIST digits, 11 pixel classes), the recipe (Adam, cosine, batch 32, 10
+(128x128 canvases of 1-2 MNIST digits, 11 pixel classes), the recipe (Adam, cosine, batch 32, 6
 epochs, from scratch) and the test (2,000 canvases of MNIST test digits, best checkpoint by
 validation mean IoU); the table gives each model's test mean IoU, pixel accuracy, parameters,
 multiply-adds per image (`cnn-jax summary`) and wall time.
