@@ -126,9 +126,13 @@ def ensure_dataset(name: str, data_dir: str, shared_data: str | Path) -> str:
     it is not prepared there; returns a one-line note on where the data comes from."""
     from cnn_jax.data import catalog, prepare
     from cnn_jax.data.importer import data_main_import
+    from cnn_jax.errors import DataNotPreparedError
 
-    builder = prepare.tfds_builder(name, data_dir or None)
-    if not prepare.is_prepared(builder):
+    try:
+        builder = prepare.tfds_builder(name, data_dir or None)
+    except DataNotPreparedError:  # an imported dataset (not tfds'), not imported there yet
+        builder = None
+    if builder is None or not prepare.is_prepared(builder):
         source = Path(shared_data) / SHARED_FILES[name]
         if not source.exists():
             sys.exit(f"error: {name} is not prepared in {data_dir or catalog.default_data_dir()} "
