@@ -4,6 +4,7 @@ eager, and the plain NHWC -> CHWN transpose its weight gradient needs: docs/perf
 
     .venv-bench/bin/python experiments/bench_conv_layer.py          # torch side if torch imports
     python experiments/bench_conv_layer.py --covering               # kernels that cover the input
+    python experiments/bench_conv_layer.py --upsampling             # FCN's upsampling layers
     python experiments/bench_conv_layer.py --smoke                  # tiny sizes (what the test runs)
 
 For each (size, channels) of ResNet-20's three stages at batch 128: JAX `grad` of
@@ -20,8 +21,16 @@ LeNet-5's C5 at the time-to-accuracy recipe's batch 256 first), forward + both g
 XLA's convolution, by oneDNN's (`covering_as_dot=False`), and by what `cnn_jax.layers.Conv` runs
 for them on a CPU (the flattened input times the flattened kernel, XLA's dot).
 
-The results go to experiments/results/bench_conv_layer.json, or bench_conv_layer_covering.json
-with --covering (or --out; --smoke writes none unless --out is given).
+`--upsampling`: the transposed convolutions that upsample FCN's scores (kernel 2S, stride S, crop
+S/2; 11 classes, batch 32, the 128x128 digit scenes), each of the three passes of the convolution
+they are the adjoint of (the layer's forward pass is its backward-data pass) by oneDNN, by XLA's
+convolution and by stride-1 convolution of stride-sized blocks
+(`cnn_jax.backends.xla.space_to_depth_conv`), and the route cnn_jax takes for it
+(`cnn_jax.backends.onednn.routing`).
+
+The results go to experiments/results/bench_conv_layer.json, bench_conv_layer_covering.json
+with --covering, or bench_conv_layer_upsampling.json with --upsampling (or --out; --smoke writes
+none unless --out is given).
 """
 
 from __future__ import annotations
@@ -123,6 +132,66 @@ def main_covering(args) -> list[dict]:
     return rows
 
 
+# (stride, batch): FCN-8s's x2 layers, its x8, FCN-16s's x16, FCN-32s's x32, on 128x128 scenes
+UPSAMPLING = ((2, 32), (8, 32), (16, 32), (32, 32))
+UPSAMPLING_ROUTES = ("onednn", "xla", "blocks")
+
+
+def upsampling_params(stride: int, batch: int, classes: int = 11, size: int = 128) -> dict:
+    """The primitives' parameters of the convolution an FCN upsampling layer is the adjoint of:
+    its output ``(batch, size, size, classes)`` is that convolution's input."""
+    from cnn_jax.backends import xla
+
+    x_shape, w_shape = (batch, size, size, classes), (2 * stride, 2 * stride, classes, classes)
+    padding = ((stride // 2, stride // 2),) * 2
+    return dict(x_shape=x_shape, w_shape=w_shape,
+                y_shape=xla.output_shape(x_shape, w_shape, (stride,) * 2, padding, (1, 1)),
+                strides=(stride,) * 2, padding=padding, dilation=(1, 1), groups=1,
+                precision=None, impl="auto", covering_as_dot=True)
+
+
+def upsampling_side(stride: int, batch: int, steps: int) -> dict:
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+
+    from cnn_jax.backends import onednn
+    from cnn_jax.backends.onednn import routing
+
+    p = upsampling_params(stride, batch)
+    rng = np.random.default_rng(0)
+    x, w, y = (jnp.asarray(rng.standard_normal(p[key]), jnp.float32)
+               for key in ("x_shape", "w_shape", "y_shape"))
+    operands = {"forward": (x, w), "backward_data": (y, w), "backward_weights": (x, y)}
+    row = {"stride": stride, "batch": batch, "scores": list(p["y_shape"][1:])}
+    for pass_, (a, b) in operands.items():
+        runs = "blocks" if routing.by_blocks(pass_, p) else None
+        for route in UPSAMPLING_ROUTES:
+            if route == "onednn" and not onednn.available():
+                continue
+            if route == "onednn":
+                runs = runs or routing.onednn_route(pass_, p)
+            fn = jax.jit(functools.partial(routing.ROUTES[route], pass_, p))
+            row[f"{pass_}_{route}_ms"] = round(
+                _median_ms(lambda f=fn, a=a, b=b: jax.block_until_ready(f(a, b)), steps), 2)
+        row[f"{pass_}_cnn_jax"] = runs or "xla"
+    return row
+
+
+def main_upsampling(args) -> list[dict]:
+    shapes = UPSAMPLING[-1:] if args.smoke else UPSAMPLING
+    rows = []
+    for stride, batch in shapes:
+        rows.append(upsampling_side(stride, 2 if args.smoke else batch, args.steps))
+        print(json.dumps(rows[-1]), flush=True)
+    print(f"\nFCN upsampling layers, ms per pass ({len(os.sched_getaffinity(0))} threads, "
+          f"load {os.getloadavg()[0]:.2f})")
+    for row in upsampling_table(rows, args)["rows"]:
+        print("| " + " | ".join(str(v) for v in row) + " |")
+    return rows
+
+
 def torch_side(batch: int, size: int, channels: int, steps: int) -> dict:
     import torch
 
@@ -146,10 +215,20 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--covering", action="store_true",
                         help="kernels covering the whole input: XLA, oneDNN and cnn_jax's dot")
+    parser.add_argument("--upsampling", action="store_true",
+                        help="FCN's upsampling layers: each pass by oneDNN, XLA and blocks")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--out", help="the results file (default experiments/results/bench_conv_layer*.json)")
     args = parser.parse_args(argv)
     header = results_header(__file__, sys.argv[1:] if argv is None else argv)
+    if args.upsampling:
+        if args.smoke:
+            args.steps = 2
+        rows = main_upsampling(args)
+        save_results(results_record(
+            "bench_conv_layer_upsampling", UPSAMPLING_TITLE, header,
+            [upsampling_table(rows, args)], smoke=args.smoke, rows=rows), args.out)
+        return rows
     if args.covering:
         if args.smoke:
             args.steps = 2
@@ -194,6 +273,8 @@ def main(argv=None) -> list[dict]:
 # --------------------------------------------------------------------------------------------
 TITLE = "One 3x3 convolution layer, forward + both gradients: XLA, oneDNN and PyTorch"
 COVERING_TITLE = "Kernels that cover their whole input, forward + both gradients: XLA, oneDNN, dot"
+UPSAMPLING_TITLE = ("FCN's upsampling layers, each pass: oneDNN, XLA's convolution and stride-1 "
+                    "convolution of blocks")
 
 
 def layer_table(rows: list[dict], args, threads: int) -> dict:
@@ -214,6 +295,22 @@ def covering_table(rows: list[dict], args) -> dict:
         [[r["batch"], f"{r['size']}x{r['size']}x{r['in']}", r["out"], r["xla_ms"],
           r.get("onednn_conv_ms", "n/a"), r.get("cnn_jax_ms", "n/a")] for r in rows],
         notes=[f"ms per call, median of 5 repeats of {args.steps} calls."])
+
+
+def upsampling_table(rows: list[dict], args) -> dict:
+    passes = (("backward_data", "the layer's forward (backward data)"),
+              ("forward", "its input gradient (forward)"),
+              ("backward_weights", "its weight gradient (backward weights)"))
+    return make_table(
+        ["layer", "pass", "oneDNN, ms", "XLA, ms", "blocks, ms", "cnn_jax runs"],
+        [[f"x{r['stride']}: kernel {2 * r['stride']}, stride {r['stride']}, "
+          f"{r['scores'][0]}x{r['scores'][1]} scores", label,
+          r.get(f"{pass_}_onednn_ms", "n/a"), r[f"{pass_}_xla_ms"], r[f"{pass_}_blocks_ms"],
+          r[f"{pass_}_cnn_jax"]] for r in rows for pass_, label in passes],
+        notes=[f"Batch {rows[0]['batch']}, 11 classes, 128x128 output, ms per call, median of 5 "
+               f"repeats of {args.steps} calls; 'cnn_jax runs' is the route "
+               "cnn_jax.backends.onednn.routing takes for the pass under conv_impl='auto' on one "
+               "CPU device."])
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ COMMANDS = {
     "bench_input_pipeline": "python experiments/bench_input_pipeline.py",
     "bench_conv_layer": ".venv-bench/bin/python experiments/bench_conv_layer.py",
     "bench_conv_layer_covering": "python experiments/bench_conv_layer.py --covering --steps 10",
+    "bench_conv_layer_upsampling": "python experiments/bench_conv_layer.py --upsampling",
     "profile_train_step_resnet20_auto": "python experiments/profile_train_step.py --model resnet20",
     "profile_train_step_resnet20_xla":
         "python experiments/profile_train_step.py --model resnet20 --conv xla",

@@ -173,6 +173,15 @@ def test_smoke_runs_write_no_results_file_unless_asked(tmp_path):
     assert common.results_path("bench_gpu", tmp_path / "g.json", smoke=True) == tmp_path / "g.json"
 
 
+def test_conv_layer_benchmark_times_each_pass_of_an_upsampling_layer_three_ways():
+    rows = _script("bench_conv_layer").main(["--upsampling", "--smoke"])
+    assert len(rows) == 1 and rows[0]["stride"] == 32 and rows[0]["scores"] == [4, 4, 11]
+    for pass_ in ("forward", "backward_data", "backward_weights"):
+        assert all(rows[0][f"{pass_}_{route}_ms"] > 0 for route in ("onednn", "xla", "blocks"))
+    assert rows[0]["backward_data_cnn_jax"] == "blocks"
+    assert rows[0]["forward_cnn_jax"] == rows[0]["backward_weights_cnn_jax"] == "onednn"
+
+
 def test_conv_layer_benchmark_times_covering_kernels_three_ways():
     rows = _script("bench_conv_layer").main(["--covering", "--smoke"])
     assert len(rows) == 1 and (rows[0]["size"], rows[0]["in"], rows[0]["out"]) == (5, 16, 120)

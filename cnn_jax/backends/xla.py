@@ -10,6 +10,11 @@
   loop; one strided slice of the padded input per kernel tap, times that tap's per-channel
   weights, is elementwise work that XLA fuses into a few loops, forward and backward (its gradient
   is pads and reductions), much faster on a CPU, with the same output to float rounding.
+* :func:`space_to_depth_conv`: an undilated, ungrouped strided convolution as a stride-1
+  convolution of its input rearranged into stride-sized blocks (the sub-pixel view of Shi et al.
+  2016, read backwards). Its input gradient, a transposed convolution, is then a stride-1
+  transposed convolution into blocks and a reshape: what :mod:`cnn_jax.backends.onednn.routing`
+  runs for large strides (FCN-32s's and FCN-16s's upsampling layers).
 """
 
 from __future__ import annotations
@@ -161,3 +166,40 @@ def shifted_depthwise(
         term = window * kernel[tap][0]
         out = term if out is None else out + term
     return out
+
+
+def space_to_depth_conv(
+    x: jax.Array,
+    kernel: jax.Array,
+    strides: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+    precision: Any = None,
+) -> jax.Array:
+    """:func:`conv` of channels-last ``x`` with a ``(spatial..., C_in, C_out)`` kernel, undilated
+    and ungrouped, as a stride-1 convolution of blocks: with stride ``S`` and the kernel of ``F``
+    taps zero-padded to ``B S`` taps (``B = ceil(F / S)``), output ``i`` is
+    ``sum_{a < B, b < S} x[(i + a) S + b] w[a S + b]``; so cutting the padded input into blocks of
+    ``S`` (block ``j``, offset ``b``) and moving the offsets into the channels gives a convolution
+    of stride 1 and ``B`` taps over ``S * C_in`` channels (per spatial dim). Same output as
+    :func:`conv` to float32 rounding; any non-negative ``(lo, hi)`` padding."""
+    n = x.ndim - 2
+    taps = kernel.shape[:n]
+    blocks = [-(-f // s) for f, s in zip(taps, strides, strict=True)]
+    out = output_shape(x.shape, kernel.shape, strides, padding, (1,) * n)[1:-1]
+    kernel = jnp.pad(kernel, [*((0, b * s - f) for b, s, f in zip(blocks, strides, taps, strict=True)),
+                              (0, 0), (0, 0)])
+    # Input positions past (out + B - 1) S meet only the kernel's zero padding: cut or pad to it.
+    edges = [(lo, (o + b - 1) * s - size - lo)
+             for size, (lo, _), o, b, s in zip(x.shape[1:-1], padding, out, blocks, strides, strict=True)]
+    x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in edges),
+                                            (0, 0, 0)])
+    batch, c_in, c_out = x.shape[0], x.shape[-1], kernel.shape[-1]
+    counts = [size // s for size, s in zip(x.shape[1:-1], strides, strict=True)]
+    # (N, count_1, S_1, ..., C) -> (N, count_1, ..., S_1, ..., C): offsets next to the channels.
+    x = x.reshape(batch, *(v for c, s in zip(counts, strides, strict=True) for v in (c, s)), c_in)
+    x = x.transpose(0, *range(1, 2 * n, 2), *range(2, 2 * n + 1, 2), 2 * n + 1)
+    x = x.reshape(batch, *counts, -1)
+    kernel = kernel.reshape(*(v for b, s in zip(blocks, strides, strict=True) for v in (b, s)), c_in, c_out)
+    kernel = kernel.transpose(*range(0, 2 * n, 2), *range(1, 2 * n, 2), 2 * n, 2 * n + 1)
+    kernel = kernel.reshape(*blocks, -1, c_out)
+    return conv(x, kernel, (1,) * n, ((0, 0),) * n, (1,) * n, 1, precision)

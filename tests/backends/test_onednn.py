@@ -244,6 +244,57 @@ def test_a_padding_that_keeps_a_pass_off_the_direct_kernels_is_applied_beforehan
     assert routing.onednn_route(pass_, p) == "padded"
 
 
+# (input, kernel, strides, padding): kernels a multiple of the stride, longer, shorter; 1-D to 3-D
+BLOCK_CASES = {
+    "fcn_upscore32": ((2, 64, 64, 5), (64, 64, 5, 5), (32, 32), ((16, 16), (16, 16))),
+    "kernel_not_a_multiple": ((2, 37, 29, 3), (20, 7, 3, 4), (16, 3), ((2, 5), (0, 1))),
+    "kernel_under_stride": ((1, 40, 3), (5, 3, 2), (16,), ((3, 0),)),
+    "patchify_3d": ((1, 8, 32, 32, 2), (4, 16, 16, 2, 3), (4, 16, 16), ((0, 0),) * 3),
+    "stride1": ((2, 9, 9, 3), (3, 3, 3, 4), (1, 1), ((1, 1), (1, 1))),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BLOCK_CASES))
+def test_the_convolution_of_blocks_equals_xla_on_every_pass(case):
+    x_shape, w_shape, strides, padding = BLOCK_CASES[case]
+    p = _params(x_shape, w_shape, strides, padding, (1,) * len(strides), 1)
+    rng = np.random.default_rng(0)
+    x, w, y = (jnp.asarray(rng.standard_normal(p[key]), jnp.float32)
+               for key in ("x_shape", "w_shape", "y_shape"))
+    for pass_, (a, b) in {"forward": (x, w), "backward_data": (y, w),
+                          "backward_weights": (x, y)}.items():
+        blocks = jax.jit(lambda a, b, pass_=pass_: routing.ROUTES["blocks"](pass_, p, a, b))
+        _close(blocks(a, b), routing.ROUTES["xla"](pass_, p, a, b))
+
+
+def test_only_input_gradients_of_large_undilated_ungrouped_strides_run_as_blocks():
+    fcn32 = _params((32, 128, 128, 11), (64, 64, 11, 11), (32, 32), ((16, 16),) * 2, (1, 1), 1)
+    assert routing.by_blocks("backward_data", fcn32)
+    assert not routing.by_blocks("forward", fcn32)
+    assert not routing.by_blocks("backward_weights", fcn32)
+    fcn8 = _params((32, 128, 128, 11), (16, 16, 11, 11), (8, 8), ((4, 4),) * 2, (1, 1), 1)
+    assert not routing.by_blocks("backward_data", fcn8)
+    mixed = _params((2, 64, 64, 4), (32, 32, 4, 4), (16, 8), ((8, 8),) * 2, (1, 1), 1)
+    assert not routing.by_blocks("backward_data", mixed)
+    grouped = _params((2, 64, 64, 4), (32, 32, 2, 4), (16, 16), ((8, 8),) * 2, (1, 1), 2)
+    assert not routing.by_blocks("backward_data", grouped)
+    dilated = _params((2, 64, 64, 4), (3, 3, 4, 4), (16, 16), ((2, 2),) * 2, (2, 2), 1)
+    assert not routing.by_blocks("backward_data", dilated)
+
+
+def test_an_fcn32s_upsampling_layer_lowers_its_forward_to_blocks_and_its_gradients_to_onednn():
+    # The layer's forward is the backward-data pass; its gradients are the other two passes.
+    y = jnp.ones((2, 4, 4, 11))
+    w = jnp.ones((64, 64, 11, 11))
+
+    def layer(y, w):
+        return onednn.conv_transpose(y, w, strides=(32, 32), crops=((16, 16),) * 2)
+
+    assert "cnn_jax_onednn" not in _hlo(layer, y, w)
+    text = _hlo(jax.grad(lambda y, w: jnp.sum(layer(y, w) ** 2), argnums=(0, 1)), y, w)
+    assert FORWARD in text and BACKWARD_WEIGHTS in text and BACKWARD_DATA not in text
+
+
 def test_the_implementation_query_rejects_what_onednn_cannot_run():
     p = routing.bridge_attributes(_params((2, 6, 6, 4), (3, 3, 4, 6), (1, 1), ((1, 1),) * 2,
                                           (1, 1), 1))

@@ -11,6 +11,9 @@ When the program is lowered, :func:`choose` picks one of :data:`ROUTES` for each
   (:func:`covers_input`) runs as XLA's dot;
 * ``'padded'``: on that same route, the FFI call on the activation zero-padded beforehand, when
   the padding is what keeps oneDNN from its direct kernels (:func:`onednn_route`);
+* ``'blocks'``: on the CPU, the input gradient of a convolution with large strides
+  (:func:`by_blocks`; a transposed convolution's forward pass) as a stride-1 convolution of
+  stride-sized blocks (:func:`cnn_jax.backends.xla.space_to_depth_conv`);
 * ``'shifted'``: otherwise, on the CPU, a depthwise convolution runs as shifted multiply-adds
   (:func:`cnn_jax.backends.xla.shifted_depthwise`);
 * ``'xla'``: otherwise XLA's convolution, and always on other platforms; under ``impl='auto'``
@@ -117,12 +120,30 @@ def _onednn_runs(ctx, impl: str) -> bool:
     return False
 
 
+# The smallest stride (in every spatial dim) at which :func:`by_blocks` takes a backward-data pass.
+BLOCKS_MIN_STRIDE = 16
+
+
+def by_blocks(pass_: str, p: dict) -> bool:
+    """Whether pass ``pass_`` runs as a stride-1 convolution of stride-sized blocks: the
+    backward-data pass (a transposed convolution's forward) of an undilated, ungrouped convolution
+    with every stride at least :data:`BLOCKS_MIN_STRIDE`. oneDNN runs such passes with a direct
+    kernel, yet slowly, and XLA's convolution more slowly still at stride 16:
+    ``python experiments/bench_conv_layer.py --upsampling`` times FCN's upsampling layers (kernel
+    2S, stride S) each way. Below stride 16 the blocks lose in some of those cases (more
+    channels), so those keep their route."""
+    return (pass_ == "backward_data" and p["groups"] == 1 and all(d == 1 for d in p["dilation"])
+            and all(s >= BLOCKS_MIN_STRIDE for s in p["strides"]))
+
+
 def choose(ctx, pass_: str, params: dict) -> str:
     """The route (a key of :data:`ROUTES`) of pass ``pass_`` lowered for the CPU (module
     docstring)."""
+    covering = covers_input(params["x_shape"], params["w_shape"], params["padding"],
+                            params["groups"])
+    if by_blocks(pass_, params) and not covering:
+        return "blocks"
     if _onednn_runs(ctx, params["impl"]):
-        covering = covers_input(params["x_shape"], params["w_shape"], params["padding"],
-                                params["groups"])
         if covering and params["covering_as_dot"]:
             return "dot"
         return onednn_route(pass_, params)
@@ -278,9 +299,14 @@ def _dot(p: dict):
     return forward
 
 
+def _blocks(p: dict):
+    return lambda x, w: xla.space_to_depth_conv(x, w, p["strides"], p["padding"], p["precision"])
+
+
 ROUTES = {
     "onednn": _onednn,
     "padded": _onednn_padded,
+    "blocks": lambda pass_, p, a, b: _by_transposes(_blocks(p), pass_, p, a, b),
     "dot": lambda pass_, p, a, b: _by_transposes(_dot(p), pass_, p, a, b),
     "shifted": lambda pass_, p, a, b: _by_transposes(_shifted(p), pass_, p, a, b),
     "xla": lambda pass_, p, a, b: _by_transposes(_xla_conv(p), pass_, p, a, b),
