@@ -69,3 +69,31 @@ def pytest_sessionstart(session):
     from cnn_jax.backends import onednn
 
     onednn.available()
+
+
+# The experiment scripts' smoke tests (tests/experiment_scripts.py runs them).
+@pytest.fixture(scope="module")
+def fast_compilation():
+    """Smoke runs are dominated by XLA compilation: a module that uses this compiles without most
+    optimisations (its smoke runs check the shape of what the scripts report, not the numbers)."""
+    import jax
+
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
+
+
+@pytest.fixture(scope="module")
+def small_data_dir(shared_data, tmp_path_factory):
+    """A tfds data_dir with 1,024/500 MNIST digits (the smoke runs' digit scenes, Moving MNIST and
+    generative runs are made from it on first use)."""
+    from cnn_jax.data import import_local
+
+    src, root = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("tfds")
+    with np.load(shared_data / "mnist.npz") as z:
+        arrays = {"x_train": z["x_train"][:1024], "y_train": z["y_train"][:1024],
+                  "x_test": z["x_test"][:500], "y_test": z["y_test"][:500]}
+    np.savez(src / "mnist_small.npz", **arrays)
+    import_local("mnist", src / "mnist_small.npz", root)
+    return root

@@ -8,20 +8,12 @@ import sys
 
 import pytest
 from conftest import CONFIGS, REPO_ROOT
+from experiment_scripts import script
 
 from cnn_jax.config import load_config
 from cnn_jax.training.validate import validate_config
 
 EXPERIMENTS = REPO_ROOT / "experiments"
-
-
-def _script(name: str):
-    sys.path.insert(0, str(EXPERIMENTS))
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("name,shape,kwargs", [
@@ -38,7 +30,7 @@ def test_each_pytorch_twin_has_exactly_the_parameters_of_its_cnn_jax_model(name,
     from cnn_jax.models import create_model
     from cnn_jax.training.state import count_params, init_variables
 
-    twins = _script("_torch_models")
+    twins = script("_torch_models")
     model = create_model(name, num_classes=10, **kwargs)
     variables = jax.eval_shape(lambda: init_variables(model, jax.random.key(0), shape))
     twin = twins.create_torch_model(name, 10, shape, **kwargs)
@@ -48,7 +40,7 @@ def test_each_pytorch_twin_has_exactly_the_parameters_of_its_cnn_jax_model(name,
 @pytest.mark.slow  # both sides compile and run in their own processes: CI runs it with -m slow
 def test_train_step_benchmark_reports_both_sides_and_their_ratio(tmp_path):
     import torch  # noqa: F401  (a test requirement: CI installs it; without it this fails)
-    bench = _script("bench_train_step")
+    bench = script("bench_train_step")
     out = bench.main(["--smoke", "--json", str(tmp_path / "out.json")])
     (row,) = out["results"]
     assert row["model"] == "lenet5" and row["batch"] == 8
@@ -71,7 +63,7 @@ def test_train_step_benchmark_reports_both_sides_and_their_ratio(tmp_path):
 @pytest.mark.slow  # both sides compile and run in their own processes: CI runs it with -m slow
 def test_time_to_accuracy_benchmark_trains_both_sides_from_a_cold_start(shared_data, tmp_path):
     import torch  # noqa: F401  (a test requirement: CI installs it; without it this fails)
-    bench = _script("bench_time_to_accuracy")
+    bench = script("bench_time_to_accuracy")
     out = bench.main(["--smoke", "--shared-data", str(shared_data), "--workdir", str(tmp_path / "runs"),
                       "--data-dir", str(tmp_path / "tfds")])
     (jax_run,), (torch_run,) = out["runs"]["cnn_jax"], out["runs"]["torch"]
@@ -89,7 +81,7 @@ def test_fast_mnist_config_is_valid_and_trains_without_a_validation_split():
 
 @pytest.mark.slow  # about 20-100 s on 2 cores: CI runs it with -m slow
 def test_gpu_benchmark_runs_every_part_on_the_cpu_at_toy_sizes(shared_data, tmp_path):
-    bench = _script("bench_gpu")
+    bench = script("bench_gpu")
     out = bench.main(["--smoke", "--cifar", str(shared_data / "cifar10_jpeg.npz"), "--json", str(tmp_path / "g.json")])
     assert out["device"]["platform"] == "cpu" and out["machine"]["devices"].startswith("1 x ")
     assert [r[0].split(",")[0] for r in out["tables"][0]["rows"]] == [
@@ -104,7 +96,7 @@ def test_gpu_benchmark_runs_every_part_on_the_cpu_at_toy_sizes(shared_data, tmp_
 def test_airbench_whitening_kernel_whitens_the_training_patches():
     import numpy as np
 
-    bench = _script("bench_gpu")
+    bench = script("bench_gpu")
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
     kernel = bench.whitening_kernel(images, eps=0.0)
@@ -117,8 +109,8 @@ def test_airbench_whitening_kernel_whitens_the_training_patches():
 
 
 def test_train_step_profile_times_and_sums_the_trace_by_kind_of_operation(capsys):
-    script = _script("profile_train_step")
-    out = script.main(["--smoke"])
+    profile = script("profile_train_step")
+    out = profile.main(["--smoke"])
     assert out["ms_per_step"] > 0 and out["model"] == "lenet5"
     assert out["ms_per_step_by_kind"] and all(v >= 0 for v in out["ms_per_step_by_kind"].values())
     assert not any(k[-1].isdigit() for k in out["ms_per_step_by_kind"])  # numbers folded into kinds
@@ -129,7 +121,7 @@ def test_each_convolution_lever_of_the_profile_computes_the_same_convolution_and
     import jax.numpy as jnp
     import numpy as np
 
-    script = _script("profile_train_step")
+    profile = script("profile_train_step")
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((2, 9, 8, 3)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((3, 3, 3, 4)), jnp.float32)
@@ -138,14 +130,14 @@ def test_each_convolution_lever_of_the_profile_computes_the_same_convolution_and
     def loss(fn):
         return jax.value_and_grad(lambda x, w: jnp.sum(jnp.tanh(fn(x, w, *args))), argnums=(0, 1))(x, w)
 
-    want = loss(script._xla_conv)
-    for fn in (script.im2col_conv, script.tap_dw_conv, script.barrier_conv):
+    want = loss(profile._xla_conv)
+    for fn in (profile.im2col_conv, profile.tap_dw_conv, profile.barrier_conv):
         for a, b in zip(jax.tree.leaves(loss(fn)), jax.tree.leaves(want), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_conv_layer_benchmark_reports_each_side_per_shape(tmp_path):
-    rows = _script("bench_conv_layer").main(["--smoke", "--out", str(tmp_path / "conv.json")])
+    rows = script("bench_conv_layer").main(["--smoke", "--out", str(tmp_path / "conv.json")])
     assert len(rows) == 1 and rows[0]["jax_fwd_bwd_ms"] > 0 and rows[0]["jax_transpose_chwn_ms"] > 0
     assert "torch_fwd_bwd_ms" in rows[0]  # CI installs torch (the parity tests need it)
     record = json.loads((tmp_path / "conv.json").read_text())
@@ -155,9 +147,9 @@ def test_conv_layer_benchmark_reports_each_side_per_shape(tmp_path):
 
 
 def test_a_smoke_results_file_renders_with_its_command_machine_and_table(tmp_path):
-    _script("bench_conv_layer").main(["--covering", "--smoke", "--out", str(tmp_path / "cov.json")])
+    script("bench_conv_layer").main(["--covering", "--smoke", "--out", str(tmp_path / "cov.json")])
     record = json.loads((tmp_path / "cov.json").read_text())
-    text = _script("render_results").render_record(record)
+    text = script("render_results").render_record(record)
     first, table = text.split("\n\n")[:2]
     assert first.startswith(f"`{record['command']}` · {record['date'][:10]} ")
     assert f"{record['machine']['cpu']}, {record['machine']['cores_used']} cores, load average" in first
@@ -174,7 +166,7 @@ def test_smoke_runs_write_no_results_file_unless_asked(tmp_path):
 
 
 def test_conv_layer_benchmark_times_each_pass_of_an_upsampling_layer_three_ways():
-    rows = _script("bench_conv_layer").main(["--upsampling", "--smoke"])
+    rows = script("bench_conv_layer").main(["--upsampling", "--smoke"])
     assert len(rows) == 1 and rows[0]["stride"] == 32 and rows[0]["scores"] == [4, 4, 11]
     for pass_ in ("forward", "backward_data", "backward_weights"):
         assert all(rows[0][f"{pass_}_{route}_ms"] > 0 for route in ("onednn", "xla", "blocks"))
@@ -183,6 +175,6 @@ def test_conv_layer_benchmark_times_each_pass_of_an_upsampling_layer_three_ways(
 
 
 def test_conv_layer_benchmark_times_covering_kernels_three_ways():
-    rows = _script("bench_conv_layer").main(["--covering", "--smoke"])
+    rows = script("bench_conv_layer").main(["--covering", "--smoke"])
     assert len(rows) == 1 and (rows[0]["size"], rows[0]["in"], rows[0]["out"]) == (5, 16, 120)
     assert all(rows[0][k] > 0 for k in ("xla_ms", "onednn_conv_ms", "cnn_jax_ms"))

@@ -6,56 +6,22 @@ epoch, so only the shape of what they report is checked here, not the bars (the 
 files in experiments/results/ hold those).
 """
 
-import importlib.util
 import json
-import sys
 
 import numpy as np
 import pytest
 from conftest import REPO_ROOT
+from experiment_scripts import script, smoke
 
 from cnn_jax.config import load_config
 from cnn_jax.data import dataset_spec_from_config
 from cnn_jax.tasks import create_task
 from cnn_jax.training.validate import validate_config
 
+pytestmark = pytest.mark.usefixtures("fast_compilation")
 EXPERIMENTS = REPO_ROOT / "experiments"
 COCO_KEYS = {"AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100",
              "AR_small", "AR_medium", "AR_large"}
-
-
-def _script(name: str):
-    sys.path.insert(0, str(EXPERIMENTS))
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # spawned benchmark workers import it by this name
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def small_data_dir(shared_data, tmp_path_factory):
-    """A tfds data_dir with 1,024/500 MNIST digits, from which the smoke runs' scenes are made."""
-    from cnn_jax.data import import_local
-
-    root = tmp_path_factory.mktemp("tfds")
-    with np.load(shared_data / "mnist.npz") as z:
-        arrays = {"x_train": z["x_train"][:1024], "y_train": z["y_train"][:1024],
-                  "x_test": z["x_test"][:500], "y_test": z["y_test"][:500]}
-    np.savez(root / "mnist_small.npz", **arrays)
-    import_local("mnist", root / "mnist_small.npz", root)
-    return root
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fast_compilation():
-    """Smoke runs are dominated by XLA compilation: compile without most optimisations here."""
-    import jax
-
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,18 +87,8 @@ def test_maskrcnn_run_is_evaluated_with_masks():
 # --------------------------------------------------------------------------------------------
 # Scripts
 # --------------------------------------------------------------------------------------------
-def _smoke(name, data_dir, tmp_path, *extra):
-    out = tmp_path / f"{name}.json"
-    payload = _script(name).main(["--smoke", "--data-dir", str(data_dir), "--workdir",
-                                  str(tmp_path / "runs"), "--out", str(out), *extra])
-    assert json.loads(out.read_text()) == json.loads(json.dumps(payload))
-    assert payload["smoke"] is True and payload["versions"]["jax"]
-    assert payload["machine"]["cpu_count"]
-    return payload
-
-
 def test_detection_runs_smoke_overrides_keep_each_runs_own_scenes():
-    module = _script("detection_runs")
+    module = script("detection_runs")
     single = module.smoke_overrides("configs/digits_localizer.py")
     assert single[0] == "data.name=digit_scenes_single/train_size=256,test_size=64"
     assert module.smoke_overrides("configs/digits_yolov1.py")[0] == \
@@ -141,7 +97,7 @@ def test_detection_runs_smoke_overrides_keep_each_runs_own_scenes():
 
 @pytest.mark.slow  # a few minutes on 2 cores (four detectors compile): CI runs it with -m slow
 def test_detection_runs_smoke_reports_each_metric_against_its_bar(small_data_dir, tmp_path, capsys):
-    payload = _smoke("detection_runs", small_data_dir, tmp_path)
+    payload = smoke("detection_runs", small_data_dir, tmp_path)
     assert list(payload["runs"]) == ["localizer", "yolov1", "fasterrcnn", "maskrcnn"]
     (table,) = payload["tables"]
     rows = [(r[0], r[2], r[4], r[5]) for r in table["rows"]]
@@ -171,7 +127,7 @@ def test_detection_runs_smoke_reports_each_metric_against_its_bar(small_data_dir
 
 @pytest.mark.slow  # about a minute on 2 cores: CI runs it with -m slow
 def test_focal_ablation_smoke_gives_each_loss_its_mean_and_per_seed_ap(small_data_dir, tmp_path):
-    payload = _smoke("focal_ablation", small_data_dir, tmp_path, "--seeds", "0", "1")
+    payload = smoke("focal_ablation", small_data_dir, tmp_path, "--seeds", "0", "1")
     assert set(payload["ap"]) == {"bce", "focal"}
     for variant, aps in payload["ap"].items():
         assert len(aps) == 2 and payload["means"][variant] == pytest.approx(sum(aps) / 2)
@@ -185,7 +141,7 @@ def test_focal_ablation_smoke_gives_each_loss_its_mean_and_per_seed_ap(small_dat
 
 
 def test_focal_ablation_verdict_compares_the_means_and_counts_the_seeds():
-    verdict = _script("focal_ablation").verdict
+    verdict = script("focal_ablation").verdict
     (line,) = verdict({"bce": [0.30, 0.40, 0.20], "focal": [0.35, 0.38, 0.30]})
     assert "holds" in line and "NOT" not in line and "on 2 of 3 seeds" in line
     (line,) = verdict({"bce": [0.5], "focal": [0.4]})
@@ -210,13 +166,13 @@ def test_detection_benchmark_times_both_nms_and_the_evaluation_stages(tmp_path):
 
 def _smoke_bench(tmp_path):
     out = tmp_path / "bench_detection.json"
-    payload = _script("bench_detection").main(["--smoke", "--out", str(out)])
+    payload = script("bench_detection").main(["--smoke", "--out", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(payload))
     return payload
 
 
 def test_synthetic_scenes_hold_padded_sorted_detections_and_real_boxes():
-    g = _script("bench_detection").synthetic_outputs(200, seed=1)
+    g = script("bench_detection").synthetic_outputs(200, seed=1)
     counts = g["det_count"]
     assert g["det_boxes"].shape == (200, 100, 4) and counts.min() >= 20 and counts.max() <= 100
     for i in range(200):
@@ -227,12 +183,12 @@ def test_synthetic_scenes_hold_padded_sorted_detections_and_real_boxes():
 
 
 def test_readme_rows_show_measured_numbers_and_nothing_for_missing_or_smoke_results():
-    focal = _script("focal_ablation")
+    focal = script("focal_ablation")
     (row,) = focal.readme_rows({"means": {"bce": 0.41, "focal": 0.4567}})
     assert row["ours"] == "0.410 -> 0.457" and row["paper"].startswith("31.1 -> 34.0 AP")
     assert focal.readme_rows(None)[0]["ours"] is None
     assert focal.readme_rows({"means": {"bce": 0.4, "focal": 0.5}, "smoke": True})[0]["ours"] is None
-    runs = _script("detection_runs")
+    runs = script("detection_runs")
     record = {"runs": {"localizer": {"results": {"test": {"accuracy": 0.9912, "mean_iou": 0.8123}}}}}
     rows = {r["how"]: r for r in runs.readme_rows(record)}
     localizer = rows["`configs/digits_localizer.py`"]

@@ -7,26 +7,18 @@ a few hundred images, so only the shape of the output is checked here, not the p
 README and docs/results.md by experiments/render_results.py, checked here too).
 """
 
-import importlib.util
 import json
-import sys
 
 import numpy as np
 import pytest
 from conftest import REPO_ROOT
+from experiment_scripts import script, smoke
 
 from cnn_jax.config import load_config
 from cnn_jax.training.validate import validate_config
 
+pytestmark = pytest.mark.usefixtures("fast_compilation")
 EXPERIMENTS = REPO_ROOT / "experiments"
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"experiment_{name}", EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def _slice(path, n_train, n_test):
@@ -47,18 +39,6 @@ def _jpeg_slice(path, n_train, n_test):
     return out
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fast_compilation():
-    """Smoke runs are dominated by XLA compilation (a few steps per run, ~30 runs): compile without
-    most optimisations here (the numbers are not checked, only that every row has one)."""
-    import jax
-
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
-
-
 @pytest.fixture(scope="module")
 def small_data_dir(shared_data, tmp_path_factory):
     """One tfds data_dir with 1,024/500 MNIST, 512/500 Fashion-MNIST and 300/100 CIFAR-10 images."""
@@ -74,19 +54,10 @@ def small_data_dir(shared_data, tmp_path_factory):
     return root
 
 
-def _smoke(name, data_dir, tmp_path, *extra):
-    out = tmp_path / f"{name}.json"
-    payload = _script(name).main(["--smoke", "--data-dir", str(data_dir), "--workdir",
-                                  str(tmp_path / "runs"), "--out", str(out), *extra])
-    assert json.loads(out.read_text()) == json.loads(json.dumps(payload))
-    assert payload["smoke"] is True and payload["versions"]["jax"] and payload["machine"]["cpu_count"]
-    return payload
-
-
 @pytest.mark.slow  # about 20-100 s on 2 cores: CI runs it with -m slow
 def test_lenet_table_smoke_reports_every_row_of_the_lectures_table(small_data_dir, tmp_path, capsys):
-    module = _script("lenet_table")
-    payload = _smoke("lenet_table", small_data_dir, tmp_path)
+    module = script("lenet_table")
+    payload = smoke("lenet_table", small_data_dir, tmp_path)
     rows = {r["row"]: r for r in payload["rows"]}
     assert list(rows) == list(module.ROW_KEYS)
     assert {k: r["paper_error"] for k, r in rows.items()} == {
@@ -102,14 +73,14 @@ def test_lenet_table_smoke_reports_every_row_of_the_lectures_table(small_data_di
 
 
 def test_lenet_table_rows_option_runs_only_the_rows_asked_for(small_data_dir, tmp_path):
-    payload = _smoke("lenet_table", small_data_dir, tmp_path, "--rows", "fc300", "linear")
+    payload = smoke("lenet_table", small_data_dir, tmp_path, "--rows", "fc300", "linear")
     assert [r["row"] for r in payload["rows"]] == ["linear", "fc300"]  # in the table's order
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["fc300", "linear"]
     assert payload["name"] == "lenet_table_fc300_linear"
     assert [row[0] for row in payload["tables"][0]["rows"]] == ["FC 10 only (linear)", "FC 300-10"]
 
     # The README's results table shows the measured rows and names the command for the others.
-    table = _script("render_results").readme_table(tmp_path).split("\n\n")[0].splitlines()
+    table = script("render_results").readme_table(tmp_path).split("\n\n")[0].splitlines()
     rows = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in table[2:]}
     measured = {r["label"]: r["error"] for r in payload["rows"]}
     assert rows["FC 300-10, MNIST test error"] == f"**{measured['FC 300-10']:.2f}%**"
@@ -118,7 +89,7 @@ def test_lenet_table_rows_option_runs_only_the_rows_asked_for(small_data_dir, tm
 
 
 def test_committed_docs_are_what_the_committed_results_files_render(capsys):
-    render = _script("render_results")
+    render = script("render_results")
     assert render.main(["--check"]) == 0, capsys.readouterr().out
     for path in render.RESULTS_DIR.glob("*.json"):  # every committed file has what a section shows
         record = json.loads(path.read_text())
@@ -155,8 +126,8 @@ def test_transfer_stage_one_loads_all_but_the_head_and_trains_only_the_head():
 @pytest.mark.slow  # about 20-100 s on 2 cores: CI runs it with -m slow
 def test_activations_smoke_gives_a_curve_and_epochs_to_25_percent_per_activation(
         small_data_dir, tmp_path, capsys):
-    module = _script("activations")
-    payload = _smoke("activations", small_data_dir, tmp_path)
+    module = script("activations")
+    payload = smoke("activations", small_data_dir, tmp_path)
     runs = {r["activation"]: r for r in payload["runs"]}
     assert list(runs) == ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "swish"]
     for r in runs.values():
@@ -171,7 +142,7 @@ def test_activations_smoke_gives_a_curve_and_epochs_to_25_percent_per_activation
 
 
 def test_activations_learning_rate_probe_keeps_the_fastest_rate_that_did_not_diverge():
-    pick = _script("activations").pick_lr
+    pick = script("activations").pick_lr
     assert pick({0.001: [0.8, 0.7, 0.6], 0.01: [0.7, 0.5, 0.4], 0.1: None}) == 0.01
     # An error that rises in the probe's last epoch is a rate about to diverge: out.
     assert pick({0.003: [0.8, 0.6, 0.55], 0.01: [0.7, 0.45, 0.5]}) == 0.003
@@ -184,7 +155,7 @@ def test_activations_centred_inputs_feed_pixels_minus_the_mean_and_restore_the_t
     from cnn_jax.tasks import normalize
     from cnn_jax.training import loop
 
-    module = _script("activations")
+    module = script("activations")
     config = load_config(REPO_ROOT / "configs/cifar10_activations.py",
                          [f"data.data_dir={small_data_dir}", "data.train_subset=256"])
     original = loop.input_pipeline
@@ -198,7 +169,7 @@ def test_activations_centred_inputs_feed_pixels_minus_the_mean_and_restore_the_t
 
 
 def test_wall_note_names_the_runs_that_finished_in_an_earlier_sitting():
-    wall_note = _script("_common").wall_note
+    wall_note = script("_common").wall_note
     fresh = {"name": "a", "reused": False}
     assert wall_note(150, {"3d": [fresh]}) == "Total wall time 2.5 min."
     note = wall_note(30, {"3d": [fresh, {"name": "b", "reused": True}], "x": {"name": "c", "reused": True}})
@@ -207,7 +178,7 @@ def test_wall_note_names_the_runs_that_finished_in_an_earlier_sitting():
 
 
 def test_epochs_to_25_percent_is_the_first_epoch_at_or_below_the_target():
-    module = _script("activations")
+    module = script("activations")
     assert module.epochs_to([0.9, 0.4, 0.25, 0.1], 0.25) == 3
     assert module.epochs_to([0.9, 0.4], 0.25) is None
 
@@ -218,13 +189,13 @@ def test_training_error_per_epoch_weights_the_records_of_an_epoch_by_their_count
                {"split": "train", "epoch": 1.0, "accuracy": 0.8, "count": 300},
                {"split": "train", "epoch": 2.0, "accuracy": 0.9, "count": 400}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    errors = _script("activations").epoch_errors(tmp_path)
+    errors = script("activations").epoch_errors(tmp_path)
     assert errors == pytest.approx([1 - (50 + 240) / 400, 0.1])
 
 
 @pytest.mark.slow  # about 20-100 s on 2 cores: CI runs it with -m slow
 def test_transfer_smoke_compares_scratch_and_transferred_for_each_size(small_data_dir, tmp_path, capsys):
-    payload = _smoke("transfer", small_data_dir, tmp_path)
+    payload = smoke("transfer", small_data_dir, tmp_path)
     rows = payload["rows"]
     assert [r["labelled"] for r in rows] == [100, 1000, 10000]
     source = payload["source"]["workdir"]
@@ -241,7 +212,7 @@ def test_transfer_smoke_compares_scratch_and_transferred_for_each_size(small_dat
 
 
 def test_transfer_runs_of_one_size_share_data_and_total_steps():
-    module = _script("transfer")
+    module = script("transfer")
     for n in (100, 1_000, 10_000):
         scratch, head, finetune = module.runs_for(n, REPO_ROOT / "src", REPO_ROOT / "runs", False)
         configs = [load_config(REPO_ROOT / r.config, r.overrides) for r in (scratch, head, finetune)]
@@ -260,7 +231,7 @@ def test_transfer_runs_of_one_size_share_data_and_total_steps():
 
 @pytest.mark.slow  # about 20-100 s on 2 cores: CI runs it with -m slow
 def test_transfer_seeds_give_one_run_per_seed_and_a_mean(small_data_dir, tmp_path):
-    payload = _smoke("transfer", small_data_dir, tmp_path, "--sizes", "100", "--seeds", "0", "1")
+    payload = smoke("transfer", small_data_dir, tmp_path, "--sizes", "100", "--seeds", "0", "1")
     (row,) = payload["rows"]
     for kind in ("scratch", "head", "finetune"):
         accs = [100 * s["results"]["test"]["accuracy"] for s in row["seeds"][kind]]

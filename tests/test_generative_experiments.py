@@ -2,19 +2,18 @@
 config builds the task, model and data it names; each script runs end to end (--smoke) and writes
 the table it promises; their verdicts decide as their docstrings say."""
 
-import importlib.util
-import json
 import math
-import sys
 
 import numpy as np
 import pytest
 from conftest import REPO_ROOT
+from experiment_scripts import script, smoke
 
 from cnn_jax.config import load_config
 from cnn_jax.errors import ConfigError
 from cnn_jax.training.validate import validate_config
 
+pytestmark = pytest.mark.usefixtures("fast_compilation")
 EXPERIMENTS = REPO_ROOT / "experiments"
 
 # config spec: (task, model, dataset, loss or None)
@@ -39,14 +38,6 @@ CONFIGS = {
 # Commands each config's header must give (one per file at least).
 COMMANDS = ("search_saliency.py:kl_divergence", "moving_mnist_motion.py:3d", "seq_mnist_tcn.py:seq",
             "seq_mnist_tcn.py:permuted", "mnist_generative.py:vae", "mnist_generative.py:dcgan")
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"experiment_{name}", EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("spec", list(CONFIGS))
@@ -105,7 +96,7 @@ def test_generative_configs_hold_out_as_many_real_images_as_the_test_set():
 # Verdicts and helpers of the scripts
 # ------------------------------------------------------------------------------------------------
 def test_saliency_verdict_counts_lower_kl_as_better_and_names_the_models_that_lose():
-    module = _script("saliency_losses")
+    module = script("saliency_losses")
     baseline = {"cc": 0.2, "kl": 1.5, "nss": 0.5, "sim": 0.3, "auc_judd": 0.6, "auc_borji": 0.6}
     good = {"cc": 0.5, "kl": 1.0, "nss": 1.5, "sim": 0.4, "auc_judd": 0.8, "auc_borji": 0.7}
     bad_kl = {**good, "kl": 1.6}
@@ -116,7 +107,7 @@ def test_saliency_verdict_counts_lower_kl_as_better_and_names_the_models_that_lo
 
 
 def test_motion_verdict_bounds_the_single_frame_model_by_three_binomial_errors_around_chance():
-    module = _script("motion_needs_3d")
+    module = script("motion_needs_3d")
     bound = module.near_chance_bound(600)
     assert bound == pytest.approx(0.125 + 3 * math.sqrt(0.125 * 0.875 / 600))  # 0.1655
     holds = module.verdict({"3d": [0.9, 0.95, 0.92], "frame": [0.12, 0.13, 0.14], "2d": [0.2, 0.2, 0.2]}, 600)
@@ -129,7 +120,7 @@ def test_motion_verdict_bounds_the_single_frame_model_by_three_binomial_errors_a
 
 
 def test_generated_images_are_quantised_to_the_nearest_grey_level():
-    to_uint8 = _script("generative").to_uint8
+    to_uint8 = script("generative").to_uint8
     out = to_uint8(np.array([0.0, 0.5 / 255, 0.499, 1.0, 1.2, -0.1]))
     assert out.dtype == np.uint8 and out.tolist() == [0, 0, 127, 255, 255, 0]
 
@@ -137,46 +128,11 @@ def test_generated_images_are_quantised_to_the_nearest_grey_level():
 # ------------------------------------------------------------------------------------------------
 # Smoke runs
 # ------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module", autouse=True)
-def fast_compilation():
-    """Smoke runs are dominated by XLA compilation: compile without most optimisations here (the
-    numbers are not checked, only the shape of the output)."""
-    import jax
-
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
-
-
-@pytest.fixture(scope="module")
-def small_data_dir(shared_data, tmp_path_factory):
-    """One tfds data_dir with 1,024/500 MNIST images (Moving MNIST and the generative runs)."""
-    from cnn_jax.data import import_local
-
-    src, root = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("tfds")
-    with np.load(shared_data / "mnist.npz") as z:
-        arrays = {"x_train": z["x_train"][:1024], "y_train": z["y_train"][:1024],
-                  "x_test": z["x_test"][:500], "y_test": z["y_test"][:500]}
-    np.savez(src / "mnist_small.npz", **arrays)
-    import_local("mnist", src / "mnist_small.npz", root)
-    return root
-
-
-def _smoke(name, data_dir, tmp_path, *extra):
-    out = tmp_path / f"{name}.json"
-    payload = _script(name).main(["--smoke", "--data-dir", str(data_dir), "--workdir",
-                                  str(tmp_path / "runs"), "--out", str(out), *extra])
-    assert json.loads(out.read_text()) == json.loads(json.dumps(payload))
-    assert payload["smoke"] is True and payload["versions"]["jax"] and payload["machine"]["cpu_count"]
-    (table,) = payload["tables"]
-    return payload, table
-
-
 @pytest.mark.slow  # about 1-2 minutes on 2 cores: CI runs it with -m slow
 def test_saliency_losses_smoke_gives_six_metrics_per_loss_and_the_centre_bias_row(tmp_path, capsys):
-    payload, table = _smoke("saliency_losses", tmp_path / "tfds", tmp_path, "--losses", "mse",
+    payload = smoke("saliency_losses", tmp_path / "tfds", tmp_path, "--losses", "mse",
                             "kl_divergence")
+    (table,) = payload["tables"]
     assert table["headers"][1:7] == ["CC", "KL (lower)", "NSS", "SIM", "AUC-Judd", "AUC-Borji"]
     assert [row[0] for row in table["rows"]] == ["MSE", "KL divergence", "centre bias (no training)"]
     for row in table["rows"]:
@@ -191,7 +147,8 @@ def test_saliency_losses_smoke_gives_six_metrics_per_loss_and_the_centre_bias_ro
 
 @pytest.mark.slow  # about 1-2 minutes on 2 cores: CI runs it with -m slow
 def test_motion_needs_3d_smoke_gives_the_three_models_per_seed_against_chance(small_data_dir, tmp_path):
-    payload, table = _smoke("motion_needs_3d", small_data_dir, tmp_path, "--seeds", "0", "1")
+    payload = smoke("motion_needs_3d", small_data_dir, tmp_path, "--seeds", "0", "1")
+    (table,) = payload["tables"]
     assert set(payload["accuracies"]) == {"3d", "frame", "2d"} and payload["chance"] == 0.125
     for variant, accuracies in payload["accuracies"].items():
         assert len(accuracies) == 2 and all(0.0 <= a <= 1.0 for a in accuracies)
@@ -204,7 +161,8 @@ def test_motion_needs_3d_smoke_gives_the_three_models_per_seed_against_chance(sm
 
 @pytest.mark.slow  # about 1-2 minutes on 2 cores: CI runs it with -m slow
 def test_generative_smoke_gives_the_vae_elbo_and_three_frechet_distances(small_data_dir, tmp_path):
-    payload, table = _smoke("generative", small_data_dir, tmp_path, "--datasets", "mnist")
+    payload = smoke("generative", small_data_dir, tmp_path, "--datasets", "mnist")
+    (table,) = payload["tables"]
     r = payload["results"]["mnist"]
     assert r["frechet"]["count"] == 200  # SMOKE_SAMPLES of each kind against as many test images
     for kind in ("real", "vae", "dcgan"):
@@ -218,7 +176,8 @@ def test_generative_smoke_gives_the_vae_elbo_and_three_frechet_distances(small_d
 
 @pytest.mark.slow  # about a minute on 2 cores: CI runs it with -m slow
 def test_seq_mnist_tcn_smoke_gives_both_variants_beside_the_paper(small_data_dir, tmp_path):
-    payload, table = _smoke("seq_mnist_tcn", small_data_dir, tmp_path)
+    payload = smoke("seq_mnist_tcn", small_data_dir, tmp_path)
+    (table,) = payload["tables"]
     assert payload["epochs"] == 1 and payload["paper"] == {"seq": 99.0, "permuted": 97.2}
     assert set(payload["accuracies"]) == {"seq", "permuted"}
     assert all(0.0 <= a <= 1.0 for a in payload["accuracies"].values())

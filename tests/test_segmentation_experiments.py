@@ -6,53 +6,17 @@ nuclei image's tiles) for an epoch or two, so only the shape of what they report
 not the bars (the full runs' results files in experiments/results/ hold those).
 """
 
-import importlib.util
-import json
-import sys
-
 import numpy as np
 import pytest
 from conftest import REPO_ROOT
+from experiment_scripts import script, smoke
 
 from cnn_jax.config import load_config
 from cnn_jax.recipes import DIGIT_SCENES_SEGMENTATION
 from cnn_jax.training.validate import validate_config
 
+pytestmark = pytest.mark.usefixtures("fast_compilation")
 EXPERIMENTS = REPO_ROOT / "experiments"
-
-
-def _script(name: str):
-    sys.path.insert(0, str(EXPERIMENTS))
-    spec = importlib.util.spec_from_file_location(f"experiment_{name}", EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def small_data_dir(shared_data, tmp_path_factory):
-    """A tfds data_dir with 1,024/500 MNIST digits, from which the smoke runs' scenes are made."""
-    from cnn_jax.data import import_local
-
-    root = tmp_path_factory.mktemp("tfds")
-    with np.load(shared_data / "mnist.npz") as z:
-        arrays = {"x_train": z["x_train"][:1024], "y_train": z["y_train"][:1024],
-                  "x_test": z["x_test"][:500], "y_test": z["y_test"][:500]}
-    np.savez(root / "mnist_small.npz", **arrays)
-    import_local("mnist", root / "mnist_small.npz", root)
-    return root
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fast_compilation():
-    """Smoke runs are dominated by XLA compilation: compile without most optimisations here."""
-    import jax
-
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,7 +64,7 @@ def test_digit_segmenters_share_data_recipe_and_epochs():
 # Pieces of the scripts
 # --------------------------------------------------------------------------------------------
 def test_fcn_verdict_checks_the_papers_order_and_the_bar():
-    verdict = _script("fcn_skips").verdict
+    verdict = script("fcn_skips").verdict
     order, bar = verdict({"32s": 0.5, "16s": 0.7, "8s": 0.85})
     assert "holds (0.5000, 0.7000, 0.8500)" in order and "NOT" not in order
     assert bar == "FCN-8s mean IoU 0.8500 >= 0.8 (the bar is met)."
@@ -109,7 +73,7 @@ def test_fcn_verdict_checks_the_papers_order_and_the_bar():
 
 
 def test_otsu_threshold_splits_two_grey_levels_between_them_and_maximises_the_between_class_variance():
-    module = _script("nuclei_unet")
+    module = script("nuclei_unet")
     assert module.otsu_threshold(np.array([0, 0, 0, 10, 10, 10])) == 0.0  # classes <= t and > t
     values = np.random.default_rng(0).integers(0, 256, 1000)
     t = module.otsu_threshold(values)
@@ -125,19 +89,10 @@ def test_otsu_threshold_splits_two_grey_levels_between_them_and_maximises_the_be
 # --------------------------------------------------------------------------------------------
 # Scripts
 # --------------------------------------------------------------------------------------------
-def _smoke(name, data_dir, tmp_path, *extra):
-    out = tmp_path / f"{name}.json"
-    payload = _script(name).main(["--smoke", "--data-dir", str(data_dir), "--workdir", str(tmp_path / "runs"),
-                                  "--out", str(out), *extra])
-    assert json.loads(out.read_text()) == json.loads(json.dumps(payload))
-    assert payload["smoke"] is True and payload["versions"]["jax"] and payload["machine"]["cpu_count"]
-    (table,) = payload["tables"]
-    return payload, table
-
-
 @pytest.mark.slow  # about a minute on 2 cores (three FCNs compile): CI runs it with -m slow
 def test_fcn_skips_smoke_gives_each_fcn_its_mean_iou_and_stride_ceiling(small_data_dir, tmp_path):
-    payload, table = _smoke("fcn_skips", small_data_dir, tmp_path, "--seeds", "0")
+    payload = smoke("fcn_skips", small_data_dir, tmp_path, "--seeds", "0")
+    (table,) = payload["tables"]
     assert set(payload["means"]) == {"32s", "16s", "8s"} and payload["verdict"] == []
     assert {int(s) for s in payload["ceilings"]} == {32, 16, 8}
     assert all(0.0 <= v <= 1.0 for v in payload["ceilings"].values())
@@ -151,7 +106,8 @@ def test_fcn_skips_smoke_gives_each_fcn_its_mean_iou_and_stride_ceiling(small_da
 
 @pytest.mark.slow  # about a minute on 2 cores: CI runs it with -m slow
 def test_digits_segmenters_smoke_gives_each_model_its_size_and_mean_iou(small_data_dir, tmp_path):
-    payload, table = _smoke("digits_segmenters", small_data_dir, tmp_path)
+    payload = smoke("digits_segmenters", small_data_dir, tmp_path)
+    (table,) = payload["tables"]
     assert [r[0] for r in table["rows"]] == ["FCN-8s", "U-Net", "DeepLabV3 (dilated ResNet)"]
     for row in table["rows"]:
         assert 0.0 <= float(row[2]) <= 1.0 and int(row[4].replace(",", "")) > 0 and row[5].endswith(" M")
@@ -160,7 +116,7 @@ def test_digits_segmenters_smoke_gives_each_model_its_size_and_mean_iou(small_da
 
 @pytest.mark.slow  # about a minute on 2 cores: CI runs it with -m slow
 def test_nuclei_unet_smoke_puts_the_unet_beside_otsu(tmp_path):
-    payload, table = _smoke("nuclei_unet", tmp_path / "tfds", tmp_path)  # imports the image there
+    payload, table = smoke("nuclei_unet", tmp_path / "tfds", tmp_path)  # imports the image there
     (unet,) = payload["unet_foreground_iou"]
     assert 0.0 <= unet <= 1.0 and 0.0 < payload["otsu"]["foreground_iou"] < 1.0
     assert [r[0].split(" (")[0] for r in table["rows"]] == ["U-Net", "global Otsu threshold"]
