@@ -116,7 +116,8 @@ def test_digits_segmenters_smoke_gives_each_model_its_size_and_mean_iou(small_da
 
 @pytest.mark.slow  # about a minute on 2 cores: CI runs it with -m slow
 def test_nuclei_unet_smoke_puts_the_unet_beside_otsu(tmp_path):
-    payload, table = smoke("nuclei_unet", tmp_path / "tfds", tmp_path)  # imports the image there
+    payload = smoke("nuclei_unet", tmp_path / "tfds", tmp_path)  # imports the image there
+    (table,) = payload["tables"]
     (unet,) = payload["unet_foreground_iou"]
     assert 0.0 <= unet <= 1.0 and 0.0 < payload["otsu"]["foreground_iou"] < 1.0
     assert [r[0].split(" (")[0] for r in table["rows"]] == ["U-Net", "global Otsu threshold"]
