@@ -264,7 +264,10 @@ def test_the_convolution_of_blocks_equals_xla_on_every_pass(case):
     for pass_, (a, b) in {"forward": (x, w), "backward_data": (y, w),
                           "backward_weights": (x, y)}.items():
         blocks = jax.jit(lambda a, b, pass_=pass_: routing.ROUTES["blocks"](pass_, p, a, b))
-        _close(blocks(a, b), routing.ROUTES["xla"](pass_, p, a, b))
+        # fcn_upscore32's forward sums 64 * 64 * 5 = 20,480 products: about sqrt(K) * 2^-24 =
+        # 8.5e-6 of the scale typically, at most K * 2^-24 = 1.2e-3; 1e-4 sits between the two
+        # (the module docstring's 2e-5 is argued for sums of at most 2,352 products).
+        _close(blocks(a, b), routing.ROUTES["xla"](pass_, p, a, b), tol=1e-4)
 
 
 def test_only_input_gradients_of_large_undilated_ungrouped_strides_run_as_blocks():

@@ -6,8 +6,9 @@ Tolerances: an output of a transposed convolution sums at most ``k * k * C_in / 
 (fewer: strides leave taps on inserted zeros), its input gradient (a forward convolution) as many,
 its weight gradient ``N * H_in * W_in`` (at most 2 * 8 * 7 = 112 here). In float32 such a sum is
 within about sqrt(K) * 2^-24 of its scale (at most K * 2^-24: 1.5e-5 for K = 256, the 16x16
-kernel), so 2e-5 of the largest entry holds for every case; JVPs and second derivatives compose
-two or three passes and get 1e-4.
+kernel), so 2e-5 of the largest entry holds for those cases; JVPs and second derivatives compose
+two or three passes and get 1e-4. The stride-16 and -32 cases' input gradients sum up to 64 * 64 *
+5 = 20,480 products (typically sqrt(K) * 2^-24 = 8.5e-6 of the scale, at most 1.2e-3): 1e-4.
 """
 
 import jax
@@ -91,9 +92,10 @@ def test_conv_transpose_equals_torch_and_xla_forward_and_backward(torch, case):
         text = forward.lower({"params": params}, x).as_text()
         on_blocks = module.strides >= BLOCKS_MIN_STRIDE
         assert (BACKWARD_DATA in text) == (impl == "auto" and not on_blocks), impl
-        _close(forward({"params": params}, x), expected)
+        tol = 1e-4 if module.strides >= BLOCKS_MIN_STRIDE else 2e-5  # module docstring
+        _close(forward({"params": params}, x), expected, tol)
         grads, dx = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
-        _close((grads, dx), (expected_grads, expected_dx))
+        _close((grads, dx), (expected_grads, expected_dx), tol)
 
 
 def test_the_parameters_are_the_same_on_every_route():
