@@ -140,14 +140,11 @@ UPSAMPLING_ROUTES = ("onednn", "xla", "blocks")
 def upsampling_params(stride: int, batch: int, classes: int = 11, size: int = 128) -> dict:
     """The primitives' parameters of the convolution an FCN upsampling layer is the adjoint of:
     its output ``(batch, size, size, classes)`` is that convolution's input."""
-    from cnn_jax.backends import xla
+    from cnn_jax.backends.onednn import routing
 
-    x_shape, w_shape = (batch, size, size, classes), (2 * stride, 2 * stride, classes, classes)
-    padding = ((stride // 2, stride // 2),) * 2
-    return dict(x_shape=x_shape, w_shape=w_shape,
-                y_shape=xla.output_shape(x_shape, w_shape, (stride,) * 2, padding, (1, 1)),
-                strides=(stride,) * 2, padding=padding, dilation=(1, 1), groups=1,
-                precision=None, impl="auto", covering_as_dot=True)
+    return routing.conv_params((batch, size, size, classes), (2 * stride, 2 * stride, classes,
+                                                              classes),
+                               (stride,) * 2, ((stride // 2, stride // 2),) * 2)
 
 
 def upsampling_side(stride: int, batch: int, steps: int) -> dict:
@@ -166,16 +163,13 @@ def upsampling_side(stride: int, batch: int, steps: int) -> dict:
     operands = {"forward": (x, w), "backward_data": (y, w), "backward_weights": (x, y)}
     row = {"stride": stride, "batch": batch, "scores": list(p["y_shape"][1:])}
     for pass_, (a, b) in operands.items():
-        runs = "blocks" if routing.by_blocks(pass_, p) else None
         for route in UPSAMPLING_ROUTES:
             if route == "onednn" and not onednn.available():
                 continue
-            if route == "onednn":
-                runs = runs or routing.onednn_route(pass_, p)
             fn = jax.jit(functools.partial(routing.ROUTES[route], pass_, p))
             row[f"{pass_}_{route}_ms"] = round(
                 _median_ms(lambda f=fn, a=a, b=b: jax.block_until_ready(f(a, b)), steps), 2)
-        row[f"{pass_}_cnn_jax"] = runs or "xla"
+        row[f"{pass_}_cnn_jax"] = routing.route(pass_, p, onednn=onednn.available())
     return row
 
 

@@ -25,6 +25,7 @@ import pytest
 
 from cnn_jax.backends import onednn, xla
 from cnn_jax.backends.onednn import build, routing
+from cnn_jax.backends.onednn.routing import conv_params
 from cnn_jax.config import base_config
 from cnn_jax.errors import BackendUnavailableError, ConfigError
 from cnn_jax.training.validate import validate_config
@@ -91,14 +92,6 @@ def _pair(static, impl="auto"):
 
 def _hlo(fn, *args) -> str:
     return jax.jit(fn).lower(*args).as_text()
-
-
-def _params(x_shape, w_shape, strides, padding, dilation, groups, impl="auto") -> dict:
-    """The primitives' parameters of the convolution of ``x_shape`` by ``w_shape``."""
-    y_shape = xla.output_shape(x_shape, w_shape, strides, padding, dilation)
-    return dict(x_shape=x_shape, w_shape=w_shape, y_shape=y_shape, strides=strides,
-                padding=padding, dilation=dilation, groups=groups, precision=None, impl=impl,
-                covering_as_dot=True)
 
 
 def test_onednn_is_built_and_registered_here():
@@ -219,13 +212,13 @@ def test_every_pass_of_c3d_small_runs_a_direct_onednn_kernel():
     # Not the gemm-based fallback or the reference loops: conv5's weight gradient (a 2x4x4 map
     # padded by 1) gets gemm as it stands, and a direct kernel on its input padded beforehand.
     for x_shape, c_out in C3D_SMALL:
-        p = _params(x_shape, (3, 3, 3, x_shape[-1], c_out), (1, 1, 1), ((1, 1),) * 3, (1, 1, 1), 1)
+        p = conv_params(x_shape, (3, 3, 3, x_shape[-1], c_out), (1, 1, 1), ((1, 1),) * 3, (1, 1, 1), 1)
         for pass_ in build.PASSES:
             route = routing.onednn_route(pass_, p)
             runs = routing.padded_first(p) if route == "padded" else p
             name = build.implementation(pass_, routing.bridge_attributes(runs))
             assert route in ("onednn", "padded") and routing.direct(name), (x_shape, pass_, name)
-    conv5 = _params((16, 2, 4, 4, 64), (3, 3, 3, 64, 64), (1, 1, 1), ((1, 1),) * 3, (1, 1, 1), 1)
+    conv5 = conv_params((16, 2, 4, 4, 64), (3, 3, 3, 64, 64), (1, 1, 1), ((1, 1),) * 3, (1, 1, 1), 1)
     assert "gemm" in build.implementation("backward_weights", routing.bridge_attributes(conv5))
     assert routing.onednn_route("backward_weights", conv5) == "padded"
 
@@ -237,7 +230,7 @@ def test_every_pass_of_c3d_small_runs_a_direct_onednn_kernel():
 def test_a_padding_that_keeps_a_pass_off_the_direct_kernels_is_applied_beforehand(case, pass_, slow):
     # test_forward_and_gradients_match_xla checks the values of these cases.
     x_shape, w_shape, *static = CASES[case]
-    p = _params(x_shape, w_shape, *static)
+    p = conv_params(x_shape, w_shape, *static)
     assert slow in build.implementation(pass_, routing.bridge_attributes(p))
     assert routing.direct(build.implementation(pass_, routing.bridge_attributes(
         routing.padded_first(p))))
@@ -257,7 +250,7 @@ BLOCK_CASES = {
 @pytest.mark.parametrize("case", sorted(BLOCK_CASES))
 def test_the_convolution_of_blocks_equals_xla_on_every_pass(case):
     x_shape, w_shape, strides, padding = BLOCK_CASES[case]
-    p = _params(x_shape, w_shape, strides, padding, (1,) * len(strides), 1)
+    p = conv_params(x_shape, w_shape, strides, padding, (1,) * len(strides), 1)
     rng = np.random.default_rng(0)
     x, w, y = (jnp.asarray(rng.standard_normal(p[key]), jnp.float32)
                for key in ("x_shape", "w_shape", "y_shape"))
@@ -271,17 +264,17 @@ def test_the_convolution_of_blocks_equals_xla_on_every_pass(case):
 
 
 def test_only_input_gradients_of_large_undilated_ungrouped_strides_run_as_blocks():
-    fcn32 = _params((32, 128, 128, 11), (64, 64, 11, 11), (32, 32), ((16, 16),) * 2, (1, 1), 1)
+    fcn32 = conv_params((32, 128, 128, 11), (64, 64, 11, 11), (32, 32), ((16, 16),) * 2, (1, 1), 1)
     assert routing.by_blocks("backward_data", fcn32)
     assert not routing.by_blocks("forward", fcn32)
     assert not routing.by_blocks("backward_weights", fcn32)
-    fcn8 = _params((32, 128, 128, 11), (16, 16, 11, 11), (8, 8), ((4, 4),) * 2, (1, 1), 1)
+    fcn8 = conv_params((32, 128, 128, 11), (16, 16, 11, 11), (8, 8), ((4, 4),) * 2, (1, 1), 1)
     assert not routing.by_blocks("backward_data", fcn8)
-    mixed = _params((2, 64, 64, 4), (32, 32, 4, 4), (16, 8), ((8, 8),) * 2, (1, 1), 1)
+    mixed = conv_params((2, 64, 64, 4), (32, 32, 4, 4), (16, 8), ((8, 8),) * 2, (1, 1), 1)
     assert not routing.by_blocks("backward_data", mixed)
-    grouped = _params((2, 64, 64, 4), (32, 32, 2, 4), (16, 16), ((8, 8),) * 2, (1, 1), 2)
+    grouped = conv_params((2, 64, 64, 4), (32, 32, 2, 4), (16, 16), ((8, 8),) * 2, (1, 1), 2)
     assert not routing.by_blocks("backward_data", grouped)
-    dilated = _params((2, 64, 64, 4), (3, 3, 4, 4), (16, 16), ((2, 2),) * 2, (2, 2), 1)
+    dilated = conv_params((2, 64, 64, 4), (3, 3, 4, 4), (16, 16), ((2, 2),) * 2, (2, 2), 1)
     assert not routing.by_blocks("backward_data", dilated)
 
 
@@ -299,7 +292,7 @@ def test_an_fcn32s_upsampling_layer_lowers_its_forward_to_blocks_and_its_gradien
 
 
 def test_the_implementation_query_rejects_what_onednn_cannot_run():
-    p = routing.bridge_attributes(_params((2, 6, 6, 4), (3, 3, 4, 6), (1, 1), ((1, 1),) * 2,
+    p = routing.bridge_attributes(conv_params((2, 6, 6, 4), (3, 3, 4, 6), (1, 1), ((1, 1),) * 2,
                                           (1, 1), 1))
     with pytest.raises(BackendUnavailableError, match="oneDNN rejects the convolution"):
         build.implementation("forward", {**p, "groups": np.int64(4)})  # 6 outputs in 4 groups

@@ -69,17 +69,11 @@ def conv(
     ``padding``: ``(lo, hi)`` pairs of non-negative ints. ``covering_as_dot=False`` keeps a kernel
     that covers its input a oneDNN convolution (``experiments/bench_conv_layer.py`` compares)."""
     routing.check_impl(impl)
-    n = x.ndim - 2
-    strides = tuple(int(s) for s in strides)
-    dilation = tuple(int(d) for d in dilation) if dilation is not None else (1,) * n
-    padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+    p = routing.conv_params(x.shape, kernel.shape, strides, padding, dilation, groups, precision,
+                            impl, covering_as_dot)
     if impl == "xla":
-        return xla.conv(x, kernel, strides, padding, dilation, groups, precision)
-    y_shape = xla.output_shape(x.shape, kernel.shape, strides, padding, dilation)
-    return forward_p.bind(x, kernel, x_shape=tuple(x.shape), w_shape=tuple(kernel.shape),
-                          y_shape=y_shape, strides=strides, padding=padding, dilation=dilation,
-                          groups=int(groups), precision=precision, impl=impl,
-                          covering_as_dot=bool(covering_as_dot))
+        return xla.conv(x, kernel, p["strides"], p["padding"], p["dilation"], groups, precision)
+    return forward_p.bind(x, kernel, **p)
 
 
 def conv_transpose(
@@ -127,14 +121,11 @@ def conv_transpose(
     x_shape = (out_shape[0], *(size - a - b for size, (a, b) in zip(out_shape[1:-1], grow,
                                                                     strict=True)), out_shape[-1])
     w = jnp.swapaxes(kernel, -1, -2)
-    y_shape = xla.output_shape(x_shape, w.shape, strides, padding, dilation)
-    extra = [full - size for full, size in zip(y_shape[1:-1], y.shape[1:-1], strict=True)]
+    p = routing.conv_params(x_shape, w.shape, strides, padding, dilation, groups, precision, impl)
+    extra = [full - size for full, size in zip(p["y_shape"][1:-1], y.shape[1:-1], strict=True)]
     if any(extra):
         y = jnp.pad(y, [(0, 0), *((0, e) for e in extra), (0, 0)])
-    x = backward_data_p.bind(y, w, x_shape=x_shape, w_shape=tuple(w.shape), y_shape=y_shape,
-                             strides=strides, padding=padding, dilation=dilation,
-                             groups=int(groups), precision=precision, impl=impl,
-                             covering_as_dot=True)
+    x = backward_data_p.bind(y, w, **p)
     if any(a or b for a, b in grow):
         x = jnp.pad(x, [(0, 0), *grow, (0, 0)])
     return x

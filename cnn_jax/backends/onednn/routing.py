@@ -94,6 +94,25 @@ def covers_input(x_shape, w_shape, padding, groups) -> bool:
             and tuple(x_shape[1:-1]) == tuple(w_shape[:-2]) and math.prod(w_shape[:-2]) > 1)
 
 
+def conv_params(x_shape: Sequence[int], w_shape: Sequence[int], strides: Sequence[int],
+                padding: Sequence[tuple[int, int]], dilation: Sequence[int] | None = None,
+                groups: int = 1, precision=None, impl: str = "auto",
+                covering_as_dot: bool = True) -> dict:
+    """The parameters the three primitives share (:mod:`cnn_jax.backends.onednn.primitives`) for
+    the convolution of ``x_shape`` by ``w_shape``: the shapes of ``x``, ``w`` and ``y``, strides,
+    ``(lo, hi)`` padding, dilation, groups, precision, ``impl`` and ``covering_as_dot``, as
+    hashable ints and tuples."""
+    n = len(x_shape) - 2
+    strides = tuple(int(s) for s in strides)
+    dilation = tuple(int(d) for d in dilation) if dilation is not None else (1,) * n
+    padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+    x_shape, w_shape = tuple(int(d) for d in x_shape), tuple(int(d) for d in w_shape)
+    return dict(x_shape=x_shape, w_shape=w_shape,
+                y_shape=xla.output_shape(x_shape, w_shape, strides, padding, dilation),
+                strides=strides, padding=padding, dilation=dilation, groups=int(groups),
+                precision=precision, impl=impl, covering_as_dot=bool(covering_as_dot))
+
+
 def _devices(ctx) -> int | None:
     """How many devices the program being lowered is partitioned over (jit: ``num_devices`` of its
     sharding context; shard_map: the size of its mesh)."""
@@ -137,13 +156,19 @@ def by_blocks(pass_: str, p: dict) -> bool:
 
 
 def choose(ctx, pass_: str, params: dict) -> str:
-    """The route (a key of :data:`ROUTES`) of pass ``pass_`` lowered for the CPU (module
-    docstring)."""
+    """The route (a key of :data:`ROUTES`) of pass ``pass_`` lowered for the CPU in the program
+    of lowering context ``ctx`` (module docstring)."""
+    return route(pass_, params, onednn=_onednn_runs(ctx, params["impl"]))
+
+
+def route(pass_: str, params: dict, *, onednn: bool) -> str:
+    """The route (a key of :data:`ROUTES`) of pass ``pass_`` on the CPU, given whether the program
+    runs oneDNN at all (:func:`choose` decides that from the program)."""
     covering = covers_input(params["x_shape"], params["w_shape"], params["padding"],
                             params["groups"])
     if by_blocks(pass_, params) and not covering:
         return "blocks"
-    if _onednn_runs(ctx, params["impl"]):
+    if onednn:
         if covering and params["covering_as_dot"]:
             return "dot"
         return onednn_route(pass_, params)
