@@ -142,6 +142,46 @@ class ResNetFPN(nn.Module):
 # --- What the pyramid detectors share ----------------------------------------------------------
 
 
+class PyramidDetector(nn.Module):
+    """The fields of a detector on a :class:`ResNetFPN` (RetinaNet, Faster and Mask R-CNN), and
+    :meth:`resnet_fpn`, which builds that backbone from them. Subclasses set their own defaults.
+
+    Fields:
+      block, stage_sizes, stage_widths: the ResNet (bottleneck (3, 4, 6, 3) is ResNet-50).
+      returned_layers: ResNet stages (1-based) feeding the FPN.
+      fpn_channels: FPN and head width.
+      extra_blocks: the FPN's extra levels (:data:`EXTRA_BLOCKS`).
+      size_divisible: the input is padded to a multiple of it (:func:`pad_to_multiple`).
+      kernel_init: the ResNet's convolutions' initialiser.
+      conv_impl: how every convolution runs, ``'auto'`` | ``'xla'`` | ``'onednn'``.
+    """
+
+    block: str = "bottleneck"
+    stage_sizes: Sequence[int] = (3, 4, 6, 3)
+    stage_widths: Sequence[int] = (64, 128, 256, 512)
+    returned_layers: Sequence[int] = (1, 2, 3, 4)
+    fpn_channels: int = 256
+    extra_blocks: str = "maxpool"
+    size_divisible: int = 32
+    kernel_init: str | Callable = TORCHVISION_CONV_INIT
+    dtype: Any = jnp.float32
+    conv_impl: str = "auto"
+
+    def resnet_fpn(self, **fields: Any) -> ResNetFPN:
+        """The backbone of these fields (call in ``setup``); ``fields`` adds others of
+        :class:`ResNetFPN`'s."""
+        return ResNetFPN(block=self.block, stage_sizes=self.stage_sizes,
+                         stage_widths=self.stage_widths, returned_layers=self.returned_layers,
+                         out_channels=self.fpn_channels, extra_blocks=self.extra_blocks,
+                         kernel_init=self.kernel_init, dtype=self.dtype, conv_impl=self.conv_impl,
+                         **fields)
+
+
+# ResNet-18 C2-C4 under a 64-channel FPN: the backbone of the detectors for 64 x 64 digit scenes.
+SMALL_RESNET_FPN = dict(block="basic", stage_sizes=(2, 2, 2, 2), returned_layers=(1, 2, 3),
+                        fpn_channels=64)
+
+
 def shared_head_anchors(sizes: Sequence[Sequence[int]], aspect_ratios: Sequence[float],
                         head: str) -> ops.AnchorGenerator:
     """The anchor generator of a head shared by the pyramid's levels (RetinaNet's, the RPN's),

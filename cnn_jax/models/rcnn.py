@@ -57,7 +57,7 @@ at 10 classes on one-channel input: ``fasterrcnn_resnet18_fpn`` 3,837,062,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -69,7 +69,6 @@ import numpy as np
 from cnn_jax import layers, losses, ops
 from cnn_jax.models import fpn
 from cnn_jax.models.registry import register_model
-from cnn_jax.models.resnet import TORCHVISION_CONV_INIT
 
 HEAD_INIT = layers.get_initializer("normal", stddev=0.01)
 MASK_INIT = layers.get_initializer("he_normal", mode="fan_out")  # kaiming_normal_(fan_out, relu)
@@ -217,15 +216,15 @@ def _first(mask: jax.Array, k: int) -> jax.Array:
     return jnp.argsort(~mask, stable=True)[:k]
 
 
-class RCNN(nn.Module):
+class RCNN(fpn.PyramidDetector):
     """Faster R-CNN, or Mask R-CNN with ``masks=True`` (module docstring): ``__call__(images,
     train, targets=None) -> dict``, ``loss``, ``detect``.
 
     Fields (torchvision's defaults; ``rpn_*_train`` / ``_test`` apply to train / eval mode):
+      the backbone's (:class:`~cnn_jax.models.fpn.PyramidDetector`): ResNet-50 C2-C5, 256
+        channels, P6 by subsampling (``extra_blocks`` ``'maxpool'``), input padded to a multiple
+        of 32; RoIs are pooled from the returned levels, not the extra one.
       num_classes: K object classes; the predictors have K + 1 outputs, background first.
-      block, stage_sizes, stage_widths, returned_layers, fpn_channels, extra_blocks: the
-        backbone (ResNet-50 C2-C5, 256 channels, P6 by subsampling); RoIs are pooled from the
-        returned levels, not the extra one.
       anchor_sizes, aspect_ratios: per level, the anchor sizes (one each: 32 ... 512) and the
         ratios (height / width) of all levels.
       rpn_*: proposal counts (2000/1000 before NMS per level, 2000/1000 after), NMS IoU 0.7,
@@ -236,17 +235,9 @@ class RCNN(nn.Module):
       masks, mask_*: the mask branch (14x14 RoIAlign, four 256 convs, dilation 1, 256 transposed
         conv channels); ``mask_target_max_sampling_ratio`` bounds the adaptive RoIAlign of the
         mask targets (exact for RoIs up to 28 times it in pixels).
-      size_divisible: the input is padded to a multiple of it (32).
-      conv_impl: how every convolution runs, ``'auto'`` | ``'xla'`` | ``'onednn'``.
     """
 
     num_classes: int = 90
-    block: str = "bottleneck"
-    stage_sizes: Sequence[int] = (3, 4, 6, 3)
-    stage_widths: Sequence[int] = (64, 128, 256, 512)
-    returned_layers: Sequence[int] = (1, 2, 3, 4)
-    fpn_channels: int = 256
-    extra_blocks: str = "maxpool"
     anchor_sizes: Sequence[Sequence[int]] = ((32,), (64,), (128,), (256,), (512,))
     aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0)
     rpn_pre_nms_top_n_train: int = 2000
@@ -276,17 +267,9 @@ class RCNN(nn.Module):
     mask_dilation: int = 1
     mask_dim_reduced: int = 256
     mask_target_max_sampling_ratio: int = 8
-    size_divisible: int = 32
-    kernel_init: str | Callable = TORCHVISION_CONV_INIT
-    dtype: Any = jnp.float32
-    conv_impl: str = "auto"
 
     def setup(self):
-        self.backbone = fpn.ResNetFPN(
-            block=self.block, stage_sizes=self.stage_sizes, stage_widths=self.stage_widths,
-            returned_layers=self.returned_layers, out_channels=self.fpn_channels,
-            extra_blocks=self.extra_blocks, kernel_init=self.kernel_init, dtype=self.dtype,
-            conv_impl=self.conv_impl)
+        self.backbone = self.resnet_fpn()
         common = dict(dtype=self.dtype, conv_impl=self.conv_impl)
         self.rpn = {"head": RPNHead(self.anchor_generator.num_anchors_per_location()[0], **common)}
         heads = {"box_head": TwoMLPHead(self.representation_size, dtype=self.dtype),
@@ -546,8 +529,7 @@ def maskrcnn_resnet50_fpn(num_classes: int = 90, **kwargs: Any) -> RCNN:
 # P5 by subsampling, one anchor size per level (12, 24, 48, 96 px), proposal and RoI counts for
 # scenes of at most a few objects, a 256-wide box head and a 64-channel mask head.
 SMALL_RCNN = dict(
-    block="basic", stage_sizes=(2, 2, 2, 2), returned_layers=(1, 2, 3), fpn_channels=64,
-    anchor_sizes=((12,), (24,), (48,), (96,)), rpn_pre_nms_top_n_train=1000,
+    **fpn.SMALL_RESNET_FPN, anchor_sizes=((12,), (24,), (48,), (96,)), rpn_pre_nms_top_n_train=1000,
     rpn_pre_nms_top_n_test=500, rpn_post_nms_top_n_train=300, rpn_post_nms_top_n_test=100,
     representation_size=256, box_batch_size_per_image=128, mask_layers=(64, 64, 64, 64),
     mask_dim_reduced=64,

@@ -43,7 +43,7 @@ trainable BatchNorm; its COCO weights freeze the backbone's BatchNorm, 34,014,99
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -53,7 +53,6 @@ import jax.numpy as jnp
 from cnn_jax import layers, losses, ops
 from cnn_jax.models import fpn
 from cnn_jax.models.registry import register_model
-from cnn_jax.models.resnet import TORCHVISION_CONV_INIT
 
 HEAD_INIT = layers.get_initializer("normal", stddev=0.01)
 BOX_LOSSES = ("l1", "smooth_l1")
@@ -114,16 +113,16 @@ class RetinaNetHead(nn.Module):
         return cls_logits, bbox_regression
 
 
-class RetinaNet(nn.Module):
+class RetinaNet(fpn.PyramidDetector):
     """RetinaNet (module docstring): ``__call__(images, train, targets=None) -> dict``, ``loss``,
     ``detect``.
 
     Fields:
+      the backbone's (:class:`~cnn_jax.models.fpn.PyramidDetector`): ResNet-50, C3-C5
+        (``returned_layers`` (2, 3, 4)), 256 channels, ``extra_blocks`` ``'p6p7'``, input padded
+        to a multiple of 32.
       num_classes: K, one sigmoid output per class (no background).
-      block, stage_sizes, stage_widths: the ResNet (bottleneck (3, 4, 6, 3) is ResNet-50).
-      returned_layers: ResNet stages (1-based) feeding the FPN; (2, 3, 4) is C3-C5.
-      fpn_channels: FPN and head width (256).
-      extra_blocks, p6p7_from: extra FPN levels (``'p6p7'`` from P5: P6, P7).
+      p6p7_from: what P6 reads (``'p5'``, torchvision's).
       anchor_sizes: per level, the anchor sizes in pixels; aspect_ratios: height / width.
       prior_probability: pi of the classification bias (0.01).
       focal_gamma, focal_alpha: the focal loss (2, 0.25); gamma 0 is alpha-balanced CE.
@@ -131,17 +130,11 @@ class RetinaNet(nn.Module):
       box_loss: ``'l1'`` (torchvision) or ``'smooth_l1'`` with ``smooth_l1_beta`` (the paper's
         0.11, Detectron's 1/9).
       score_thresh, nms_thresh, topk_candidates, max_detections: detection (0.05, 0.5, 1000, 300).
-      size_divisible: the input is padded to a multiple of it (32).
-      conv_impl: how every convolution runs, ``'auto'`` | ``'xla'`` | ``'onednn'``.
     """
 
-    num_classes: int = 91
-    block: str = "bottleneck"
-    stage_sizes: Sequence[int] = (3, 4, 6, 3)
-    stage_widths: Sequence[int] = (64, 128, 256, 512)
     returned_layers: Sequence[int] = (2, 3, 4)
-    fpn_channels: int = 256
     extra_blocks: str = "p6p7"
+    num_classes: int = 91
     p6p7_from: str = "p5"
     anchor_sizes: Sequence[Sequence[int]] = retinanet_anchor_sizes((32, 64, 128, 256, 512))
     aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0)
@@ -156,17 +149,9 @@ class RetinaNet(nn.Module):
     nms_thresh: float = 0.5
     topk_candidates: int = 1000
     max_detections: int = 300
-    size_divisible: int = 32
-    kernel_init: str | Callable = TORCHVISION_CONV_INIT
-    dtype: Any = jnp.float32
-    conv_impl: str = "auto"
 
     def setup(self):
-        self.backbone = fpn.ResNetFPN(
-            block=self.block, stage_sizes=self.stage_sizes, stage_widths=self.stage_widths,
-            returned_layers=self.returned_layers, out_channels=self.fpn_channels,
-            extra_blocks=self.extra_blocks, p6p7_from=self.p6p7_from,
-            kernel_init=self.kernel_init, dtype=self.dtype, conv_impl=self.conv_impl)
+        self.backbone = self.resnet_fpn(p6p7_from=self.p6p7_from)
         self.head = RetinaNetHead(self.anchor_generator.num_anchors_per_location()[0],
                                   self.num_classes, self.prior_probability, dtype=self.dtype,
                                   conv_impl=self.conv_impl)
@@ -272,9 +257,8 @@ def retinanet_resnet50_fpn(num_classes: int = 91, **kwargs: Any) -> RetinaNet:
 # anchor sizes per level from 12, 24 and 48 px (12-76 px), the detection counts of a scene of at
 # most a few objects.
 SMALL_RETINANET = dict(
-    block="basic", stage_sizes=(2, 2, 2, 2), returned_layers=(1, 2, 3), fpn_channels=64,
-    extra_blocks="none", anchor_sizes=retinanet_anchor_sizes((12, 24, 48)), topk_candidates=300,
-    max_detections=100,
+    **fpn.SMALL_RESNET_FPN, extra_blocks="none", anchor_sizes=retinanet_anchor_sizes((12, 24, 48)),
+    topk_candidates=300, max_detections=100,
 )
 
 
