@@ -13,7 +13,7 @@ digits. Reported: COCO's box statistics (`AP`, `AP50`, ...) and the same from CO
 (`mask_AP`, `mask_AP50`, ...; pycocotools' mask IoU, run length encoded).
 
 Recipe: configs/digits_fasterrcnn.py's (Adam at lr 1e-3, one-epoch warm-up, cosine, batch 32, 32
-RoIs sampled per image, from scratch) for 3 epochs instead of 7 (the mask head costs more than the
+RoIs sampled per image, from scratch) for 3 epochs instead of 12 (the mask head costs more than the
 rest of a training step), the mask loss added to the four others as in the paper (§3, L = L_cls
 + L_box + L_mask). The best checkpoint by validation box AP50 is tested.
 Data: `cnn-jax data import mnist --from mnist.npz`; the scenes are generated on first use.
