@@ -212,7 +212,9 @@ def _run(config, workdir: Path, mesh, start_time: float) -> dict:
     best = ckpt.restore_best(checkpoint_items(state)) if data.num_val else None
     if best is not None:
         best.pop("monitor")
-        results["test"] = runner.evaluate(state.restore_items(best), data.eval_batches("test"))
+        # The best checkpoint at the last step holds the final parameters: its test is test_final.
+        results["test"] = (results["test_final"] if int(best["step"]) == step else
+                           runner.evaluate(state.restore_items(best), data.eval_batches("test")))
         best_val = -best_score if task.watch in task.lower_is_better else best_score
         results["checkpoint"] = f"best by validation {task.watch} (step {int(best['step'])}, val {best_val:.4f})"
         results[f"val_best_{task.watch}"] = best_val

@@ -62,6 +62,22 @@ def test_eval_command_reproduces_the_test_metrics(finished_run):
     assert evaluated["loss"] == results["test"]["loss"]
 
 
+def test_a_best_checkpoint_at_the_last_step_is_tested_once(mnist_data_dir, tmp_path, monkeypatch):
+    # One epoch: one validation, so the best checkpoint is the last step's, whose parameters are
+    # the final ones: the test evaluation of the final state is its test, not a second pass.
+    from cnn_jax.training import steps
+
+    calls = []
+    evaluate = steps.StepRunner.evaluate
+    monkeypatch.setattr(steps.StepRunner, "evaluate",
+                        lambda self, *args: calls.append(1) or evaluate(self, *args))
+    results = train_and_evaluate(small_config(mnist_data_dir, num_epochs=1), tmp_path)
+    assert results["checkpoint"].startswith("best by validation") and "step 24" in results["checkpoint"]
+    assert results["test"] == results["test_final"]
+    assert len(calls) == 2  # the validation and one test pass
+    assert evaluate_workdir(tmp_path, "test", "best")["accuracy"] == results["test"]["accuracy"]
+
+
 def test_rerunning_a_finished_run_resumes_and_trains_no_more(finished_run):
     workdir, results = finished_run
     again = train_and_evaluate(_same_config(workdir), workdir)
