@@ -211,6 +211,19 @@ def paste_masks(masks: jax.Array, boxes: jax.Array, image_size: tuple[int, int],
     return jnp.einsum("dyi,dij,dxj->dyx", rows, masks, cols)
 
 
+def project_masks(masks: jax.Array, index: jax.Array, boxes: jax.Array, size: int,
+                  max_sampling_ratio: int) -> jax.Array:
+    """The mask targets ``(D, size, size)`` of ``(D, 4)`` xyxy ``boxes``, box ``d`` cut from
+    instance mask ``index[d]`` of ``(M, H, W)`` ``masks`` (torchvision's
+    ``project_masks_on_boxes``: RoIAlign with the adaptive sampling ratio). Boxes lie inside the
+    image, so ``ceil(max(H, W) / size)`` samples per bin are as many as the adaptive ratio takes;
+    ``max_sampling_ratio`` bounds them (exact for boxes up to ``size`` times it in pixels)."""
+    regions = jnp.concatenate([index.astype(jnp.float32)[:, None], boxes.astype(jnp.float32)], 1)
+    bound = min(math.ceil(max(masks.shape[1:]) / size), max_sampling_ratio)
+    return ops.roi_align(masks.astype(jnp.float32)[..., None], regions, size, 1.0, -1,
+                         max_sampling_ratio=bound)[..., 0]
+
+
 def _first(mask: jax.Array, k: int) -> jax.Array:
     """Indices of the first ``k`` rows, those where ``mask`` holds first (in index order)."""
     return jnp.argsort(~mask, stable=True)[:k]
@@ -483,13 +496,10 @@ class RCNN(fpn.PyramidDetector):
         n, r = rois.shape[:2]
         rows, size = batch["boxes"].shape[1], outputs["mask_logits"].shape[-1]
         masks = instances[:, None] == (jnp.arange(rows, dtype=instances.dtype) + 1)[:, None, None]
-        masks = masks.reshape(n * rows, *instances.shape[1:], 1).astype(jnp.float32)
-        source = (jnp.arange(n)[:, None] * rows + outputs["mask_matched"]).astype(jnp.float32)
-        regions = jnp.concatenate([source.reshape(-1, 1), rois.reshape(-1, 4)], axis=1)
-        # RoIs lie inside the image, so ceil(max(H, W) / size) samples per bin are enough for
-        # torchvision's adaptive sampling ratio, up to the bound.
-        bound = min(math.ceil(max(instances.shape[1:]) / size), self.mask_target_max_sampling_ratio)
-        targets = ops.roi_align(masks, regions, size, 1.0, -1, max_sampling_ratio=bound)
+        masks = masks.reshape(n * rows, *instances.shape[1:])
+        source = jnp.arange(n)[:, None] * rows + outputs["mask_matched"]
+        targets = project_masks(masks, source.reshape(-1), rois.reshape(-1, 4), size,
+                                self.mask_target_max_sampling_ratio)
         targets = targets.reshape(n, r, size, size)
         bce = losses.sigmoid_binary_cross_entropy(outputs["mask_logits"], targets)
         valid = outputs["mask_valid"]
