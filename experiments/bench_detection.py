@@ -16,7 +16,8 @@
 2. Evaluation of `--scenes` synthetic scenes end to end, as the trainer evaluates a detector:
    the padded, gathered host outputs (`det_boxes (n, 100, 4)`, `det_scores`, `det_classes`,
    `det_count`, ground truth `boxes (n, 4, 4)`, `classes`, `box_mask`) through
-   `DetectionTask.host_metrics` to COCO's twelve statistics (faster-coco-eval) and VOC's mAP.
+   `DetectionTask.host_metrics` to COCO's twelve statistics (faster-coco-eval), VOC's mAP and the
+   error breakdown.
    Scenes like the digit scenes (64x64, 1-4 objects of 10 classes) with 20-100 detections each:
    jittered copies of the objects (a random class sometimes) and random false positives. The time
    is the median of `--repeats` passes; where it goes comes from one more pass under cProfile
@@ -64,6 +65,7 @@ STAGES = (
      "evaluate"),
     ("COCO: the twelve statistics", "cnn_jax/metrics/detection.py", "_summary"),
     ("VOC mAP (voc_evaluate)", "cnn_jax/metrics/detection.py", "voc_evaluate"),
+    ("error breakdown (error_breakdown)", "cnn_jax/metrics/detection.py", "error_breakdown"),
 )
 
 
@@ -217,11 +219,11 @@ def bench_evaluation(scenes: int, repeats: int) -> dict:
     coco = cumulative("cnn_jax/metrics/detection.py", "coco_evaluate")
     stages = {label: cumulative(file, function) for label, file, function in STAGES}
     coco_parts = sum(v for k, v in stages.items() if k.startswith("COCO"))
-    stages = {"padded outputs to per-image dicts (host_metrics)":
-              total - coco - stages["VOC mAP (voc_evaluate)"],
+    voc, breakdown = stages["VOC mAP (voc_evaluate)"], stages["error breakdown (error_breakdown)"]
+    stages = {"padded outputs to per-image dicts (host_metrics)": total - coco - voc - breakdown,
               **{k: v for k, v in stages.items() if k.startswith("COCO")},
               "COCO: the rest (index the ground truth, set up the engine)": coco - coco_parts,
-              "VOC mAP (voc_evaluate)": stages["VOC mAP (voc_evaluate)"]}
+              "VOC mAP (voc_evaluate)": voc, "error breakdown (error_breakdown)": breakdown}
     stages = {k: round(v, 3) for k, v in stages.items()}
     return {"scenes": scenes, "objects": int(gathered["box_mask"].sum()),
             "detections": int(gathered["det_count"].sum()), "repeats": repeats,

@@ -10,6 +10,7 @@ detection's AP is not a sum and is computed on the host from the gathered predic
 from cnn_jax.metrics.classification import confusion_matrix, topk_correct
 from cnn_jax.metrics.detection import (
     coco_evaluate,
+    error_breakdown,
     from_padded,
     voc_ap,
     voc_evaluate,
@@ -19,6 +20,7 @@ from cnn_jax.metrics.generative import frechet_distance, lenet_features
 from cnn_jax.metrics.saliency import saliency_scores
 from cnn_jax.metrics.segmentation import confusion_counts, segmentation_scores
 
-__all__ = ["coco_evaluate", "confusion_counts", "confusion_matrix", "frechet_distance", "from_padded",
+__all__ = ["coco_evaluate", "confusion_counts", "confusion_matrix", "error_breakdown",
+           "frechet_distance", "from_padded",
            "lenet_features", "saliency_scores", "segmentation_scores", "topk_correct", "voc_ap",
            "voc_evaluate", "voc_pr_curve"]

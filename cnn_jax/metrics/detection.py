@@ -381,3 +381,49 @@ def voc_evaluate(targets: Sequence[dict], predictions: Sequence[dict], iou_thres
         per_class[c] = voc_ap(curve["recall"], curve["precision"], use_07_metric)
     defined = [ap for ap in per_class.values() if ap > -1]
     return {"mAP": float(np.mean(defined)) if defined else -1.0, "AP_per_class": per_class}
+
+
+# ------------------------------------------------------------------------------ error breakdown
+
+
+def error_breakdown(targets: Sequence[dict], predictions: Sequence[dict],
+                    iou_threshold: float = 0.5) -> dict[str, float]:
+    """Where a detector's misses at IoU `iou_threshold` come from, per ground-truth box (the
+    localisation / classification split of Hoiem, Chodpathumwan & Dai 2012, "Diagnosing error in
+    object detectors"), over all images' ground truth, whatever the scores:
+
+    * `found`: the fraction of ground-truth boxes some detection overlaps at IoU >= threshold,
+      of any class: the boxes the detector localises;
+    * `found_class`: the fraction some detection of the box's own class overlaps so: the recall
+      a score threshold of zero reaches;
+    * `top_class`: the fraction whose highest-scoring overlapping detection (IoU >= threshold,
+      any class) has the box's class: where the detector puts its confidence, is the class right.
+
+    `found - top_class` are boxes localised but given another class first; `1 - found` boxes no
+    detection finds. Inputs as for `voc_evaluate`. Returns the three fractions and `boxes`, the
+    number of ground-truth boxes (the fractions are -1 when there are none).
+    """
+    if len(targets) != len(predictions):
+        raise ValueError(f"{len(targets)} targets but {len(predictions)} predictions: give one "
+                         "target and one prediction dict per image")
+    _check(targets, "target", ("boxes", "labels"))
+    _check(predictions, "prediction", ("boxes", "labels", "scores"))
+    found = found_class = top_class = boxes_seen = 0
+    for target, prediction in zip(targets, predictions, strict=True):
+        labels = np.asarray(target["labels"]).reshape(-1).astype(np.int64)
+        boxes_seen += len(labels)
+        found_labels = np.asarray(prediction["labels"]).reshape(-1).astype(np.int64)
+        if not len(labels) or not len(found_labels):
+            continue
+        overlaps = _pairwise_iou(np.asarray(target["boxes"], dtype=np.float64).reshape(-1, 4),
+                                 np.asarray(prediction["boxes"], dtype=np.float64).reshape(-1, 4))
+        hit = overlaps >= iou_threshold  # (ground truth, detection)
+        same = labels[:, None] == found_labels[None, :]
+        scores = np.asarray(prediction["scores"], dtype=np.float64).reshape(-1)
+        best = np.argmax(np.where(hit, scores[None, :], -np.inf), axis=1)  # first of equal scores
+        found += int(hit.any(axis=1).sum())
+        found_class += int((hit & same).any(axis=1).sum())
+        top_class += int((hit.any(axis=1) & (found_labels[best] == labels)).sum())
+    share = (lambda n: n / boxes_seen) if boxes_seen else (lambda n: -1.0)
+    return {"found": share(found), "found_class": share(found_class),
+            "top_class": share(top_class), "boxes": boxes_seen}

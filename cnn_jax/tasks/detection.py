@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_jax.metrics import coco_evaluate, topk_correct, voc_evaluate
+from cnn_jax.metrics import coco_evaluate, error_breakdown, topk_correct, voc_evaluate
 from cnn_jax.ops import box_iou
 from cnn_jax.tasks.base import ImageTask
 from cnn_jax.tasks.overlay import draw_boxes
@@ -108,6 +108,9 @@ class DetectionTask(ImageTask):
         if self.masks:
             metrics.update({f"mask_{k}": v for k, v in coco_evaluate(targets, predictions, "segm").items()})
         metrics["voc_mAP"] = voc_evaluate(targets, predictions, difficult=difficult)["mAP"]
+        # Where the misses at IoU 0.5 come from: localisation or class (error_breakdown).
+        breakdown = error_breakdown(targets, predictions, iou_threshold=0.5)
+        metrics.update({f"{key}50": breakdown[key] for key in ("found", "found_class", "top_class")})
         return metrics
 
     def summarize(self, sums: dict) -> dict:

@@ -10,7 +10,14 @@ from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from cnn_jax.metrics.detection import coco_evaluate, from_padded, voc_ap, voc_evaluate, voc_pr_curve
+from cnn_jax.metrics.detection import (
+    coco_evaluate,
+    error_breakdown,
+    from_padded,
+    voc_ap,
+    voc_evaluate,
+    voc_pr_curve,
+)
 
 KEYS = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
         "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large"]
@@ -419,3 +426,39 @@ def test_voc_pr_curve_marks_true_false_and_neither_on_the_worked_case():
     assert curve["positives"] == 2
     np.testing.assert_allclose(curve["recall"], [0, 0.5, 0.5, 1, 1])
     np.testing.assert_allclose(curve["precision"], [0, 1, 1 / 2, 2 / 3, 1 / 2])
+
+
+def _breakdown_case():
+    """Four ground-truth boxes in three images: A found with its class and first; B found, with
+    its class only second (another class scores higher on it); C missed (IoU 36/164 = 0.22); D
+    without any detection; the third image has no ground truth, only a detection."""
+    box = np.array
+    targets = [{"boxes": box([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]], float),
+                "labels": box([1, 2, 3])},
+               {"boxes": box([[0, 0, 10, 20]], float), "labels": box([0])},
+               {"boxes": np.zeros((0, 4)), "labels": np.zeros(0, int)}]
+    predictions = [{"boxes": box([[0, 0, 10, 10], [20, 20, 30, 30], [21, 20, 31, 30],
+                                  [44, 44, 54, 54]], float),
+                    "labels": box([1, 5, 2, 3]), "scores": box([0.9, 0.8, 0.6, 0.95])},
+                   {"boxes": np.zeros((0, 4)), "labels": np.zeros(0, int), "scores": np.zeros(0)},
+                   {"boxes": box([[0, 0, 5, 5]], float), "labels": box([1]), "scores": box([0.5])}]
+    return targets, predictions
+
+
+def test_error_breakdown_splits_misses_into_localisation_and_class_on_the_worked_case():
+    targets, predictions = _breakdown_case()
+    assert error_breakdown(targets, predictions) == {
+        "found": 2 / 4, "found_class": 2 / 4, "top_class": 1 / 4, "boxes": 4}
+    # at IoU 0.2, C (0.22) is found, with its class, and first
+    assert error_breakdown(targets, predictions, iou_threshold=0.2) == {
+        "found": 3 / 4, "found_class": 3 / 4, "top_class": 2 / 4, "boxes": 4}
+
+
+def test_error_breakdown_without_ground_truth_is_minus_one_and_checks_its_inputs():
+    targets, predictions = _breakdown_case()
+    assert error_breakdown(targets[2:], predictions[2:]) == {
+        "found": -1.0, "found_class": -1.0, "top_class": -1.0, "boxes": 0}
+    with pytest.raises(ValueError, match="3 targets but 2 predictions"):
+        error_breakdown(targets, predictions[:2])
+    with pytest.raises(ValueError, match="prediction 0 has no 'scores'"):
+        error_breakdown(targets, [{"boxes": p["boxes"], "labels": p["labels"]} for p in predictions])

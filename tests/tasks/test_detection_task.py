@@ -53,6 +53,9 @@ def test_detection_scores_gathered_detections_with_coco_and_voc_ap_on_real_image
     missed = task.host_metrics(jax.device_get(task.host_outputs(_detections(batch, hit_second=False), batch)))
     # class 7 is never detected: its AP is 0, the other two classes' 1 -> mean 2/3
     assert missed["AP50"] == pytest.approx(2 / 3) and missed["voc_mAP"] == pytest.approx(2 / 3)
+    # the error breakdown of the same detections: every box found, all but class 7's first
+    assert perfect["found50"] == perfect["found_class50"] == perfect["top_class50"] == 1.0
+    assert missed["found50"] < 1.0 and missed["found50"] == missed["found_class50"] == missed["top_class50"]
     assert task.summarize(task.eval_sums(None, batch)) == {"count": 2}
 
 
