@@ -103,13 +103,18 @@ def sigmoid_focal_loss(logits: jax.Array, targets: jax.Array, alpha: float = 0.2
 
     gamma = 0 and alpha = 0.5 is half the plain binary cross-entropy; RetinaNet uses gamma = 2,
     alpha = 0.25 (its Table 1a). Equal to `torchvision.ops.sigmoid_focal_loss(reduction='none')`.
+    With gamma = 0 there is no modulating factor at all: (1 - p_t)^0 is 1, but its derivative,
+    0 * (1 - p_t)^-1, is NaN wherever a confident logit rounds p_t to 1 (torch's pow special-cases
+    a zero exponent; JAX's does not).
     """
     if not (0.0 <= alpha <= 1.0 or alpha == -1):
         raise ValueError(f"alpha={alpha} must be in [0, 1], or -1 to switch the weighting off")
     x, y = _f32(logits, targets)
-    p = jax.nn.sigmoid(x)
-    p_t = p * y + (1.0 - p) * (1.0 - y)
-    loss = sigmoid_binary_cross_entropy(x, y) * (1.0 - p_t) ** gamma
+    loss = sigmoid_binary_cross_entropy(x, y)
+    if gamma != 0:
+        p = jax.nn.sigmoid(x)
+        p_t = p * y + (1.0 - p) * (1.0 - y)
+        loss = loss * (1.0 - p_t) ** gamma
     if alpha >= 0:
         loss = (alpha * y + (1.0 - alpha) * (1.0 - y)) * loss
     return loss
