@@ -57,6 +57,33 @@ def test_yolov1_small_has_seven_convolutions_an_8x8_grid_and_1906992_parameters(
     assert num_params(create_model("yolov1_small"), (64, 64, 1)) == 201_264 + 1_049_088 + 656_640
 
 
+
+def test_yolov1_small_with_batch_norm_has_bn_after_every_convolution_and_no_conv_biases():
+    model = create_model("yolov1_small", batch_norm=True, dropout_rate=0.0)
+    x = jnp.zeros((2, 64, 64, 1))
+    variables = jax.jit(model.init)(jax.random.key(0), x)
+    widths = [16, 32, 16, 64, 32, 128, 128]
+    assert all("bias" not in variables["params"][f"conv{i}"] for i in range(1, 8))
+    assert [variables["batch_stats"][f"bn{i}"]["mean"].shape for i in range(1, 8)] == [
+        (w,) for w in widths]
+    # The conv biases (416 numbers) go, BN's scale and shift (2 * 416) come.
+    assert num_params(model, (64, 64, 1)) == 1_906_992 - 416 + 2 * 416
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.uniform(size=(2, 64, 64, 1)), jnp.float32)
+    _, updated = model.apply(variables, images, train=True, mutable=["batch_stats"],
+                             rngs={"dropout": jax.random.key(1)})
+    # Training updates the running statistics: 0.9 * 0 + 0.1 * the batch mean of conv1's output.
+    assert not np.allclose(updated["batch_stats"]["bn1"]["mean"], 0.0)
+    # In evaluation an image's output does not depend on the rest of the batch (running
+    # statistics; 1e-5: the batch size changes XLA's summation order); in training it does.
+    def grid(batch, train):
+        out = model.apply(variables, batch, train=train, mutable=["batch_stats"],
+                          rngs={"dropout": jax.random.key(1)})[0]
+        return np.asarray(out["grid"][0])
+
+    np.testing.assert_allclose(grid(images[:1], False), grid(images, False), atol=1e-5)
+    assert np.abs(grid(images[:1], True) - grid(images, True)).max() > 1e-2
+
 # The hand-computed case: S = 2, B = 2, C = 3 on a 16x16 image (8-pixel cells). Per cell:
 # box 0 (x, y, sqrt w, sqrt h, C), box 1 (...), p(0), p(1), p(2); indexed [row, column].
 HAND_GRID = np.zeros((1, 2, 2, 13), np.float32)
