@@ -151,12 +151,20 @@ def test_focal_ablation_smoke_gives_each_loss_its_mean_and_per_seed_ap(small_dat
     assert payload["verdict"] == []  # smoke: no verdict
 
 
-def test_focal_ablation_verdict_compares_the_means_and_counts_the_seeds():
+def test_focal_ablation_verdict_weighs_the_mean_difference_against_its_standard_error():
     verdict = script("focal_ablation").verdict
+    # Differences 0.05, 0.05, 0.06: mean 0.0533, standard error 0.0033 -> holds.
+    (line,) = verdict({"bce": [0.30, 0.40, 0.20], "focal": [0.35, 0.45, 0.26]})
+    assert ": holds:" in line and "+0.0533" in line and "0.0033" in line
+    assert "focal ahead on 3 of 3 seeds" in line
+    # Differences 0.05, -0.02, 0.10: mean 0.0433, standard error 0.0348 -> undecided.
     (line,) = verdict({"bce": [0.30, 0.40, 0.20], "focal": [0.35, 0.38, 0.30]})
-    assert "holds" in line and "NOT" not in line and "on 2 of 3 seeds" in line
+    assert "undecided" in line and "0.0348" in line and "on 2 of 3 seeds" in line
+    # Differences -0.05, -0.06, -0.05: reversed.
+    (line,) = verdict({"bce": [0.30, 0.40, 0.20], "focal": [0.25, 0.34, 0.15]})
+    assert "does NOT hold (reversed)" in line and "on 0 of 3 seeds" in line
     (line,) = verdict({"bce": [0.5], "focal": [0.4]})
-    assert "does NOT hold" in line and "on 0 of 1 seeds" in line
+    assert "does NOT hold" in line and "one seed" in line and "on 0 of 1 seeds" in line
 
 
 def test_detection_benchmark_times_both_nms_and_the_evaluation_stages(tmp_path):
