@@ -12,10 +12,11 @@ out for validation, 2,000 test canvases of MNIST test digits. The bar (the issue
 
 Recipe: the paper's (§2.2) is SGD with momentum 0.9, weight decay 5e-4, a warm-up, dropout 0.5
 after the first FC layer, and random scaling and translation of up to 20% of the image, on an
-ImageNet-pretrained backbone. Here from scratch (ours): LeCun-normal initial weights (the network
-has no normalisation layers: He-normal weights through its nine leaky-ReLU layers start it with
-outputs so large that it settles on predicting the mean), Adam at lr 1e-3 with a one-epoch linear
-warm-up and a cosine decay, dropout 0.5 (the model's), random translation and zoom of up to 10%
+ImageNet-pretrained backbone. Here from scratch (ours): BatchNorm after every convolution and no
+dropout (YOLOv2's first change, Redmon & Farhadi 2017 §2; the model's `batch_norm`), LeCun-normal
+initial weights (He-normal weights through the nine leaky-ReLU layers of the network without
+BatchNorm start it with outputs so large that it settles on predicting the mean), Adam at lr 1e-3
+with a one-epoch linear warm-up and a cosine decay, random translation and zoom of up to 10%
 (boxes move with the image; digits that leave it are clipped or dropped), batch 64, 40 epochs.
 Detection keeps class-specific confidences C * p(c) above 0.05, NMS at IoU 0.5 per class. The
 best checkpoint by validation AP50 is tested.
@@ -33,6 +34,8 @@ def get_config():
     c.data.augment.zoom = 0.1
     c.model.name = "yolov1_small"
     c.model.kwargs.kernel_init = "lecun_normal"
+    c.model.kwargs.batch_norm = True  # YOLOv2's BatchNorm after every convolution ...
+    c.model.kwargs.dropout_rate = 0.0  # ... which lets dropout go (Redmon & Farhadi 2017 §2)
     c.num_epochs = 40
     c.batch_size = 64
     c.eval_batch_size = 500
