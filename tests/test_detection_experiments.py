@@ -63,10 +63,11 @@ def test_retinanet_variants_are_lin_et_al_table_1_best_focal_and_best_balanced_c
         load_config(f"{REPO_ROOT}/configs/digits_retinanet.py:ce")
 
 
-def test_yolov1_config_keeps_the_papers_dropout_and_starts_from_small_weights():
+def test_yolov1_config_trades_dropout_for_batch_norm_and_starts_from_small_weights():
     config = load_config(f"{REPO_ROOT}/configs/digits_yolov1.py")
-    assert config.model.kwargs.kernel_init == "lecun_normal"  # no normalisation layers
-    assert "dropout_rate" not in config.model.kwargs  # the model's 0.5 (Redmon et al. §2.2)
+    assert config.model.kwargs.kernel_init == "lecun_normal"
+    # YOLOv2's change (Redmon & Farhadi 2017 §2): BatchNorm on every convolution, dropout off.
+    assert config.model.kwargs.batch_norm is True and config.model.kwargs.dropout_rate == 0.0
     assert 0 < config.data.augment.translate <= 0.2 and 0 < config.data.augment.zoom <= 0.2
 
 
