@@ -34,7 +34,7 @@ CONFIGS = {
     "digits_yolov1.py": ("detection", "yolov1_small", "digit_scenes"),
     "digits_retinanet.py:focal": ("detection", "retinanet_resnet18_fpn", "digit_scenes"),
     "digits_retinanet.py:bce": ("detection", "retinanet_resnet18_fpn", "digit_scenes"),
-    "digits_fasterrcnn.py": ("detection", "fasterrcnn_resnet18_fpn", "digit_scenes"),
+    "digits_fasterrcnn.py": ("detection", "fasterrcnn_resnet18_fpn", "digit_scenes/train_size=24000"),
     "digits_maskrcnn.py": ("detection", "maskrcnn_resnet18_fpn", "digit_scenes"),
 }
 
@@ -43,7 +43,7 @@ CONFIGS = {
 def test_detection_configs_name_their_task_model_and_data_and_give_their_command(spec):
     config = load_config(f"{REPO_ROOT}/configs/{spec}")
     assert (config.task, config.model.name, config.data.name) == CONFIGS[spec]
-    assert config.data.val_size == 1_000  # held out of the 12,000 training scenes: picks the best
+    assert config.data.val_size == 1_000  # held out of the training scenes: picks the best
     assert not config.data.augment.horizontal_flip  # a flipped digit is not a digit
     validate_config(config, num_devices=1)
     header = (REPO_ROOT / "configs" / spec.split(":")[0]).read_text().split('"""')[1]
@@ -71,11 +71,13 @@ def test_yolov1_config_trades_dropout_for_batch_norm_and_starts_from_small_weigh
     assert 0 < config.data.augment.translate <= 0.2 and 0 < config.data.augment.zoom <= 0.2
 
 
-def test_maskrcnn_and_fasterrcnn_share_everything_but_the_mask_head_and_the_epochs():
+def test_maskrcnn_and_fasterrcnn_share_everything_but_the_mask_head_the_scenes_and_the_epochs():
     faster = load_config(f"{REPO_ROOT}/configs/digits_fasterrcnn.py").to_dict()
     mask = load_config(f"{REPO_ROOT}/configs/digits_maskrcnn.py").to_dict()
     assert (faster["model"].pop("name"), mask["model"].pop("name")) == (
         "fasterrcnn_resnet18_fpn", "maskrcnn_resnet18_fpn")
+    assert (faster["data"].pop("name"), mask["data"].pop("name")) == (
+        "digit_scenes/train_size=24000", "digit_scenes")
     assert faster.pop("num_epochs") > mask.pop("num_epochs")
     assert faster == mask
 
