@@ -268,7 +268,10 @@ def _get(config, dotted: str):
 
 
 def _check_finite(metrics: dict, sums: dict, step: int, ckpt: RunCheckpoints) -> None:
-    if float(sums["nonfinite"]) > 0 or not math.isfinite(metrics["loss"]):
+    # No "loss" when no step was summed since the last log (a stop request right after one):
+    # some tasks leave an average of nothing out rather than report 0.
+    loss = metrics.get("loss", 0.0)
+    if float(sums["nonfinite"]) > 0 or not math.isfinite(loss):
         ckpt.wait()
         last = ckpt.latest.latest_step()
         where = f"the last good checkpoint (step {last}) is intact" if last is not None else "no checkpoint was written"

@@ -9,7 +9,7 @@ from trainer_utils import small_config
 
 from cnn_jax.errors import NonFiniteLossError
 from cnn_jax.training.evaluate import evaluate_workdir
-from cnn_jax.training.loop import train_and_evaluate
+from cnn_jax.training.loop import _check_finite, train_and_evaluate
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +104,27 @@ def test_nonfinite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(mnist_d
     leaves = [np.asarray(x) for x in __import__("jax").tree.leaves(restored["params"])]
     assert all(np.isfinite(x).all() for x in leaves)
     assert not (tmp_path / "results.json").exists()
+
+
+def test_a_stop_right_after_a_log_step_finds_no_loss_to_check_and_goes_on_to_save():
+    # The detection task's summary of zero summed steps has no "loss"; the stop path checks it
+    # before its checkpoint (a SIGTERM there raised KeyError and saved nothing).
+    nothing = {"nonfinite": np.float32(0.0), "loss": np.float32(0.0), "loss_count": np.float32(0.0),
+               "count": np.float32(0.0)}
+    _check_finite({"count": 0}, nothing, step=8, ckpt=None)
+
+    class Checkpoints:  # what _check_finite reads when it raises
+        def wait(self):
+            pass
+
+        class latest:  # noqa: N801
+            @staticmethod
+            def latest_step():
+                return 4
+
+    with pytest.raises(NonFiniteLossError, match="step 4"):
+        _check_finite({"count": 0}, {**nothing, "nonfinite": np.float32(1.0)}, step=8,
+                      ckpt=Checkpoints())
 
 
 def test_workdir_of_another_model_is_not_resumed(finished_run, mnist_data_dir):
