@@ -7,9 +7,8 @@ digits.
 `fasterrcnn_resnet18_fpn` (cnn_jax/models/rcnn.py: ResNet-18 C2-C4, a 64-channel FPN P2-P5, an RPN
 with one anchor size per level, 12-96 px, and three aspect ratios, MultiScale RoIAlign to 7x7, a
 256-wide two-layer box head) on `digit_scenes/train_size=24000`: 64x64 canvases of 1-4 digits 16-40
-px tall; 24,000 training canvases of MNIST training digits (twice the default, so that most of
-MNIST's 60,000 training digits appear), 1,000 of them held out for validation, the same 2,000 test
-canvases of MNIST test digits as `digit_scenes`. The bar (the issue's): `test.AP50` >= 0.90.
+px tall; 24,000 training canvases of MNIST training digits (twice the default), 1,000 of them held
+out for validation, the same 2,000 test canvases of MNIST test digits as `digit_scenes`. The bar (the issue's): `test.AP50` >= 0.90.
 
 Recipe (ours; the paper's is SGD at lr 0.02 for batch 16 on an ImageNet-pretrained backbone):
 from scratch, Adam at lr 1e-3 with a one-epoch linear warm-up and a cosine decay, batch 32,

@@ -31,7 +31,7 @@ BREAKDOWN_KEYS = {"found50", "found_class50", "top_class50"}  # error_breakdown 
 # spec: (task, model, data)
 CONFIGS = {
     "digits_localizer.py": ("localization", "localizer_resnet18", "digit_scenes_single"),
-    "digits_yolov1.py": ("detection", "yolov1_small", "digit_scenes"),
+    "digits_yolov1.py": ("detection", "yolov1_small", "digit_scenes/train_size=24000"),
     "digits_retinanet.py:focal": ("detection", "retinanet_resnet18_fpn", "digit_scenes"),
     "digits_retinanet.py:bce": ("detection", "retinanet_resnet18_fpn", "digit_scenes"),
     "digits_fasterrcnn.py": ("detection", "fasterrcnn_resnet18_fpn", "digit_scenes/train_size=24000"),
