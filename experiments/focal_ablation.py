@@ -130,7 +130,11 @@ def readme_rows(record: dict | None) -> list[dict]:
     ours = None
     if record and record.get("means") and not record.get("smoke"):
         m = record["means"]
-        ours = f"{m['bce']:.3f} -> {m['focal']:.3f}"
+        verdict_line = " ".join(record.get("verdict", []))
+        outcome = next((said for word, said in (("undecided", "a tie within 2 standard errors"),
+                                                ("reversed", "reversed"), ("holds", "holds"))
+                        if word in verdict_line), None)
+        ours = f"{m['bce']:.3f} -> {m['focal']:.3f}" + (f" ({outcome})" if outcome else "")
     return [{"what": "RetinaNet, digit scenes, test AP: alpha-balanced CE -> focal loss (3 seeds)",
              "how": "`experiments/focal_ablation.py`", "ours": ours,
              "paper": f"{PAPER_AP['bce']} -> {PAPER_AP['focal']} AP (COCO, Lin et al. 2017 "

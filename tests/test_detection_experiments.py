@@ -208,6 +208,13 @@ def test_readme_rows_show_measured_numbers_and_nothing_for_missing_or_smoke_resu
     focal = script("focal_ablation")
     (row,) = focal.readme_rows({"means": {"bce": 0.41, "focal": 0.4567}})
     assert row["ours"] == "0.410 -> 0.457" and row["paper"].startswith("31.1 -> 34.0 AP")
+    means = {"bce": 0.58, "focal": 0.59}
+    for ap, said in ((([0.5, 0.6, 0.7], [0.55, 0.65, 0.76]), "holds"),
+                     (([0.5, 0.6, 0.7], [0.45, 0.55, 0.64]), "reversed"),
+                     (([0.5, 0.6, 0.7], [0.55, 0.58, 0.72]), "a tie within 2 standard errors")):
+        verdict = focal.verdict({"bce": ap[0], "focal": ap[1]})
+        (row,) = focal.readme_rows({"means": means, "verdict": verdict})
+        assert row["ours"] == f"0.580 -> 0.590 ({said})", verdict
     assert focal.readme_rows(None)[0]["ours"] is None
     assert focal.readme_rows({"means": {"bce": 0.4, "focal": 0.5}, "smoke": True})[0]["ours"] is None
     runs = script("detection_runs")
