@@ -63,9 +63,10 @@ SMOKE = ("data.val_size=64", "num_epochs=1", "batch_size=16", "eval_batch_size=6
 
 def smoke_overrides(config: str) -> tuple[str, ...]:
     """--smoke: the run's own scenes, a few hundred of them, one epoch."""
-    data = Run("probe", config).load().data.name
-    base, _, options = data.partition("/")
-    return (f"data.name={base}/{options + ',' if options else ''}{SMOKE_DATA}", *SMOKE)
+    base, _, own = Run("probe", config).load().data.name.partition("/")
+    options = dict(o.split("=", 1) for o in own.split(",") if o)  # the smoke sizes replace its own
+    options.update(o.split("=", 1) for o in SMOKE_DATA.split(","))
+    return (f"data.name={base}/{','.join(f'{k}={v}' for k, v in options.items())}", *SMOKE)
 
 
 def mask_ceiling(run: Run, data_dir: str) -> dict[str, float]:
