@@ -495,7 +495,7 @@ class RCNN(fpn.PyramidDetector):
         instances, rois = batch["instances"], outputs["mask_rois"]
         n, r = rois.shape[:2]
         rows, size = batch["boxes"].shape[1], outputs["mask_logits"].shape[-1]
-        masks = instances[:, None] == (jnp.arange(rows, dtype=instances.dtype) + 1)[:, None, None]
+        masks = ops.instance_masks(instances, jnp.arange(rows, dtype=instances.dtype))
         masks = masks.reshape(n * rows, *instances.shape[1:])
         source = jnp.arange(n)[:, None] * rows + outputs["mask_matched"]
         targets = project_masks(masks, source.reshape(-1), rois.reshape(-1, 4), size,

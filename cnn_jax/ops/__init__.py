@@ -11,7 +11,8 @@ dropped; RoI features are channels-last (NHWC).
 - :mod:`~cnn_jax.ops.anchors`: anchor boxes (Ren et al. 2015);
 - :mod:`~cnn_jax.ops.box_coder`: box regression targets and the smooth L1 loss (Girshick 2015,
   Ren et al. 2015);
-- :mod:`~cnn_jax.ops.matcher`: ground-truth assignment and balanced sampling (Ren et al. 2015).
+- :mod:`~cnn_jax.ops.matcher`: ground-truth assignment and balanced sampling (Ren et al. 2015);
+- :mod:`~cnn_jax.ops.masks`: one binary mask per box row from an instance map.
 """
 
 from cnn_jax.ops.anchors import AnchorGenerator, cell_anchors, grid_anchors
@@ -29,6 +30,7 @@ from cnn_jax.ops.boxes import (
     generalized_box_iou_loss,
     remove_small_boxes,
 )
+from cnn_jax.ops.masks import instance_masks
 from cnn_jax.ops.matcher import BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, match, sample_balanced
 from cnn_jax.ops.nms import batched_nms, nms
 from cnn_jax.ops.roi import (
@@ -63,6 +65,7 @@ __all__ = [
     "generalized_box_iou_loss",
     "grid_anchors",
     "infer_scale",
+    "instance_masks",
     "l1_loss",
     "match",
     "multiscale_roi_align",

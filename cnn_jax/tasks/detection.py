@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_jax.metrics import coco_evaluate, error_breakdown, topk_correct, voc_evaluate
-from cnn_jax.ops import box_iou
+from cnn_jax.ops import box_iou, instance_masks
 from cnn_jax.tasks.base import ImageTask
 from cnn_jax.tasks.overlay import draw_boxes
 
@@ -98,8 +98,7 @@ class DetectionTask(ImageTask):
                           "labels": gathered["det_classes"][i][:n]}
             if self.masks:
                 rows = np.flatnonzero(real)
-                target["masks"] = np.stack([gathered["instances"][i] == r + 1 for r in rows]).astype(np.uint8) \
-                    if rows.size else np.zeros((0, *gathered["instances"][i].shape), np.uint8)
+                target["masks"] = instance_masks(gathered["instances"][i], rows).astype(np.uint8)
                 prediction["masks"] = gathered["det_masks"][i][:n]
             targets.append(target)
             predictions.append(prediction)
