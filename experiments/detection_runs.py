@@ -2,6 +2,7 @@
 each trained once by its shipped config, their test metrics beside the bars they are meant to reach.
 
     python experiments/detection_runs.py [--runs localizer yolov1] [--workdir DIR] [--out FILE]
+    python experiments/detection_runs.py --runs yolov1 --keep-from experiments/results/detection_runs.json
     python experiments/detection_runs.py --smoke     # a few hundred canvases, one epoch per run
 
 Each run is one `cnn-jax train` command (printed) and is tested with its best checkpoint by
@@ -18,6 +19,10 @@ The table has one row per reported metric: the measured value, the bar (none whe
 none) and whether it is met; --smoke trains toy runs and judges nothing. A second table splits
 each detector's misses at IoU 0.5 into localisation and class (`error_breakdown`), and a note
 gives the mask AP that Mask R-CNN's 28x28 masks allow at best on these digits (`mask_ceiling`).
+
+--keep-from FILE takes the runs left out of --runs from an earlier results file of this script
+instead of training them: the table then holds all four, and a note names the runs taken, with
+the date and commit of the record they come from.
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ def mask_ceiling(run: Run, data_dir: str) -> dict[str, float]:
     from cnn_jax.metrics import coco_evaluate
     from cnn_jax.models import create_model
     from cnn_jax.models.rcnn import paste_masks, project_masks
+    from cnn_jax.ops import instance_masks
 
     config = (run.with_overrides(f"data.data_dir={data_dir}") if data_dir else run).load()
     data = create_input_pipeline(config.data, seed=0, batch_size=config.batch_size,
@@ -102,7 +108,7 @@ def mask_ceiling(run: Run, data_dir: str) -> dict[str, float]:
     for batch in data.eval_batches("test"):
         for i in np.flatnonzero(batch["mask"]):
             rows = np.flatnonzero(batch["box_mask"][i])
-            masks = (batch["instances"][i][None] == rows[:, None, None] + 1)
+            masks = instance_masks(batch["instances"][i], rows)
             boxes, labels = batch["boxes"][i][rows].astype(np.float32), batch["classes"][i][rows]
             pasted = np.asarray(round_trip(jnp.asarray(masks), jnp.asarray(boxes)))
             iou = (pasted & masks).sum((1, 2)) / np.maximum((pasted | masks).sum((1, 2)), 1)
@@ -110,6 +116,37 @@ def mask_ceiling(run: Run, data_dir: str) -> dict[str, float]:
             found.append({"boxes": boxes, "labels": labels, "scores": iou, "masks": pasted})
     stats = coco_evaluate(truth, found, iou_type="segm")
     return {"mask_AP": stats["AP"], "mask_AP50": stats["AP50"]}
+
+
+def kept_runs(path: str, names) -> tuple[dict, dict | None, str]:
+    """The summaries of the runs `names` (and Mask R-CNN's mask ceiling when it is one of them)
+    from an earlier results file of this script, and the note that says where they come from."""
+    import json
+
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        sys.exit(f"error: --keep-from {path}: cannot read it ({e}); give a results file written "
+                 "by experiments/detection_runs.py")
+    if record.get("experiment") != "detection_runs" or record.get("smoke"):
+        sys.exit(f"error: --keep-from {path} is not the results file of a full (not --smoke) "
+                 "run of experiments/detection_runs.py")
+    missing = [n for n in names if n not in record.get("runs", {})]
+    if missing:
+        sys.exit(f"error: --keep-from {path} has no run {', '.join(missing)}; add "
+                 f"{' '.join(missing)} to --runs to train them")
+    origin = {"file": str(path), "date": record["date"], "cnn_jax_commit": record["cnn_jax_commit"]}
+    # a run the earlier record had itself kept keeps the record it was trained in
+    runs = {n: {"kept_from": origin, **record["runs"][n]} for n in names}
+    ceiling = record.get("mask_ceiling") if "maskrcnn" in names else None
+    sources: dict[tuple, list[str]] = {}
+    for n, summary in runs.items():
+        source = summary["kept_from"]
+        sources.setdefault((source["file"], source["date"], source["cnn_jax_commit"]), []).append(n)
+    note = "Not trained in this sitting: " + "; ".join(
+        f"{', '.join(ns)}, whose rows and wall times are those of {f} of {d} at cnn_jax {c}"
+        for (f, d, c), ns in sources.items()) + "."
+    return runs, ceiling, note
 
 
 def breakdown_table(runs: dict) -> dict:
@@ -150,7 +187,16 @@ def metric_rows(label: str, config: str, summary: dict, metrics, smoke: bool) ->
 def main(argv=None) -> dict:
     parser = experiment_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--keep-from", default="",
+                        help="an earlier results file of this script: the runs not in --runs are "
+                             "taken from it, not trained")
     args = parser.parse_args(argv)
+    if args.keep_from and args.smoke:
+        parser.error("--keep-from takes full runs; --smoke trains every run at toy size")
+    kept, kept_ceiling, kept_note = {}, None, None
+    if args.keep_from:
+        kept, kept_ceiling, kept_note = kept_runs(
+            args.keep_from, [n for n in RUNS if n not in args.runs])
 
     env = print_header(TITLE, argv, __file__)
     note = ensure_dataset("mnist", args.data_dir, args.shared_data)
@@ -158,14 +204,18 @@ def main(argv=None) -> dict:
     print(f"data:     {note} (digit scenes are generated from it on first use)\nruns in:  {root}",
           flush=True)
     start = time.perf_counter()
-    rows, runs = [], {}
-    for name in [n for n in RUNS if n in args.runs]:
+    rows, runs, trained = [], {}, {}
+    for name in [n for n in RUNS if n in args.runs or n in kept]:
         label, config, metrics = RUNS[name]
-        overrides = smoke_overrides(config) if args.smoke else ()
-        runs[name] = train_run(Run(name, config, overrides), root, args.data_dir)
+        if name in kept:
+            runs[name] = kept[name]
+        else:
+            overrides = smoke_overrides(config) if args.smoke else ()
+            runs[name] = trained[name] = train_run(Run(name, config, overrides), root,
+                                                   args.data_dir)
         rows += metric_rows(label, config, runs[name], metrics, args.smoke)
-    ceiling = None
-    if "maskrcnn" in runs:
+    ceiling = kept_ceiling
+    if "maskrcnn" in trained:
         ceiling = mask_ceiling(Run("ceiling", RUNS["maskrcnn"][1], smoke_overrides(
             RUNS["maskrcnn"][1]) if args.smoke else ()), args.data_dir)
         print(f"mask AP of the ground truth's own 28x28 mask targets pasted back: "
@@ -178,7 +228,9 @@ def main(argv=None) -> dict:
     notes = ["Test = 2,000 canvases of MNIST test digits; the best checkpoint by validation "
              "localization_accuracy (localiser) or AP50 (detectors). AP is COCO's (IoU "
              "0.50:0.95), AP50 at IoU 0.5; mask AP from COCO's segm IoU.",
-             wall_note(total, runs)]
+             wall_note(total, trained)]
+    if kept_note:
+        notes.append(kept_note)
     if ceiling is not None:
         notes.insert(1, f"Mask AP's ceiling at Mask R-CNN's 28x28 mask resolution: the ground "
                         f"truth's boxes and classes with its own mask targets pasted back score "

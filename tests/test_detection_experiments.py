@@ -102,6 +102,43 @@ def test_detection_runs_smoke_overrides_keep_each_runs_own_scenes():
             "data.name=digit_scenes/train_size=256,test_size=64"
 
 
+def test_detection_runs_keep_from_takes_the_other_runs_and_says_whence(tmp_path):
+    module = script("detection_runs")
+    summary = {"name": "x", "results": {"test": {"AP50": 0.9}}, "wall_seconds": 60.0}
+    old = {"file": "older.json", "date": "2026-12-01 10:00:00 UTC", "cnn_jax_commit": "aaaaaaa"}
+    record = {"experiment": "detection_runs", "smoke": False, "date": "2026-12-05 22:41:54 UTC",
+              "cnn_jax_commit": "784f802", "mask_ceiling": {"mask_AP": 0.47, "mask_AP50": 0.93},
+              "runs": {"localizer": summary, "yolov1": summary,
+                       "fasterrcnn": {**summary, "kept_from": old}, "maskrcnn": summary}}
+    path = tmp_path / "detection_runs.json"
+    path.write_text(json.dumps(record))
+    runs, ceiling, note = module.kept_runs(str(path), ["localizer", "fasterrcnn", "maskrcnn"])
+    assert list(runs) == ["localizer", "fasterrcnn", "maskrcnn"]
+    assert runs["localizer"]["kept_from"]["cnn_jax_commit"] == "784f802"
+    assert runs["fasterrcnn"]["kept_from"] == old  # kept twice: still the record that trained it
+    assert ceiling == record["mask_ceiling"]
+    assert note == (f"Not trained in this sitting: localizer, maskrcnn, whose rows and wall times "
+                    f"are those of {path} of 2026-12-05 22:41:54 UTC at cnn_jax 784f802; "
+                    "fasterrcnn, whose rows and wall times are those of older.json of "
+                    "2026-12-01 10:00:00 UTC at cnn_jax aaaaaaa.")
+    assert module.kept_runs(str(path), ["localizer"])[1] is None  # no Mask R-CNN, no ceiling
+    with pytest.raises(SystemExit, match="add yolov1 to --runs"):
+        module.kept_runs(str(_without(path, tmp_path, "yolov1")), ["yolov1"])
+    path.write_text(json.dumps({**record, "smoke": True}))
+    with pytest.raises(SystemExit, match="not the results file of a full"):
+        module.kept_runs(str(path), ["localizer"])
+    with pytest.raises(SystemExit, match="cannot read it"):
+        module.kept_runs(str(tmp_path / "absent.json"), ["localizer"])
+
+
+def _without(path, tmp_path, name):
+    record = json.loads(path.read_text())
+    del record["runs"][name]
+    out = tmp_path / f"without_{name}.json"
+    out.write_text(json.dumps(record))
+    return out
+
+
 @pytest.mark.slow  # a few minutes on 2 cores (four detectors compile): CI runs it with -m slow
 def test_detection_runs_smoke_reports_each_metric_against_its_bar(small_data_dir, tmp_path, capsys):
     payload = smoke("detection_runs", small_data_dir, tmp_path)
