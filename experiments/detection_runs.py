@@ -62,6 +62,8 @@ RUNS = {
                  (("AP", "box AP", None), ("AP50", "box AP50", None), ("mask_AP", "mask AP", None),
                   ("mask_AP50", "mask AP50", None))),
 }
+# name: the run whose workdir initialises it (init.checkpoint), trained first
+PRETRAIN = {"yolov1": "configs/digits_yolov1.py:pretrain"}
 SMOKE_DATA = "train_size=256,test_size=64"  # options of the generated scenes in --smoke runs
 SMOKE = ("data.val_size=64", "num_epochs=1", "batch_size=16", "eval_batch_size=64")
 
@@ -116,6 +118,26 @@ def mask_ceiling(run: Run, data_dir: str) -> dict[str, float]:
             found.append({"boxes": boxes, "labels": labels, "scores": iou, "masks": pasted})
     stats = coco_evaluate(truth, found, iou_type="segm")
     return {"mask_AP": stats["AP"], "mask_AP50": stats["AP50"]}
+
+
+def train_with_pretraining(name: str, config: str, root, args) -> dict:
+    """Trains run `name` of `config`, after its pretraining run (PRETRAIN) when it has one, which
+    then initialises it; the summary's wall time is the two runs' together and `pretrain` holds
+    the first one's summary."""
+    pretrain = None
+    overrides = smoke_overrides(config) if args.smoke else ()
+    if name in PRETRAIN:
+        first = PRETRAIN[name]
+        pretrain = train_run(Run(f"{name}_pretrain", first,
+                                 smoke_overrides(first) if args.smoke else ()),
+                             root, args.data_dir)
+        overrides = (*overrides, f"init.checkpoint={pretrain['workdir']}")
+    summary = train_run(Run(name, config, overrides), root, args.data_dir)
+    if pretrain is not None:
+        summary = {**summary, "wall_seconds": round(pretrain["wall_seconds"]
+                                                    + summary["wall_seconds"], 1),
+                   "pretrain": pretrain}
+    return summary
 
 
 def kept_runs(path: str, names) -> tuple[dict, dict | None, str]:
@@ -210,9 +232,7 @@ def main(argv=None) -> dict:
         if name in kept:
             runs[name] = kept[name]
         else:
-            overrides = smoke_overrides(config) if args.smoke else ()
-            runs[name] = trained[name] = train_run(Run(name, config, overrides), root,
-                                                   args.data_dir)
+            runs[name] = trained[name] = train_with_pretraining(name, config, root, args)
         rows += metric_rows(label, config, runs[name], metrics, args.smoke)
     ceiling = kept_ceiling
     if "maskrcnn" in trained:

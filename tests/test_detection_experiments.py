@@ -32,6 +32,7 @@ BREAKDOWN_KEYS = {"found50", "found_class50", "top_class50"}  # error_breakdown 
 CONFIGS = {
     "digits_localizer.py": ("localization", "localizer_resnet18", "digit_scenes_single"),
     "digits_yolov1.py": ("detection", "yolov1_small", "digit_scenes/train_size=24000"),
+    "digits_yolov1.py:pretrain": ("classification", "yolov1_small_classifier", "digit_scenes_single"),
     "digits_retinanet.py:focal": ("detection", "retinanet_resnet18_fpn", "digit_scenes"),
     "digits_retinanet.py:bce": ("detection", "retinanet_resnet18_fpn", "digit_scenes"),
     "digits_fasterrcnn.py": ("detection", "fasterrcnn_resnet18_fpn", "digit_scenes/train_size=24000"),
@@ -69,6 +70,21 @@ def test_yolov1_config_trades_dropout_for_batch_norm_and_starts_from_small_weigh
     # YOLOv2's change (Redmon & Farhadi 2017 §2): BatchNorm on every convolution, dropout off.
     assert config.model.kwargs.batch_norm is True and config.model.kwargs.dropout_rate == 0.0
     assert 0 < config.data.augment.translate <= 0.2 and 0 < config.data.augment.zoom <= 0.2
+
+
+def test_yolov1_detects_from_the_convolutions_of_its_pretraining_stage():
+    import re
+
+    detect = load_config(f"{REPO_ROOT}/configs/digits_yolov1.py")
+    pretrain = load_config(f"{REPO_ROOT}/configs/digits_yolov1.py:pretrain")
+    # the workdir `cnn-jax train` gives the :pretrain stage when --workdir is left out
+    assert detect.init.checkpoint == "runs/digits_yolov1_pretrain"
+    for path, loaded in (("conv1/kernel", True), ("bn7/scale", True), ("fc1/kernel", False),
+                         ("fc2/bias", False), ("classifier/kernel", False)):
+        assert (re.search(detect.init.exclude_regex, path) is None) == loaded, path
+    assert detect.model.kwargs.batch_norm == pretrain.model.kwargs.batch_norm  # same layers
+    assert detect.model.kwargs.kernel_init == pretrain.model.kwargs.kernel_init
+    assert not pretrain.init.checkpoint
 
 
 def test_maskrcnn_and_fasterrcnn_share_everything_but_the_mask_head_the_scenes_and_the_epochs():
@@ -159,6 +175,9 @@ def test_detection_runs_smoke_reports_each_metric_against_its_bar(small_data_dir
         ("Mask R-CNN (ResNet-18-FPN)", "box AP50", "-", "-"),
         ("Mask R-CNN (ResNet-18-FPN)", "mask AP", "-", "-"),
         ("Mask R-CNN (ResNet-18-FPN)", "mask AP50", "-", "-")]
+    pretrain = payload["runs"]["yolov1"]["pretrain"]  # trained first, then loaded
+    assert "configs/digits_yolov1.py:pretrain" in pretrain["command"]
+    assert f"--config.init.checkpoint={pretrain['workdir']}" in payload["runs"]["yolov1"]["command"]
     for name, run in payload["runs"].items():
         test = run["results"]["test"]
         assert run["results"]["epochs"] == 1

@@ -222,6 +222,27 @@ def yolo_detect(
     }
 
 
+def conv_stack(module: nn.Module, x: jax.Array, train: bool) -> jax.Array:
+    """The convolutions ``module.convs`` of a YOLOv1 network (or of its pretraining classifier),
+    each with its leaky ReLU and, with ``module.batch_norm``, its BatchNorm, created in ``module``
+    (call it from its compact ``__call__``) as ``conv1``, ``bn1``, ``conv2``, ... so that both
+    networks name the same layers alike."""
+    index = 0
+    for layer in module.convs:
+        if layer == POOL:
+            x = layers.max_pool(x, 2, 2)
+            continue
+        kernel, features, stride = layer
+        index += 1
+        x = layers.Conv(features, kernel, strides=stride, padding=kernel // 2,
+                        use_bias=not module.batch_norm, kernel_init=module.kernel_init,
+                        dtype=module.dtype, conv_impl=module.conv_impl, name=f"conv{index}")(x)
+        if module.batch_norm:
+            x = layers.BatchNorm(dtype=module.dtype, name=f"bn{index}")(x, train=train)
+        x = jax.nn.leaky_relu(x, module.negative_slope)
+    return x
+
+
 class YOLOv1(nn.Module):
     """YOLOv1: convolutions, FC, FC to the S x S x (5 B + C) grid (module docstring).
 
@@ -262,19 +283,7 @@ class YOLOv1(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> dict[str, jax.Array]:
         x = jnp.asarray(x, self.dtype)
         image_size = x.shape[1:3]
-        index = 0
-        for layer in self.convs:
-            if layer == POOL:
-                x = layers.max_pool(x, 2, 2)
-                continue
-            kernel, features, stride = layer
-            index += 1
-            x = layers.Conv(features, kernel, strides=stride, padding=kernel // 2,
-                            use_bias=not self.batch_norm, kernel_init=self.kernel_init,
-                            dtype=self.dtype, conv_impl=self.conv_impl, name=f"conv{index}")(x)
-            if self.batch_norm:
-                x = layers.BatchNorm(dtype=self.dtype, name=f"bn{index}")(x, train=train)
-            x = jax.nn.leaky_relu(x, self.negative_slope)
+        x = conv_stack(self, x, train)
         x = x.reshape((x.shape[0], -1))
         x = nn.Dense(self.fc_features, kernel_init=layers.get_initializer(self.kernel_init),
                      dtype=self.dtype, name="fc1")(x)
@@ -305,6 +314,31 @@ class YOLOv1(nn.Module):
                            self.score_threshold, self.nms_iou, self.max_detections)
 
 
+class YOLOv1Classifier(nn.Module):
+    """The network YOLOv1's convolutions are pretrained in (§2.2: "the first 20 convolutional
+    layers ... followed by a average-pooling layer and a fully connected layer", trained on
+    ImageNet classification before detection): ``convs`` as in :class:`YOLOv1` (same layer names,
+    :func:`conv_stack`), global average pooling and one linear layer, ``classifier``, to
+    ``num_classes`` logits. A run of it initialises a YOLOv1 run with the same first convolutions
+    (``init.checkpoint``, with ``init.exclude_regex`` naming the layers either side has alone).
+    """
+
+    num_classes: int = 1000
+    convs: Sequence[ConvSpec | str] = YOLOV1_CONVS
+    negative_slope: float = 0.1
+    kernel_init: str | Callable = "he_normal"
+    batch_norm: bool = False
+    dtype: Any = jnp.float32
+    conv_impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        x = conv_stack(self, jnp.asarray(x, self.dtype), train)
+        x = jnp.mean(x, axis=(1, 2))
+        return nn.Dense(self.num_classes, kernel_init=layers.get_initializer("lecun_normal"),
+                        dtype=self.dtype, name="classifier")(x).astype(jnp.float32)
+
+
 _DESCRIPTION = ("YOLOv1 (Redmon et al. 2016 Fig. 3): 24 conv + 2 FC, S=7, B=2, C=20; "
                 "271,703,550 parameters")
 
@@ -324,3 +358,23 @@ def yolov1_small(num_classes: int = 10, **kwargs: Any) -> YOLOv1:
     """YOLOv1 reduced for 64x64x1 digit scenes on a CPU (module docstring): S = 8, FC 512."""
     defaults = dict(convs=SMALL_CONVS, fc_features=512, grid_size=8)
     return YOLOv1(num_classes=num_classes, **{**defaults, **kwargs})
+
+
+@register_model("yolov1_classifier", family="yolo", input_shape=(224, 224, 3),
+                test_input_shape=(64, 64, 3), num_classes=1000, task="classification",
+                description="YOLOv1's pretraining network (§2.2): its first 20 convolutions, "
+                            "average pooling, FC 1000")
+def yolov1_classifier(num_classes: int = 1000, **kwargs: Any) -> YOLOv1Classifier:
+    """The first 20 convolutions of Fig. 3 (through the second 1x1x512, 3x3x1024 pair), average
+    pooling and a linear classifier: what YOLOv1 pretrains on ImageNet at 224x224 (§2.2)."""
+    return YOLOv1Classifier(num_classes=num_classes, **{"convs": YOLOV1_CONVS[:24], **kwargs})
+
+
+@register_model("yolov1_small_classifier", family="yolo", input_shape=(64, 64, 1), num_classes=10,
+                task="classification",
+                description="yolov1_small's seven convolutions, average pooling, FC 10: its "
+                            "pretraining network")
+def yolov1_small_classifier(num_classes: int = 10, **kwargs: Any) -> YOLOv1Classifier:
+    """``yolov1_small``'s convolutions with average pooling and a linear classifier, to pretrain
+    them on digit classification as YOLOv1 pretrains its own on ImageNet (§2.2)."""
+    return YOLOv1Classifier(num_classes=num_classes, **{"convs": SMALL_CONVS, **kwargs})

@@ -58,6 +58,36 @@ def test_yolov1_small_has_seven_convolutions_an_8x8_grid_and_1906992_parameters(
 
 
 
+def test_yolov1_classifier_is_the_first_20_convolutions_average_pooling_and_fc_of_section_2_2():
+    spec = get_model_spec("yolov1_classifier")
+    assert (spec.input_shape, spec.num_classes, spec.task) == ((224, 224, 3), 1000, "classification")
+    rows = {r.name: r for r in summarize_model("yolov1_classifier").layers}
+    # at 224x224 (half of detection's 448) the last map is 7x7
+    assert [rows[f"conv{i}"].output_shape for i in range(19, 21)] == [(7, 7, 512), (7, 7, 1024)]
+    assert "conv21" not in rows and rows["classifier"].output_shape == (1000,)
+    # yolov1's convolutions less its last four (4 * 9,438,208), FC 1,024 * 1,000 + 1,000.
+    expected = 60_155_968 - 4 * 9_438_208 + 1_025_000
+    assert num_params(create_model("yolov1_classifier"), (224, 224, 3)) == expected == 23_428_136
+
+
+def test_yolov1_small_classifier_names_its_layers_as_yolov1_small_so_its_run_initialises_one():
+    x = jnp.zeros((1, 64, 64, 1))
+    kwargs = dict(batch_norm=True)
+    classifier = jax.eval_shape(create_model("yolov1_small_classifier", **kwargs).init,
+                                jax.random.key(0), x)
+    detector = jax.eval_shape(create_model("yolov1_small", **kwargs).init, jax.random.key(0), x)
+    shapes = lambda tree: {k: jax.tree.map(lambda a: a.shape, v) for k, v in tree.items()}
+    ours = shapes(classifier["params"])
+    assert ours.pop("classifier") == {"kernel": (128, 10), "bias": (10,)}
+    theirs = shapes(detector["params"])
+    assert set(theirs) - set(ours) == {"fc1", "fc2"}
+    assert ours == {k: theirs[k] for k in ours}  # conv1..7, bn1..7: the same arrays
+    assert shapes(classifier["batch_stats"]) == shapes(detector["batch_stats"])
+    logits = create_model("yolov1_small_classifier").apply(
+        jax.jit(create_model("yolov1_small_classifier").init)(jax.random.key(0), x), x)
+    assert logits.shape == (1, 10) and logits.dtype == jnp.float32
+
+
 def test_yolov1_small_with_batch_norm_has_bn_after_every_convolution_and_no_conv_biases():
     model = create_model("yolov1_small", batch_norm=True, dropout_rate=0.0)
     x = jnp.zeros((2, 64, 64, 1))
