@@ -130,7 +130,9 @@ def check_init_config(init_cfg: Any) -> None:
     source = Path(init_cfg.checkpoint).expanduser()
     formats = f"a cnn-jax run's --workdir or a torchvision weights file ({', '.join(TORCH_SUFFIXES)})"
     if not source.exists():
-        raise ConfigError(f"init.checkpoint={str(source)!r} does not exist: give {formats}")
+        raise ConfigError(f"init.checkpoint={str(source)!r} does not exist: give {formats}; a "
+                          f"config that names an earlier stage's run there needs that run "
+                          f"trained first (its header gives the command)")
     if source.is_dir() and not (source / "config.json").is_file():
         raise ConfigError(f"init.checkpoint={str(source)!r} is not a cnn-jax run (no config.json): give "
                           f"the --workdir of a `cnn-jax train` run (the folder holding config.json), or "

@@ -315,6 +315,8 @@ def test_check_init_config_rejects_bad_names_and_paths_without_reading_weights(t
         check_init_config(init_config(bias="gaussian"))
     with pytest.raises(ValueError, match=r"init\.checkpoint=.* does not exist"):
         check_init_config(init_config(checkpoint=str(tmp_path / "missing.safetensors")))
+    with pytest.raises(ValueError, match=r"needs that run trained first"):  # a later stage
+        check_init_config(init_config(checkpoint=str(tmp_path / "runs" / "stage1")))
 
 
 # --------------------------------------------------------------------------------------------
