@@ -222,28 +222,40 @@ def yolo_detect(
     }
 
 
-def conv_stack(module: nn.Module, x: jax.Array, train: bool) -> jax.Array:
-    """The convolutions ``module.convs`` of a YOLOv1 network (or of its pretraining classifier),
-    each with its leaky ReLU and, with ``module.batch_norm``, its BatchNorm, created in ``module``
-    (call it from its compact ``__call__``) as ``conv1``, ``bn1``, ``conv2``, ... so that both
-    networks name the same layers alike."""
-    index = 0
-    for layer in module.convs:
-        if layer == POOL:
-            x = layers.max_pool(x, 2, 2)
-            continue
-        kernel, features, stride = layer
-        index += 1
-        x = layers.Conv(features, kernel, strides=stride, padding=kernel // 2,
-                        use_bias=not module.batch_norm, kernel_init=module.kernel_init,
-                        dtype=module.dtype, conv_impl=module.conv_impl, name=f"conv{index}")(x)
-        if module.batch_norm:
-            x = layers.BatchNorm(dtype=module.dtype, name=f"bn{index}")(x, train=train)
-        x = jax.nn.leaky_relu(x, module.negative_slope)
-    return x
+class ConvTrunk(nn.Module):
+    """The convolutions of a YOLOv1 network and of its pretraining classifier, and the fields they
+    share: ``convs`` (``(kernel, filters, stride)`` or ``'M'`` for a 2x2 pool), each followed by
+    the leaky ReLU of ``negative_slope`` and, with ``batch_norm``, a BatchNorm before it (the conv
+    then has no bias); ``kernel_init``, ``dtype``, ``conv_impl`` of the convolutions. Both networks
+    name the layers ``conv1``, ``bn1``, ``conv2``, ... (:meth:`trunk`), so a run of one initialises
+    the other."""
+
+    convs: Sequence[ConvSpec | str] = YOLOV1_CONVS
+    negative_slope: float = 0.1
+    kernel_init: str | Callable = "he_normal"
+    batch_norm: bool = False
+    dtype: Any = jnp.float32
+    conv_impl: str = "auto"
+
+    def trunk(self, x: jax.Array, train: bool) -> jax.Array:
+        """``convs`` on ``x``; called from the subclass's compact ``__call__``."""
+        index = 0
+        for layer in self.convs:
+            if layer == POOL:
+                x = layers.max_pool(x, 2, 2)
+                continue
+            kernel, features, stride = layer
+            index += 1
+            x = layers.Conv(features, kernel, strides=stride, padding=kernel // 2,
+                            use_bias=not self.batch_norm, kernel_init=self.kernel_init,
+                            dtype=self.dtype, conv_impl=self.conv_impl, name=f"conv{index}")(x)
+            if self.batch_norm:
+                x = layers.BatchNorm(dtype=self.dtype, name=f"bn{index}")(x, train=train)
+            x = jax.nn.leaky_relu(x, self.negative_slope)
+        return x
 
 
-class YOLOv1(nn.Module):
+class YOLOv1(ConvTrunk):
     """YOLOv1: convolutions, FC, FC to the S x S x (5 B + C) grid (module docstring).
 
     Fields:
@@ -265,25 +277,19 @@ class YOLOv1(nn.Module):
     num_classes: int = 20
     grid_size: int = 7
     boxes_per_cell: int = 2
-    convs: Sequence[ConvSpec | str] = YOLOV1_CONVS
     fc_features: int = 4096
     dropout_rate: float = 0.5
-    negative_slope: float = 0.1
     lambda_coord: float = 5.0
     lambda_noobj: float = 0.5
     score_threshold: float = 0.05
     nms_iou: float = 0.5
     max_detections: int = 100
-    kernel_init: str | Callable = "he_normal"
-    batch_norm: bool = False
-    dtype: Any = jnp.float32
-    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> dict[str, jax.Array]:
         x = jnp.asarray(x, self.dtype)
         image_size = x.shape[1:3]
-        x = conv_stack(self, x, train)
+        x = self.trunk(x, train)
         x = x.reshape((x.shape[0], -1))
         x = nn.Dense(self.fc_features, kernel_init=layers.get_initializer(self.kernel_init),
                      dtype=self.dtype, name="fc1")(x)
@@ -314,26 +320,20 @@ class YOLOv1(nn.Module):
                            self.score_threshold, self.nms_iou, self.max_detections)
 
 
-class YOLOv1Classifier(nn.Module):
+class YOLOv1Classifier(ConvTrunk):
     """The network YOLOv1's convolutions are pretrained in (§2.2: "the first 20 convolutional
     layers ... followed by a average-pooling layer and a fully connected layer", trained on
     ImageNet classification before detection): ``convs`` as in :class:`YOLOv1` (same layer names,
-    :func:`conv_stack`), global average pooling and one linear layer, ``classifier``, to
+    :class:`ConvTrunk`), global average pooling and one linear layer, ``classifier``, to
     ``num_classes`` logits. A run of it initialises a YOLOv1 run with the same first convolutions
     (``init.checkpoint``, with ``init.exclude_regex`` naming the layers either side has alone).
     """
 
     num_classes: int = 1000
-    convs: Sequence[ConvSpec | str] = YOLOV1_CONVS
-    negative_slope: float = 0.1
-    kernel_init: str | Callable = "he_normal"
-    batch_norm: bool = False
-    dtype: Any = jnp.float32
-    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x = conv_stack(self, jnp.asarray(x, self.dtype), train)
+        x = self.trunk(jnp.asarray(x, self.dtype), train)
         x = jnp.mean(x, axis=(1, 2))
         return nn.Dense(self.num_classes, kernel_init=layers.get_initializer("lecun_normal"),
                         dtype=self.dtype, name="classifier")(x).astype(jnp.float32)
