@@ -22,9 +22,7 @@ translation of up to 20% of the image. Here (ours):
     10) classifies the one digit of `digit_scenes_single` canvases (11,000 training, 1,000
     validation), 4 epochs; the best checkpoint by validation accuracy is kept;
   * detect: every convolution and BatchNorm loaded from the pretraining run (`init.checkpoint`,
-    the workdir above; the FC layers start fresh, `init.exclude_regex`), a first FC layer of
-    2,048 units (the model's default is 512; the paper's 4,096 are 2.8 times its 1,470 outputs,
-    2,048 are 1.6 times the small grid's 1,280), 40 epochs.
+    the workdir above; the FC layers start fresh, `init.exclude_regex`), 40 epochs.
 Both: BatchNorm after every convolution (YOLOv2's first change, Redmon & Farhadi 2017 §2; the
 model's `batch_norm`), no dropout, LeCun-normal initial weights (He-normal weights through the
 nine leaky-ReLU layers of the network without BatchNorm start it with outputs so large that it
@@ -69,7 +67,6 @@ def get_config(arg="detect"):
     c.model.name = "yolov1_small"
     _common(c)
     c.model.kwargs.dropout_rate = 0.0  # ... which lets dropout go (Redmon & Farhadi 2017 §2)
-    c.model.kwargs.fc_features = 2048
     c.num_epochs = 40
     c.init.checkpoint = PRETRAIN_WORKDIR
     c.init.exclude_regex = "^(fc1|fc2|classifier)/"
