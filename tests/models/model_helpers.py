@@ -18,7 +18,7 @@ SLOW_TWINS = {
     "resnet34", "resnet101", "resnet152", "resnet32", "resnet44", "resnet56", "resnet110",
     "densenet169", "densenet201", "densenet264", "mobilenet_v1_075", "mobilenet_v1_050",
     "fcn32s", "fcn16s", "fcn_resnet50", "yolov1", "localizer_alexnet", "c3d", "saliency_resnet50",
-    "tcn_pmnist", "vgg11_lrn", "alexnet_lrn", "vgg16_c", "localizer_resnet20",
+    "tcn_pmnist", "vgg11_lrn", "vgg11_bn", "alexnet_lrn", "vgg16_c", "localizer_resnet20",
     # the ResNet-50 detectors: the same heads as their ResNet-18 digit variants, on the backbone
     # the resnet family tests
     "retinanet_resnet50_fpn", "fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn",

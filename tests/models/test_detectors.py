@@ -126,7 +126,7 @@ def test_focal_loss_is_normalised_by_the_foreground_anchors_and_gamma_0_is_balan
              "classes": np.array([[1, 0]], np.int32), "box_mask": np.array([[True, False]])}
     for gamma, expected in ((2.0, 0.625), (0.0, 2.5)):
         model = RetinaNet(num_classes=2, focal_gamma=gamma)
-        _, parts = model.loss(outputs, batch)
+        _, parts = jax.jit(model.loss)(outputs, batch)
         assert float(parts["classification"]) == pytest.approx(expected * math.log(2), rel=1e-6)
         assert float(parts["bbox_regression"]) == 0.0  # anchor 0 is the box: zero deltas
     # A padded example (mask False) does not count.
@@ -134,7 +134,7 @@ def test_focal_loss_is_normalised_by_the_foreground_anchors_and_gamma_0_is_balan
     batch2 = {k: np.concatenate([v, v]) for k, v in batch.items()}
     batch2["classes"] = np.array([[1, 0], [0, 0]], np.int32)
     batch2["mask"] = np.array([True, False])
-    assert float(RetinaNet(num_classes=2).loss(two, batch2)[1]["classification"]) == (
+    assert float(jax.jit(RetinaNet(num_classes=2).loss)(two, batch2)[1]["classification"]) == (
         pytest.approx(0.625 * math.log(2), rel=1e-6))
 
 

@@ -119,9 +119,9 @@ def test_saliency_map_starts_at_the_prior_probability(name, kwargs):
     # logit(pi), so every pixel's sigmoid starts near pi whatever the image.
     model = create_model(name, **kwargs)
     x = jax.random.normal(jax.random.key(0), (2, 64, 64, 3))
-    variables = model.init(jax.random.key(1), x)
+    variables = jax.jit(model.init)(jax.random.key(1), x)
     bias = variables["params"]["saliency_conv"]["bias"]
     np.testing.assert_allclose(bias, np.log(0.01 / 0.99), rtol=1e-6)
-    probabilities = jax.nn.sigmoid(model.apply(variables, x))
+    probabilities = jax.nn.sigmoid(jax.jit(model.apply)(variables, x))
     assert probabilities.shape == (2, 64, 64)
     assert float(jnp.max(jnp.abs(probabilities - 0.01))) < 0.005

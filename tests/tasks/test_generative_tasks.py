@@ -46,8 +46,10 @@ def _config(data_dir, task, model, **extra):
     return c
 
 
-@pytest.mark.parametrize("task, model, watched", [("vae", "vae", "elbo"), ("gan", "dcgan", "d_loss"),
-                                                  ("reconstruction", "autoencoder", "loss")])
+@pytest.mark.parametrize("task, model, watched", [
+    pytest.param("vae", "vae", "elbo", marks=pytest.mark.slow),
+    pytest.param("gan", "dcgan", "d_loss", marks=pytest.mark.slow),
+    ("reconstruction", "autoencoder", "loss")])
 def test_generative_runs_train_in_the_trainer_and_write_samples(mnist_data_dir, tmp_path, task, model, watched):
     results = train_and_evaluate(_config(mnist_data_dir, task, model), tmp_path)
     assert results["status"] == "finished" and results["steps"] == 4

@@ -29,6 +29,7 @@ def runs(mnist_data_dir, tmp_path_factory):
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow
 def test_sharded_kernels_take_a_quarter_of_the_bytes_per_device(runs):
     replicated, sharded = runs["replicated"]["bytes_per_device"], runs["sharded"]["bytes_per_device"]
     saved = (FC6 + FC7) * 3 // 4  # each device keeps 1/4 of both kernels
@@ -39,6 +40,7 @@ def test_sharded_kernels_take_a_quarter_of_the_bytes_per_device(runs):
     assert "sharded over 'model' (4 devices): classifier_0/kernel, classifier_3/kernel" in runs["sharded"]["log"]
 
 
+@pytest.mark.slow
 def test_sharded_training_equals_replicated_training(runs):
     a, b = runs["replicated"], runs["sharded"]
     # The sharded matmuls sum their partial products in another order: float32 rounding only. A

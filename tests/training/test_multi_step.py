@@ -143,6 +143,7 @@ def test_calls_end_at_multiples_of_k_and_where_the_loop_looks_and_the_first_step
     assert sizes(10, 14)[:2] == [(11, 1), (12, 1)]
 
 
+@pytest.mark.slow
 def test_the_trainer_runs_several_steps_per_call_with_the_results_of_one_step_per_call(mnist_data_dir, tmp_path):
     import json
 

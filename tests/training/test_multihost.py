@@ -121,6 +121,7 @@ def two_processes(mnist_data_dir, tmp_path_factory) -> tuple[Path, list]:
     return workdir, results
 
 
+@pytest.mark.slow
 def test_two_processes_of_four_devices_train_like_one_process_of_eight(one_process, two_processes, capsys):
     workdir, results = two_processes
     assert "8 x cpu in 2 process(es)" in results[1][2]
@@ -143,6 +144,7 @@ def test_two_processes_of_four_devices_train_like_one_process_of_eight(one_proce
     assert _max_diff(final_one["opt_state"], final_two["opt_state"]) < TOLERANCE
 
 
+@pytest.mark.slow
 def test_only_process_zero_writes_results_and_metrics(two_processes):
     workdir, results = two_processes
     assert _printed_json(results[0][1])["status"] == "finished" and _printed_json(results[1][1]) is None
@@ -168,6 +170,7 @@ def killed_run(mnist_data_dir, tmp_path_factory):
     return workdir, code, err, waited
 
 
+@pytest.mark.slow
 def test_a_killed_process_stops_the_other_within_the_timeout_with_one_line(killed_run, capsys):
     workdir, code, err, waited = killed_run
     with capsys.disabled():

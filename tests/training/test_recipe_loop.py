@@ -63,6 +63,7 @@ def test_ema_parameters_are_checkpointed_and_evaluated(mnist_data_dir, tmp_path)
     assert evaluated["accuracy"] == pytest.approx(results["test_final"]["accuracy"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_trains_like_the_whole_batch(mnist_data_dir, tmp_path):
     whole = small_config(mnist_data_dir, num_epochs=1)
     accumulated = small_config(mnist_data_dir, num_epochs=1, **{"optimizer.grad_accum_steps": 4})
@@ -102,6 +103,7 @@ def test_frozen_layers_keep_their_initial_values_bitwise(mnist_data_dir, tmp_pat
     assert not np.array_equal(np.asarray(trained["output"]["kernel"]), np.asarray(initial.params["output"]["kernel"]))
 
 
+@pytest.mark.slow
 def test_mixup_and_distortions_train_through_the_trainer(mnist_data_dir, tmp_path):
     config = small_config(mnist_data_dir, num_epochs=1, **{
         "data.augment.mixup_alpha": 0.4, "data.augment.rotation": 10.0, "data.augment.elastic_alpha": 34.0})
@@ -117,6 +119,7 @@ def test_mixup_and_distortions_train_through_the_trainer(mnist_data_dir, tmp_pat
     assert mixed["test"]["accuracy"] > 0.6 and plain["test"]["accuracy"] > 0.6
 
 
+@pytest.mark.slow
 def test_a_run_starts_from_another_runs_weights_with_a_fresh_head(mnist_data_dir, tmp_path):
     source = train_and_evaluate(small_config(mnist_data_dir, num_epochs=1), tmp_path / "source")
     # lr 1e-6: the first epoch hardly moves the loaded weights, so validation starts where the

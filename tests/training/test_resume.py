@@ -60,6 +60,7 @@ def uninterrupted(mnist_data_dir, tmp_path_factory):
     return _final_params(workdir)
 
 
+@pytest.mark.slow
 def test_run_killed_with_sigkill_resumes_to_the_same_parameters(mnist_data_dir, tmp_path, uninterrupted):
     cmd = _command(mnist_data_dir, tmp_path)
     killed = _start_and_interrupt(cmd, tmp_path, signal.SIGKILL, after_step=8)
@@ -72,6 +73,7 @@ def test_run_killed_with_sigkill_resumes_to_the_same_parameters(mnist_data_dir, 
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_current_step_exits_zero_and_resumes(mnist_data_dir, tmp_path, uninterrupted):
     cmd = _command(mnist_data_dir, tmp_path)
     stopped = _start_and_interrupt(cmd, tmp_path, signal.SIGTERM, after_step=8)

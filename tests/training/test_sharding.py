@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # 8 devices in a subprocess, about 20 s on 2 cores
+
 
 @pytest.fixture(scope="module")
 def sharded_vs_single():
