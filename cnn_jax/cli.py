@@ -2,7 +2,7 @@
 
     cnn-jax train --config configs/mnist_lenet5.py --workdir runs/x --config.optimizer.lr=0.05
     cnn-jax train --config configs/cifar10_resnet.py:56      # a config file's variant (get_config(arg))
-    cnn-jax eval --workdir runs/x [--split test|val] [--checkpoint best|latest]
+    cnn-jax eval --workdir runs/x [--split test|val|train] [--checkpoint best|latest]
     cnn-jax predict --workdir runs/x image.png ...     # top-5 classes, or a PNG overlay per image
     cnn-jax report --workdir runs/x                    # runs/x/report/index.html and its PNGs
     cnn-jax data import mnist --from PATH [--data_dir DIR]
@@ -84,7 +84,9 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="the task's metrics of a run's best (or latest) checkpoint")
     e.add_argument("--workdir", required=True)
-    e.add_argument("--split", default="test", choices=("test", "val"))
+    e.add_argument("--split", default="test", choices=("test", "val", "train"),
+                   help="train: the training examples (those the validation split leaves), "
+                        "without augmentation, to set beside val and test")
     e.add_argument("--checkpoint", default="best", choices=("best", "latest"))
     _add_distributed_flags(e)
 

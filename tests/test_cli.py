@@ -92,6 +92,9 @@ def test_train_then_eval_through_the_cli(mnist_data_dir, tmp_path, capsys):
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["split"] == "val" and evaluated["count"] == 1024
     assert evaluated["accuracy"] == pytest.approx(results["val_best_accuracy"], abs=1e-6)
+    assert main(["eval", "--workdir", str(workdir), "--split", "train"]) == 0
+    trained_on = json.loads(capsys.readouterr().out)
+    assert trained_on["split"] == "train" and trained_on["count"] == 4096 - 1024
 
 
 def test_predict_prints_the_top_five_classes_the_run_gives_an_image_file(mnist_data_dir, tmp_path, capsys):

@@ -273,15 +273,20 @@ class InputPipeline:
         return self._iterate(self._train_dataset(epoch).slice(slice(start_step, None)))
 
     def eval_batches(self, split: str) -> Iterator[dict[str, np.ndarray]]:
-        """All of 'val' or 'test' once, in order: {'image', 'label', 'mask'}; padding has mask False."""
+        """All of 'val', 'test' or 'train' once, in order, as evaluation sees them (no augmentation):
+        {'image', 'label', 'mask'}; padding has mask False. 'train' is the training examples left
+        after the validation split, in their stored order (a model scored on them and on 'val'
+        shows whether it under- or over-fits)."""
         if split == "val":
             if self._val is None:
                 raise ValueError("this pipeline has no validation split (data.val_size=0)")
             source = self._val
         elif split == "test":
             source = self._test
+        elif split == "train":
+            source = self._train
         else:
-            raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
         if isinstance(source, PhotoSource):
             return self._iterate(self._photo_eval_dataset(source))
         batches = EvalBatches(source, self.eval_batch_size, self.local_eval_batch_size,

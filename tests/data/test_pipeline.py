@@ -134,6 +134,19 @@ def test_validation_split_is_disjoint_from_train_and_fixed_by_split_seed_alone(m
     assert not seen & {x.tobytes() for x in mnist_small["x_train"][val][..., None]}
 
 
+def test_train_split_evaluates_the_training_examples_once_in_order_unaugmented(mnist_small_dir,
+                                                                                mnist_small):
+    pipe = make(mnist_small_dir, augment={"random_crop_padding": 4, "horizontal_flip": True})
+    train, _ = split_train_val(600, 100, split_seed=0)
+    batches = list(pipe.eval_batches("train"))
+    images = np.concatenate([b["image"][b["mask"]] for b in batches])
+    assert np.array_equal(images[..., 0], mnist_small["x_train"][np.sort(train)])
+    labels = np.concatenate([b["label"][b["mask"]] for b in batches])
+    assert np.array_equal(labels, mnist_small["y_train"][np.sort(train)])
+    with pytest.raises(ValueError, match="split must be 'train', 'val' or 'test'"):
+        pipe.eval_batches("training")
+
+
 def test_eval_batches_pad_the_last_batch_and_mask_the_padding(mnist_small_dir, mnist_small):
     batches = list(make(mnist_small_dir, eval_batch_size=64).eval_batches("test"))
     assert len(batches) == 4  # 200 = 3 x 64 + 8
