@@ -76,7 +76,10 @@ def test_yolov1_small_classifier_names_its_layers_as_yolov1_small_so_its_run_ini
     classifier = jax.eval_shape(create_model("yolov1_small_classifier", **kwargs).init,
                                 jax.random.key(0), x)
     detector = jax.eval_shape(create_model("yolov1_small", **kwargs).init, jax.random.key(0), x)
-    shapes = lambda tree: {k: jax.tree.map(lambda a: a.shape, v) for k, v in tree.items()}
+
+    def shapes(tree):
+        return {k: jax.tree.map(lambda a: a.shape, v) for k, v in tree.items()}
+
     ours = shapes(classifier["params"])
     assert ours.pop("classifier") == {"kernel": (128, 10), "bias": (10,)}
     theirs = shapes(detector["params"])
