@@ -255,7 +255,7 @@ class TCN(nn.Module):
 
 # yolov1_small's convolutions (cnn_jax.models.yolo.SMALL_CONVS): (kernel, filters, stride), "M" a pool
 YOLOV1_SMALL_CONVS = ((3, 16, 1), "M", (3, 32, 1), "M", (1, 16, 1), (3, 64, 1), "M", (1, 32, 1),
-                      (3, 128, 1), (3, 128, 2))
+                      (3, 128, 1))
 
 
 class YOLOv1(nn.Module):

@@ -53,12 +53,13 @@ Decoding (:meth:`YOLOv1.detect`, §2 "at test time"): class-specific confidence
 (:func:`cnn_jax.ops.batched_nms`, IoU above ``nms_iou`` suppressed), the best
 ``max_detections`` returned with fixed shapes.
 
-``yolov1_small`` is the same design for 64x64x1 digit scenes on a CPU (C = 10): seven
-convolutions (3x3x16, maxpool, 3x3x32, maxpool, 1x1x16, 3x3x64, maxpool, 1x1x32, 3x3x128,
-3x3x128-s-2: maps of 64, 32, 16, 8 and 4 pixels), FC 512, FC 8x8x20 (S = 8, B = 2); 1,906,992
-parameters. S = 8 (8-pixel cells) rather than 4: the scenes' digits are 16 to 40 pixels tall and
-may overlap up to IoU 0.3, so 16-pixel cells would often hold two digits' centres, of which only
-one can be detected there.
+``yolov1_small`` is the same design for 64x64x1 digit scenes on a CPU (C = 10): six
+convolutions (3x3x16, maxpool, 3x3x32, maxpool, 1x1x16, 3x3x64, maxpool, 1x1x32, 3x3x128: maps
+of 64, 32, 16 and 8 pixels), FC 512, FC 8x8x20 (S = 8, B = 2); 4,905,136 parameters. S = 8
+(8-pixel cells) rather than 4: the scenes' digits are 16 to 40 pixels tall and may overlap up to
+IoU 0.3, so 16-pixel cells would often hold two digits' centres, of which only one can be
+detected there. The last map is the grid's size, as Fig. 3's 7x7 map is for S = 7, so FC 512
+reads one 128-vector per cell.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ SMALL_CONVS: tuple[ConvSpec | str, ...] = (
     (3, 16, 1), POOL,
     (3, 32, 1), POOL,
     (1, 16, 1), (3, 64, 1), POOL,
-    (1, 32, 1), (3, 128, 1), (3, 128, 2),
+    (1, 32, 1), (3, 128, 1),
 )
 BOX_FIELDS = 5  # x, y, sqrt(w), sqrt(h), confidence
 
@@ -352,8 +353,8 @@ def yolov1(num_classes: int = 20, **kwargs: Any) -> YOLOv1:
 
 @register_model("yolov1_small", family="yolo", input_shape=(64, 64, 1), num_classes=10,
                 task="detection",
-                description="YOLOv1 for 64x64x1 digit scenes: 7 conv + 2 FC, S=8, B=2, C=10; "
-                            "1,906,992 parameters")
+                description="YOLOv1 for 64x64x1 digit scenes: 6 conv + 2 FC, S=8, B=2, C=10; "
+                            "4,905,136 parameters")
 def yolov1_small(num_classes: int = 10, **kwargs: Any) -> YOLOv1:
     """YOLOv1 reduced for 64x64x1 digit scenes on a CPU (module docstring): S = 8, FC 512."""
     defaults = dict(convs=SMALL_CONVS, fc_features=512, grid_size=8)
@@ -372,7 +373,7 @@ def yolov1_classifier(num_classes: int = 1000, **kwargs: Any) -> YOLOv1Classifie
 
 @register_model("yolov1_small_classifier", family="yolo", input_shape=(64, 64, 1), num_classes=10,
                 task="classification",
-                description="yolov1_small's seven convolutions, average pooling, FC 10: its "
+                description="yolov1_small's six convolutions, average pooling, FC 10: its "
                             "pretraining network")
 def yolov1_small_classifier(num_classes: int = 10, **kwargs: Any) -> YOLOv1Classifier:
     """``yolov1_small``'s convolutions with average pooling and a linear classifier, to pretrain

@@ -44,18 +44,17 @@ def test_yolov1_has_271703550_parameters():
     assert num_params(create_model("yolov1"), (64, 64, 3)) == 60_155_968 + 4_198_400 + 6_022_590
 
 
-def test_yolov1_small_has_seven_convolutions_an_8x8_grid_and_1906992_parameters():
+def test_yolov1_small_has_six_convolutions_ending_on_the_8x8_grid_and_4905136_parameters():
     spec = get_model_spec("yolov1_small")
     assert (spec.input_shape, spec.num_classes, spec.task) == ((64, 64, 1), 10, "detection")
     rows = {r.name: r for r in summarize_model("yolov1_small").layers}
-    assert [rows[f"conv{i}"].output_shape for i in range(1, 8)] == [
-        (64, 64, 16), (32, 32, 32), (16, 16, 16), (16, 16, 64), (8, 8, 32), (8, 8, 128),
-        (4, 4, 128)]
-    assert "conv8" not in rows and rows["fc2"].output_shape == (8 * 8 * 20,)
-    # 160 + 4,640 + 528 + 9,280 + 2,080 + 36,992 + 147,584 convolutions, FC 2,048 -> 512,
+    assert [rows[f"conv{i}"].output_shape for i in range(1, 7)] == [
+        (64, 64, 16), (32, 32, 32), (16, 16, 16), (16, 16, 64), (8, 8, 32), (8, 8, 128)]
+    assert "conv7" not in rows and rows["fc2"].output_shape == (8 * 8 * 20,)
+    # 160 + 4,640 + 528 + 9,280 + 2,080 + 36,992 convolutions, FC 8 * 8 * 128 = 8,192 -> 512,
     # FC 512 -> 1,280.
-    assert num_params(create_model("yolov1_small"), (64, 64, 1)) == 201_264 + 1_049_088 + 656_640
-
+    assert num_params(create_model("yolov1_small"), (64, 64, 1)) == 53_680 + 4_194_816 + 656_640
+    assert num_params(create_model("yolov1_small"), (64, 64, 1)) == 4_905_136
 
 
 def test_yolov1_classifier_is_the_first_20_convolutions_average_pooling_and_fc_of_section_2_2():
@@ -94,12 +93,12 @@ def test_yolov1_small_classifier_names_its_layers_as_yolov1_small_so_its_run_ini
 def test_yolov1_small_with_batch_norm_has_bn_after_every_convolution_and_no_conv_biases():
     model = create_model("yolov1_small", batch_norm=True, dropout_rate=0.0)
     variables = filled_variables(model, (64, 64, 1))  # BN: running mean 0, variance 1
-    widths = [16, 32, 16, 64, 32, 128, 128]
-    assert all("bias" not in variables["params"][f"conv{i}"] for i in range(1, 8))
-    assert [variables["batch_stats"][f"bn{i}"]["mean"].shape for i in range(1, 8)] == [
+    widths = [16, 32, 16, 64, 32, 128]
+    assert all("bias" not in variables["params"][f"conv{i}"] for i in range(1, 7))
+    assert [variables["batch_stats"][f"bn{i}"]["mean"].shape for i in range(1, 7)] == [
         (w,) for w in widths]
-    # The conv biases (416 numbers) go, BN's scale and shift (2 * 416) come.
-    assert num_params(model, (64, 64, 1)) == 1_906_992 - 416 + 2 * 416
+    # The conv biases (288 numbers) go, BN's scale and shift (2 * 288) come.
+    assert num_params(model, (64, 64, 1)) == 4_905_136 - 288 + 2 * 288
     rng = np.random.default_rng(0)
     images = jnp.asarray(rng.uniform(size=(2, 64, 64, 1)), jnp.float32)
     apply = jax.jit(lambda batch, train: model.apply(variables, batch, train=train,
