@@ -30,7 +30,8 @@ settles on predicting the mean), Adam with a one-epoch linear warm-up and a cosi
 1e-3 (pretrain) and 3e-3 (detect), random translation and zoom of up to 10% (boxes move with the
 image; digits that leave it are clipped or dropped), batch 64. Detection evaluates and tests an
 exponential moving average of the weights (decay 0.999; Polyak & Juditsky 1992), keeps
-class-specific confidences C * p(c) above 0.05, NMS at IoU 0.5 per class. The best checkpoint by validation AP50 is tested.
+class-specific confidences C * p(c) above 0.05, NMS at IoU 0.5 per class. The best checkpoint by
+validation AP50 is tested.
 Data: `cnn-jax data import mnist --from mnist.npz`; the scenes are generated on first use.
 """
 
